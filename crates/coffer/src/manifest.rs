@@ -1,0 +1,383 @@
+//! The manifest: pure data describing one archive.
+//!
+//! A manifest is loaded from and saved to bytes; it never touches storage.
+//! It is written last, so an archive without `manifest.json` does not exist.
+//! [`Manifest::from_bytes`] validates strictly: an unknown format version, a
+//! path outside the archive or a malformed checksum is rejected.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The name of the manifest object at the root of every archive.
+pub const MANIFEST: &str = "manifest.json";
+/// The name of the checksum list, readable by `sha256sum -c`.
+pub const SHA256SUMS: &str = "SHA256SUMS";
+/// The only archive format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The value of the `format` field, to recognise a coffer manifest.
+pub const FORMAT_NAME: &str = "coffer-archive";
+
+/// What an archive was made by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveKind {
+    /// An exact full snapshot of a whole database (`coffer backup`).
+    Backup,
+    /// Portable snapshot of chosen tables (`coffer export`).
+    Export,
+    /// A collection's full backup.
+    Full,
+    /// A collection's incremental backup.
+    Incremental,
+}
+
+/// The data file format of an archive's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    /// Apache Parquet (the default).
+    #[default]
+    Parquet,
+    /// RFC 4180 CSV with a header row.
+    Csv,
+}
+
+/// The engine-neutral type of a column's values in the data files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogicalType {
+    /// 64-bit signed integer (Parquet INT64).
+    Int64,
+    /// IEEE 754 double (Parquet DOUBLE).
+    Float64,
+    /// UTF-8 text (Parquet BYTE_ARRAY, UTF8).
+    Utf8,
+    /// Bytes (Parquet BYTE_ARRAY).
+    Binary,
+}
+
+/// Where the tool that wrote an archive came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    /// Always `coffer`.
+    pub name: String,
+    /// The tool's version.
+    pub version: String,
+}
+
+/// The database an archive was taken from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// Engine name, e.g. `sqlite`.
+    pub engine: String,
+    /// Engine version, e.g. `3.50.2`.
+    pub engine_version: String,
+    /// The database's name (a file name for SQLite), never credentials.
+    pub database: String,
+}
+
+/// One schema object with its native DDL, in creation order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaObject {
+    /// `table`, `index`, `view`, `trigger` (engine-native kinds).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// The table it belongs to (itself for tables).
+    pub table: String,
+    /// The native DDL that re-creates it.
+    pub sql: String,
+}
+
+/// One column of a table's neutral schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Type of the values in the data files.
+    #[serde(rename = "type")]
+    pub logical_type: LogicalType,
+    /// The type as declared in the source (may be empty).
+    pub declared_type: String,
+    /// Whether the source allows NULL.
+    pub nullable: bool,
+}
+
+/// One stored file with its size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Path relative to the archive root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the contents.
+    pub sha256: String,
+}
+
+/// One data file of a table, with the side file of its misfit values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// The data file.
+    #[serde(flatten)]
+    pub file: FileRef,
+    /// Rows in this part.
+    pub rows: u64,
+    /// Values that did not fit their column's logical type, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misfits: Option<FileRef>,
+}
+
+/// One table: neutral schema, row count and data files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    /// Table name in the source.
+    pub name: String,
+    /// Engine-native kind: `table`, `virtual` or `internal` (for SQLite's
+    /// `sqlite_sequence` and `sqlite_stat*`).
+    #[serde(default = "default_table_kind")]
+    pub kind: String,
+    /// Columns as stored in the data files, in order. May include a rowid
+    /// column (see `rowid_column`).
+    pub columns: Vec<Column>,
+    /// Primary key column names, in key order (empty when none).
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    /// The data column that carries the row's hidden identity (SQLite's
+    /// rowid) when it is not one of the declared columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rowid_column: Option<String>,
+    /// Rows in the table at the backup point.
+    pub rows: u64,
+    /// Data files in row order.
+    pub parts: Vec<Part>,
+}
+
+fn default_table_kind() -> String {
+    "table".to_string()
+}
+
+/// The whole manifest of an archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// Always [`FORMAT_VERSION`] for archives this build writes.
+    pub format_version: u32,
+    /// What wrote it.
+    pub tool: Tool,
+    /// What the archive is.
+    pub kind: ArchiveKind,
+    /// The data file format.
+    #[serde(default)]
+    pub data_format: DataFormat,
+    /// When the archive was committed (RFC 3339, UTC).
+    pub created_at: String,
+    /// The consistent moment the data represents (RFC 3339, UTC).
+    pub backup_point: String,
+    /// The archive this one builds on (incrementals only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Where the data came from.
+    pub source: Source,
+    /// Engine-specific settings (page size, user version, ...).
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Every schema object with native DDL, in creation order.
+    pub objects: Vec<SchemaObject>,
+    /// Every table with data in the archive.
+    pub tables: Vec<Table>,
+    /// SHA-256 of this manifest serialized without this field, so that an
+    /// edited manifest is detected. Set by [`Manifest::seal`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+impl Manifest {
+    /// Compute and set [`Manifest::checksum`]; call just before saving.
+    pub fn seal(&mut self) {
+        self.checksum = None;
+        self.checksum = Some(self.own_checksum());
+    }
+
+    fn own_checksum(&self) -> String {
+        use sha2::Digest;
+        let unsealed = Manifest {
+            checksum: None,
+            ..self.clone()
+        };
+        hex::encode(sha2::Sha256::digest(unsealed.to_bytes()))
+    }
+
+    /// Serialize to pretty JSON.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Parse and validate a manifest read from `origin` (named in errors).
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Manifest> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+            Error::corrupt(format!(
+                "{origin} is not a valid coffer manifest ({e}); the archive is damaged"
+            ))
+        })?;
+        match &m.checksum {
+            Some(sum) if *sum == m.own_checksum() => {}
+            _ => {
+                return Err(Error::corrupt(format!(
+                    "{origin} has been modified or damaged: its checksum does not match its contents; restore from another copy of the archive"
+                )));
+            }
+        }
+        m.validate(origin)?;
+        Ok(m)
+    }
+
+    /// Check the invariants a reader relies on.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        if self.format != FORMAT_NAME {
+            return Err(Error::corrupt(format!(
+                "{origin} is not a coffer manifest (format is '{}')",
+                self.format
+            )));
+        }
+        if self.format_version != FORMAT_VERSION {
+            return Err(Error::invalid(format!(
+                "{origin} has archive format version {}, but this coffer reads version {FORMAT_VERSION}; use a matching coffer release",
+                self.format_version
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for table in &self.tables {
+            let mut rows = 0u64;
+            for part in &table.parts {
+                rows += part.rows;
+                for file in std::iter::once(&part.file).chain(part.misfits.as_ref()) {
+                    check_relative_path(&file.path, origin)?;
+                    if file.sha256.len() != 64
+                        || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        return Err(Error::corrupt(format!(
+                            "{origin} lists {} with a malformed SHA-256; the manifest is damaged",
+                            file.path
+                        )));
+                    }
+                    if !seen.insert(file.path.as_str()) {
+                        return Err(Error::corrupt(format!(
+                            "{origin} lists {} twice; the manifest is damaged",
+                            file.path
+                        )));
+                    }
+                }
+            }
+            if rows != table.rows {
+                return Err(Error::corrupt(format!(
+                    "{origin} says table '{}' has {} rows but its parts hold {rows}; the manifest is damaged",
+                    table.name, table.rows
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file the archive holds (data and misfit files), in table order.
+    pub fn files(&self) -> impl Iterator<Item = &FileRef> {
+        self.tables.iter().flat_map(|t| {
+            t.parts
+                .iter()
+                .flat_map(|p| std::iter::once(&p.file).chain(p.misfits.as_ref()))
+        })
+    }
+
+    /// The table named `name`, if the archive holds it.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// Total bytes of all data files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files().map(|f| f.size).sum()
+    }
+
+    /// Total rows of all tables.
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+
+    /// The `SHA256SUMS` text for this manifest's files.
+    pub fn sha256sums(&self) -> String {
+        let mut out = String::new();
+        for f in self.files() {
+            out.push_str(&f.sha256);
+            out.push_str("  ");
+            out.push_str(&f.path);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Reject a path that could escape the archive: absolute, `..`, `.`, empty
+/// segments, backslashes or control characters.
+pub fn check_relative_path(path: &str, origin: &str) -> Result<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path.chars().any(|c| c.is_control())
+        || path
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if bad {
+        return Err(Error::corrupt(format!(
+            "{origin} names the path '{}' outside its archive; refusing to use it",
+            path.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Encode a table name as one safe path segment: ASCII letters, digits,
+/// `_` and `-` stay; every other byte becomes `%XX`. The encoding is
+/// injective, so distinct names never share a directory.
+pub fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("%00");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_safe_and_distinct() {
+        assert_eq!(path_segment("users"), "users");
+        assert_eq!(path_segment("../x"), "%2E%2E%2Fx");
+        assert_eq!(path_segment("a b"), "a%20b");
+        assert_ne!(path_segment("a%20b"), path_segment("a b"));
+        assert_eq!(path_segment(""), "%00");
+        for name in ["..", ".", "a/b", "ä", "x\0y"] {
+            check_relative_path(&format!("tables/{}/p", path_segment(name)), "m").unwrap();
+        }
+    }
+
+    #[test]
+    fn paths_outside_the_archive_are_rejected() {
+        for p in ["/etc/passwd", "../x", "tables/../../x", "a//b", "a\\b", "", "./a"] {
+            let err = check_relative_path(p, "manifest.json").unwrap_err();
+            assert!(err.to_string().contains("outside its archive"), "{p}: {err}");
+        }
+    }
+}

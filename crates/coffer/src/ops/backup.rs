@@ -1,0 +1,224 @@
+//! `backup` and `export`: one consistent snapshot of a database written as
+//! an archive.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::runtime::Handle;
+
+use crate::archive;
+use crate::datafile::{TableWriter, WriteOptions};
+use crate::engine::{DataBatch, Engine};
+use crate::error::{Error, Result};
+use crate::manifest::{
+    ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, Tool,
+};
+use crate::progress::{Cancel, Progress};
+use crate::store::Store;
+
+/// Options of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Part size and compression of the data files.
+    pub write: WriteOptions,
+    /// What kind of archive to record.
+    pub kind: ArchiveKind,
+    /// Tables to include; `None` for all.
+    pub tables: Option<Vec<String>>,
+    /// Parallel encoders (threads turning batches into Parquet).
+    pub encoders: usize,
+    /// Set to stop the backup; nothing is committed then.
+    pub cancel: Cancel,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            write: WriteOptions::default(),
+            kind: ArchiveKind::Backup,
+            tables: None,
+            encoders: 2,
+            cancel: Cancel::new(),
+        }
+    }
+}
+
+/// What a committed backup holds.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// The committed manifest.
+    pub manifest: Manifest,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Back up `db` with `engine` into a new archive at `dest`.
+///
+/// The data files are written first, then `SHA256SUMS`, then the manifest;
+/// a failure or cancellation before the manifest leaves no archive.
+pub async fn backup(
+    engine: Arc<dyn Engine>,
+    db: &str,
+    dest: &Store,
+    options: BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    archive::prepare_destination(dest).await?;
+    let handle = Handle::current();
+    let db = db.to_string();
+    let store = dest.clone();
+    let mut manifest = tokio::task::spawn_blocking(move || {
+        write_tables(engine.as_ref(), &db, store, handle, &options, progress.as_ref())
+    })
+    .await
+    .map_err(|e| Error::internal(format!("the backup worker failed: {e}")))??;
+    manifest.created_at = jiff::Timestamp::now().to_string();
+    archive::commit(dest, &mut manifest).await?;
+    Ok(BackupReport {
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A scanner-side marker: the encoder went away, its own error explains why.
+const ENCODER_GONE: &str = "the encoder stopped";
+
+fn write_tables(
+    engine: &dyn Engine,
+    db: &str,
+    store: Store,
+    handle: Handle,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
+    let mut snapshot = engine.snapshot(db)?;
+    let backup_point = jiff::Timestamp::now().to_string();
+    let catalog = snapshot.catalog().clone();
+    let tables: Vec<Table> = match &options.tables {
+        None => catalog.tables.clone(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                catalog
+                    .tables
+                    .iter()
+                    .find(|t| &t.name == n)
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "table '{n}' does not exist in {db}; check the name (`coffer ls` lists an archive's tables)"
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let total = if progress.wants_totals() {
+        let mut sum = 0;
+        for t in &tables {
+            sum += snapshot.count_rows(t)?;
+        }
+        Some(sum)
+    } else {
+        None
+    };
+    progress.begin("backup", total, None);
+
+    type Job = (usize, Receiver<DataBatch>);
+    let (job_tx, job_rx) = sync_channel::<Job>(0);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let results: Mutex<Vec<(usize, Result<Vec<crate::manifest::Part>>)>> = Mutex::new(Vec::new());
+    let mut rows = vec![0u64; tables.len()];
+
+    let scan_result = std::thread::scope(|scope| {
+        for _ in 0..options.encoders.max(1) {
+            let job_rx = job_rx.clone();
+            let (store, handle, results, tables) = (&store, &handle, &results, &tables);
+            scope.spawn(move || {
+                loop {
+                    let job = job_rx.lock().expect("job queue").recv();
+                    let Ok((i, batches)) = job else { break };
+                    let mut writer = TableWriter::new(
+                        store.clone(),
+                        handle.clone(),
+                        &tables[i],
+                        options.write.clone(),
+                    );
+                    let mut outcome = Ok(());
+                    for batch in batches.iter() {
+                        if let Err(e) = writer.write(batch) {
+                            outcome = Err(e);
+                            break;
+                        }
+                    }
+                    let parts = outcome.and_then(|()| writer.finish());
+                    let failed = parts.is_err();
+                    results.lock().expect("results").push((i, parts));
+                    if failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(job_rx);
+        let job_tx: SyncSender<Job> = job_tx;
+        for (i, table) in tables.iter().enumerate() {
+            options.cancel.check()?;
+            progress.note(&table.name);
+            let (tx, rx) = sync_channel::<DataBatch>(4);
+            job_tx
+                .send((i, rx))
+                .map_err(|_| Error::internal(ENCODER_GONE))?;
+            let count = &mut rows[i];
+            snapshot.scan(table, &mut |batch| {
+                options.cancel.check()?;
+                let n = batch.num_rows() as u64;
+                *count += n;
+                let bytes = batch.memory_size() as u64;
+                tx.send(batch).map_err(|_| Error::internal(ENCODER_GONE))?;
+                progress.advance(n, bytes);
+                Ok(())
+            })?;
+        }
+        Ok::<(), Error>(())
+    });
+    progress.end();
+
+    let mut results = results.into_inner().expect("results");
+    if let Some(pos) = results.iter().position(|(_, r)| r.is_err()) {
+        return Err(results.swap_remove(pos).1.unwrap_err());
+    }
+    scan_result?;
+    results.sort_by_key(|(i, _)| *i);
+    if results.len() != tables.len() {
+        return Err(Error::internal("a table's encoder did not report"));
+    }
+    let mut out_tables = tables;
+    for ((i, parts), table) in results.into_iter().zip(out_tables.iter_mut()) {
+        table.parts = parts?;
+        table.rows = rows[i];
+    }
+    Ok(Manifest {
+        format: FORMAT_NAME.to_string(),
+        format_version: FORMAT_VERSION,
+        tool: Tool {
+            name: "coffer".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        kind: options.kind,
+        data_format: DataFormat::Parquet,
+        created_at: String::new(),
+        backup_point,
+        parent: None,
+        source: Source {
+            engine: engine.name().to_string(),
+            engine_version: catalog.engine_version,
+            database: catalog.database,
+        },
+        settings: catalog.settings,
+        objects: catalog.objects,
+        tables: out_tables,
+        checksum: None,
+    })
+}

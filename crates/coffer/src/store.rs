@@ -1,0 +1,422 @@
+//! Storage locations: every place an archive can live, behind one type.
+//!
+//! A location string is a plain path, a `file://` URL or an `s3://bucket/prefix`
+//! URL. [`Store`] wraps an [`ObjectStore`] rooted at that location and speaks
+//! in paths relative to it, so the operations never see where the bytes go.
+//! Errors name the full location (`s3://bucket/prefix/manifest.json`) and never
+//! the credentials used to reach it.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How to reach S3-compatible stores. Every field falls back to the standard
+/// AWS environment variable (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AWS_ALLOW_HTTP`) when unset.
+#[derive(Clone, Default)]
+pub struct StoreOptions {
+    /// Endpoint URL of an S3-compatible service, e.g. `http://127.0.0.1:9000`.
+    pub s3_endpoint: Option<String>,
+    /// Region; defaults to `us-east-1` when neither this nor `AWS_REGION` is set.
+    pub s3_region: Option<String>,
+    /// Access key id.
+    pub access_key: Option<String>,
+    /// Secret access key. Never printed.
+    pub secret_key: Option<String>,
+    /// Use virtual-hosted-style requests (`bucket.host`) instead of path style.
+    pub virtual_hosted: bool,
+    /// Allow plain `http://` endpoints.
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("access_key", &self.access_key.as_ref().map(|_| "<set>"))
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<set>"))
+            .field("virtual_hosted", &self.virtual_hosted)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+/// Metadata of one stored object, with its path relative to the store's root.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Path relative to the location, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A storage location: an object store plus a root prefix.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+    local_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+/// Whether a location string names a local path (a plain path or `file://`).
+pub fn is_local(location: &str) -> bool {
+    !location.contains("://") || location.starts_with("file://")
+}
+
+impl Store {
+    /// Open the location for reading: a local directory must exist.
+    pub fn open(location: &str, options: &StoreOptions) -> Result<Store> {
+        Self::build(location, options, false)
+    }
+
+    /// Open the location for writing: a local directory is created if absent.
+    pub fn create(location: &str, options: &StoreOptions) -> Result<Store> {
+        Self::build(location, options, true)
+    }
+
+    fn build(location: &str, options: &StoreOptions, create: bool) -> Result<Store> {
+        if location.is_empty() {
+            return Err(Error::invalid(
+                "the location is empty; give a directory path, a file:// URL or an s3://bucket/prefix URL",
+            ));
+        }
+        if let Some(rest) = location.strip_prefix("s3://") {
+            return Self::s3(location, rest, options);
+        }
+        let path = if let Some(rest) = location.strip_prefix("file://") {
+            PathBuf::from(rest)
+        } else if location.contains("://") {
+            let scheme = location.split("://").next().unwrap_or_default();
+            return Err(Error::invalid(format!(
+                "unsupported location scheme '{scheme}://' in {location}; use a path, file:// or s3://"
+            )));
+        } else {
+            PathBuf::from(location)
+        };
+        Self::local(location, &path, create)
+    }
+
+    fn local(location: &str, path: &FsPath, create: bool) -> Result<Store> {
+        if create {
+            std::fs::create_dir_all(path).map_err(|e| {
+                Error::new(
+                    ErrorKind::Storage,
+                    format!("could not create directory {}: {e}", path.display()),
+                )
+                .with_source(e)
+            })?;
+        } else if !path.exists() {
+            return Err(Error::not_found(format!(
+                "{location} does not exist; check the path"
+            )));
+        }
+        if !path.is_dir() {
+            return Err(Error::invalid(format!(
+                "{location} is not a directory; an archive location is a directory"
+            )));
+        }
+        let dir = path.canonicalize().map_err(|e| {
+            Error::new(
+                ErrorKind::Storage,
+                format!("could not resolve {}: {e}", path.display()),
+            )
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| storage_error("open", location, e))?
+            .with_automatic_cleanup(true);
+        Ok(Store {
+            inner: Arc::new(fs),
+            root: Path::default(),
+            url: location.trim_end_matches('/').to_string(),
+            local_dir: Some(dir),
+        })
+    }
+
+    fn s3(location: &str, rest: &str, options: &StoreOptions) -> Result<Store> {
+        let (bucket, prefix) = match rest.split_once('/') {
+            Some((b, p)) => (b, p.trim_matches('/')),
+            None => (rest, ""),
+        };
+        if bucket.is_empty() {
+            return Err(Error::invalid(format!(
+                "{location} names no bucket; write s3://BUCKET/PREFIX"
+            )));
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let env_endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok());
+        let endpoint = options.s3_endpoint.clone().or(env_endpoint);
+        if let Some(endpoint) = &endpoint {
+            builder = builder.with_endpoint(endpoint);
+            if endpoint.starts_with("http://") {
+                builder = builder.with_allow_http(true);
+            }
+        }
+        if options.allow_http {
+            builder = builder.with_allow_http(true);
+        }
+        let region = options
+            .s3_region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        builder = builder.with_region(region);
+        if let Some(key) = &options.access_key {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &options.secret_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        builder = builder.with_virtual_hosted_style_request(options.virtual_hosted);
+        let s3 = builder.build().map_err(|e| {
+            Error::invalid(format!(
+                "could not configure S3 access for {location}: {}",
+                short_cause(&e)
+            ))
+        })?;
+        Ok(Store {
+            inner: Arc::new(s3),
+            root: Path::from(prefix),
+            url: location.trim_end_matches('/').to_string(),
+            local_dir: None,
+        })
+    }
+
+    /// The location as the user wrote it, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The full location of `rel`, for messages.
+    pub fn url_of(&self, rel: &str) -> String {
+        format!("{}/{}", self.url, rel)
+    }
+
+    /// The local directory behind this store, when it is one.
+    pub fn local_dir(&self) -> Option<&FsPath> {
+        self.local_dir.as_deref()
+    }
+
+    /// A store rooted at `rel` below this one.
+    pub fn child(&self, rel: &str) -> Store {
+        Store {
+            inner: self.inner.clone(),
+            root: self.path(rel),
+            url: self.url_of(rel),
+            local_dir: self.local_dir.as_ref().map(|d| d.join(rel)),
+        }
+    }
+
+    /// The underlying object store and the absolute path of `rel` in it.
+    pub fn raw(&self, rel: &str) -> (Arc<dyn ObjectStore>, Path) {
+        (self.inner.clone(), self.path(rel))
+    }
+
+    fn path(&self, rel: &str) -> Path {
+        let mut parts: Vec<_> = self.root.parts().collect();
+        parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(Into::into));
+        Path::from_iter(parts)
+    }
+
+    /// Read a whole object; `Ok(None)` when it does not exist.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.inner.get(&self.path(rel)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| storage_error("read", &self.url_of(rel), e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(storage_error("read", &self.url_of(rel), e)),
+        }
+    }
+
+    /// Read a whole object, failing with a message naming it if absent.
+    pub async fn get(&self, rel: &str) -> Result<Bytes> {
+        match self.get_opt(rel).await? {
+            Some(b) => Ok(b),
+            None => Err(Error::not_found(format!(
+                "{} is missing",
+                self.url_of(rel)
+            ))),
+        }
+    }
+
+    /// Size of an object, `None` when absent.
+    pub async fn size_of(&self, rel: &str) -> Result<Option<u64>> {
+        match self.inner.head(&self.path(rel)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(storage_error("inspect", &self.url_of(rel), e)),
+        }
+    }
+
+    /// Write an object, replacing any previous one.
+    pub async fn put(&self, rel: &str, data: Bytes) -> Result<()> {
+        self.inner
+            .put(&self.path(rel), PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| storage_error("write", &self.url_of(rel), e))
+    }
+
+    /// Write an object only if none exists at that path.
+    ///
+    /// Stores that ignore conditional writes silently overwrite instead; so
+    /// callers that rely on ownership read the object back afterwards.
+    pub async fn put_new(&self, rel: &str, data: Bytes) -> Result<()> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.path(rel), PutPayload::from(data), opts)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{} already exists", self.url_of(rel)),
+            )),
+            Err(e) => Err(storage_error("write", &self.url_of(rel), e)),
+        }
+    }
+
+    /// Delete an object; deleting an absent one is not an error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.inner.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(storage_error("delete", &self.url_of(rel), e)),
+        }
+    }
+
+    /// Every object below `rel` (recursively), with paths relative to this
+    /// store's root, sorted by path.
+    pub async fn list(&self, rel: &str) -> Result<Vec<Entry>> {
+        let prefix = self.path(rel);
+        let root_parts = self.root.parts().count();
+        let listed: Vec<_> = self
+            .inner
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| storage_error("list", &self.url_of(rel), e))?;
+        let mut out: Vec<Entry> = listed
+            .into_iter()
+            .map(|m| Entry {
+                path: m
+                    .location
+                    .parts()
+                    .skip(root_parts)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                size: m.size,
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// The immediate "directories" below `rel`.
+    pub async fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
+        let prefix = self.path(rel);
+        let listed = self
+            .inner
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| storage_error("list", &self.url_of(rel), e))?;
+        let mut out: Vec<String> = listed
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Check that the store can be reached and the bucket exists, with a
+    /// clear error (bad credentials, missing bucket) if not.
+    pub async fn probe(&self) -> Result<()> {
+        let mut stream = self.inner.list(Some(&self.root));
+        match stream.try_next().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(storage_error("reach", &self.url, e)),
+        }
+    }
+}
+
+/// The innermost message of an error chain, on one line.
+fn short_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !m.is_empty() && !msg.contains(&m) {
+            msg = format!("{msg}: {m}");
+        }
+        cur = s.source();
+    }
+    msg.replace('\n', " ")
+}
+
+/// Map an object store error on `url` during `op` to a coffer error whose
+/// message names the URL and, for the common cases, says what to do.
+pub fn storage_error(op: &str, url: &str, e: object_store::Error) -> Error {
+    let cause = short_cause(&e);
+    let lower = cause.to_ascii_lowercase();
+    let (kind, message) = match &e {
+        object_store::Error::NotFound { .. } => {
+            (ErrorKind::NotFound, format!("{url} does not exist"))
+        }
+        object_store::Error::Unauthenticated { .. } => (
+            ErrorKind::Auth,
+            format!("the storage service refused the credentials for {url}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)"),
+        ),
+        object_store::Error::PermissionDenied { .. } => (
+            ErrorKind::Auth,
+            format!("access to {url} was denied; check the credentials and the bucket's permissions"),
+        ),
+        _ if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") => (
+            ErrorKind::NotFound,
+            format!("the bucket of {url} does not exist; create it or fix the URL"),
+        ),
+        _ if lower.contains("signaturedoesnotmatch")
+            || lower.contains("invalidaccesskeyid")
+            || lower.contains("accessdenied")
+            || lower.contains("403 forbidden") =>
+        {
+            (
+                ErrorKind::Auth,
+                format!("the storage service refused the credentials for {url}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)"),
+            )
+        }
+        _ if lower.contains("no space left") => (
+            ErrorKind::Storage,
+            format!("could not {op} {url}: the disk is full; free some space and try again"),
+        ),
+        _ => (ErrorKind::Storage, format!("could not {op} {url}: {cause}")),
+    };
+    Error::new(kind, message).with_source(e)
+}
