@@ -1,13 +1,35 @@
-//! The SQLite engine of coffer (work in progress).
+//! The SQLite engine of coffer.
+//!
+//! [`SqliteEngine`] reads one consistent snapshot of a database (a single
+//! read transaction, in WAL and rollback-journal mode alike) and restores
+//! archives into new database files exactly: every schema object, rowids,
+//! each value's storage class, `sqlite_sequence`, `sqlite_stat1`,
+//! `user_version` and `application_id`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use coffer::engine::Engine;
+//! let engine: Arc<dyn Engine> = Arc::new(coffer_sqlite::SqliteEngine);
+//! let snapshot = engine.snapshot("app.db")?;
+//! println!("{} tables", snapshot.catalog().tables.len());
+//! # Ok::<(), coffer::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod restorer;
+pub mod snapshot;
+
 use coffer::engine::{Engine, Restorer, Snapshot};
-use coffer::Result;
+pub use coffer::{Error, Result};
 
 /// The SQLite engine.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SqliteEngine;
 
 impl SqliteEngine {
-    /// The database path inside a location string: `sqlite://PATH` or a plain path.
+    /// The database path inside a location string: `sqlite://PATH` or a
+    /// plain path.
     pub fn path_of(db: &str) -> &str {
         db.strip_prefix("sqlite://").unwrap_or(db)
     }
@@ -17,10 +39,41 @@ impl Engine for SqliteEngine {
     fn name(&self) -> &'static str {
         "sqlite"
     }
-    fn snapshot(&self, _db: &str) -> Result<Box<dyn Snapshot>> {
-        todo!()
+
+    fn snapshot(&self, db: &str) -> Result<Box<dyn Snapshot>> {
+        Ok(Box::new(snapshot::open_snapshot(Self::path_of(db))?))
     }
-    fn restorer(&self, _target: &str, _replace: bool) -> Result<Box<dyn Restorer>> {
-        todo!()
+
+    fn restorer(&self, target: &str, replace: bool) -> Result<Box<dyn Restorer>> {
+        Ok(Box::new(restorer::SqliteRestorer::new(
+            Self::path_of(target),
+            replace,
+        )?))
     }
+}
+
+/// Quote an identifier for SQL.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A SQLite error while doing `what` to `thing`, as one sentence.
+pub fn sql_error(what: &str, thing: &str, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    let (kind, hint) = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => (
+            coffer::ErrorKind::Storage,
+            "; the disk is full, free some space and try again",
+        ),
+        Some(ErrorCode::NotADatabase) => (
+            coffer::ErrorKind::InvalidInput,
+            "; it is not a SQLite database (or it is encrypted)",
+        ),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => (
+            coffer::ErrorKind::Engine,
+            "; another process holds a lock on it, try again when it is done",
+        ),
+        _ => (coffer::ErrorKind::Engine, ""),
+    };
+    Error::new(kind, format!("could not {what} {thing}: {e}{hint}")).with_source(e)
 }

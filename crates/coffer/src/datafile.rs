@@ -211,11 +211,10 @@ impl TableWriter {
                 .unwrap_or_else(|| Error::internal(format!("could not encode {url}: {e}"))));
         }
         let offset = part.rows;
-        part.misfits
-            .extend(batch.misfits.into_iter().map(|mut m| {
-                m.row += offset;
-                m
-            }));
+        part.misfits.extend(batch.misfits.into_iter().map(|mut m| {
+            m.row += offset;
+            m
+        }));
         part.rows += batch.columns.num_rows() as u64;
         let size = (part.writer.bytes_written() + part.writer.in_progress_size()) as u64;
         if size >= limit {
@@ -373,9 +372,8 @@ pub fn read_part(
     origin: &str,
     sink: &mut dyn FnMut(DataBatch) -> Result<()>,
 ) -> Result<u64> {
-    let damaged = |what: String| {
-        Error::corrupt(format!("{origin} is not a readable data file ({what})"))
-    };
+    let damaged =
+        |what: String| Error::corrupt(format!("{origin} is not a readable data file ({what})"));
     let schema = arrow_schema(table);
     let mut misfits = match misfits {
         Some((bytes, origin)) => read_misfits(bytes, origin, table.columns.len())?,
@@ -428,4 +426,3 @@ pub fn read_part(
     }
     Ok(offset)
 }
-

@@ -96,11 +96,7 @@ pub trait Snapshot: Send {
 
     /// Read every row of `table` in storage order, in batches of bounded
     /// memory, handing each to `sink`. An error from `sink` stops the scan.
-    fn scan(
-        &mut self,
-        table: &Table,
-        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
-    ) -> Result<()>;
+    fn scan(&mut self, table: &Table, sink: &mut dyn FnMut(DataBatch) -> Result<()>) -> Result<()>;
 }
 
 /// Builds a database from an archive, beside its final location.

@@ -90,10 +90,7 @@ impl Error {
 
     /// Shorthand for [`ErrorKind::Interrupted`].
     pub fn interrupted() -> Self {
-        Self::new(
-            ErrorKind::Interrupted,
-            "interrupted; nothing was committed",
-        )
+        Self::new(ErrorKind::Interrupted, "interrupted; nothing was committed")
     }
 }
 

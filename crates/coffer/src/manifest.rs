@@ -375,9 +375,20 @@ mod tests {
 
     #[test]
     fn paths_outside_the_archive_are_rejected() {
-        for p in ["/etc/passwd", "../x", "tables/../../x", "a//b", "a\\b", "", "./a"] {
+        for p in [
+            "/etc/passwd",
+            "../x",
+            "tables/../../x",
+            "a//b",
+            "a\\b",
+            "",
+            "./a",
+        ] {
             let err = check_relative_path(p, "manifest.json").unwrap_err();
-            assert!(err.to_string().contains("outside its archive"), "{p}: {err}");
+            assert!(
+                err.to_string().contains("outside its archive"),
+                "{p}: {err}"
+            );
         }
     }
 }

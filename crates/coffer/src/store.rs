@@ -254,10 +254,7 @@ impl Store {
     pub async fn get(&self, rel: &str) -> Result<Bytes> {
         match self.get_opt(rel).await? {
             Some(b) => Ok(b),
-            None => Err(Error::not_found(format!(
-                "{} is missing",
-                self.url_of(rel)
-            ))),
+            None => Err(Error::not_found(format!("{} is missing", self.url_of(rel)))),
         }
     }
 
@@ -392,11 +389,15 @@ pub fn storage_error(op: &str, url: &str, e: object_store::Error) -> Error {
         }
         object_store::Error::Unauthenticated { .. } => (
             ErrorKind::Auth,
-            format!("the storage service refused the credentials for {url}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)"),
+            format!(
+                "the storage service refused the credentials for {url}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)"
+            ),
         ),
         object_store::Error::PermissionDenied { .. } => (
             ErrorKind::Auth,
-            format!("access to {url} was denied; check the credentials and the bucket's permissions"),
+            format!(
+                "access to {url} was denied; check the credentials and the bucket's permissions"
+            ),
         ),
         _ if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") => (
             ErrorKind::NotFound,
@@ -409,7 +410,9 @@ pub fn storage_error(op: &str, url: &str, e: object_store::Error) -> Error {
         {
             (
                 ErrorKind::Auth,
-                format!("the storage service refused the credentials for {url}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)"),
+                format!(
+                    "the storage service refused the credentials for {url}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)"
+                ),
             )
         }
         _ if lower.contains("no space left") => (

@@ -61,9 +61,12 @@ impl Upload {
         }
         self.push()?;
         let url = self.url.clone();
-        self.handle
-            .block_on(self.writer.shutdown())
-            .map_err(|e| Error::new(crate::ErrorKind::Storage, format!("could not write {url}: {e}")))?;
+        self.handle.block_on(self.writer.shutdown()).map_err(|e| {
+            Error::new(
+                crate::ErrorKind::Storage,
+                format!("could not write {url}: {e}"),
+            )
+        })?;
         Ok(FileRef {
             path: self.rel,
             size: self.size,

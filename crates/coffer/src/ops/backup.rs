@@ -70,7 +70,14 @@ pub async fn backup(
     let db = db.to_string();
     let store = dest.clone();
     let mut manifest = tokio::task::spawn_blocking(move || {
-        write_tables(engine.as_ref(), &db, store, handle, &options, progress.as_ref())
+        write_tables(
+            engine.as_ref(),
+            &db,
+            store,
+            handle,
+            &options,
+            progress.as_ref(),
+        )
     })
     .await
     .map_err(|e| Error::internal(format!("the backup worker failed: {e}")))??;

@@ -94,15 +94,25 @@ pub async fn restore(
         let tables = select_tables(&manifest, &options.tables, src.url())?;
         tables
             .iter()
-            .map(|t| manifest.tables.iter().position(|x| x.name == t.name).expect("selected"))
+            .map(|t| {
+                manifest
+                    .tables
+                    .iter()
+                    .position(|x| x.name == t.name)
+                    .expect("selected")
+            })
             .collect()
     };
     let manifest = Arc::new(manifest);
 
     let (tx, mut rx) = mpsc::channel::<Result<Fetched>>(1);
     let fetcher = {
-        let (src, manifest, selected, cancel) =
-            (src.clone(), manifest.clone(), selected.clone(), options.cancel.clone());
+        let (src, manifest, selected, cancel) = (
+            src.clone(),
+            manifest.clone(),
+            selected.clone(),
+            options.cancel.clone(),
+        );
         tokio::spawn(async move {
             for &i in &selected {
                 for (n, part) in manifest.tables[i].parts.iter().enumerate() {
@@ -142,7 +152,15 @@ pub async fn restore(
     let opts = options.clone();
     let m = manifest.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        load(engine.as_ref(), &m, &selected, &target, &opts, progress.as_ref(), &mut rx)
+        load(
+            engine.as_ref(),
+            &m,
+            &selected,
+            &target,
+            &opts,
+            progress.as_ref(),
+            &mut rx,
+        )
     })
     .await
     .map_err(|e| Error::internal(format!("the restore worker failed: {e}")))?;
@@ -229,9 +247,11 @@ fn load(
         let mut rows = 0u64;
         let mut load_result = Ok(());
         for (i, batch) in batch_rx.iter() {
-            if let Err(e) = options.cancel.check().and_then(|()| {
-                restorer.load(&manifest.tables[i], &batch)
-            }) {
+            if let Err(e) = options
+                .cancel
+                .check()
+                .and_then(|()| restorer.load(&manifest.tables[i], &batch))
+            {
                 load_result = Err(e);
                 break;
             }

@@ -1,0 +1,422 @@
+//! Building a SQLite database from an archive, beside the target.
+//!
+//! The database is built in a hidden temporary file in the target's
+//! directory with journaling off (it is not visible to anyone until it is
+//! complete), data is loaded before secondary indexes and triggers are
+//! created, `PRAGMA integrity_check` must pass, and only then is the file
+//! synced and renamed over the target. Dropping an unfinished restorer
+//! removes the temporary file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, BinaryArray, Float64Array, Int64Array, StringArray};
+use coffer::engine::{DataBatch, RawValue, Restorer};
+use coffer::manifest::{Manifest, Table};
+use coffer::{Error, ErrorKind};
+use rusqlite::Connection;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+
+use crate::catalog::{INTERNAL_TABLES, rowid_alias};
+use crate::{Result, quote, sql_error};
+
+/// Restores into a temporary file and renames it over the target.
+pub struct SqliteRestorer {
+    target: PathBuf,
+    temp: PathBuf,
+    conn: Option<Connection>,
+    inserts: HashMap<String, String>,
+    internal_rows: Vec<(String, DataBatch)>,
+    finished: bool,
+}
+
+fn is_internal(name: &str) -> bool {
+    INTERNAL_TABLES.contains(&name)
+}
+
+fn temp_files(temp: &Path) -> Vec<PathBuf> {
+    let mut out = vec![temp.to_path_buf()];
+    for suffix in ["-journal", "-wal", "-shm"] {
+        let mut p = temp.as_os_str().to_owned();
+        p.push(suffix);
+        out.push(PathBuf::from(p));
+    }
+    out
+}
+
+impl SqliteRestorer {
+    /// Check the target and open the temporary database beside it.
+    pub fn new(target: &str, replace: bool) -> Result<SqliteRestorer> {
+        let target = PathBuf::from(target);
+        if target.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is a directory; give the path of the database file to create",
+                target.display()
+            )));
+        }
+        if let Ok(meta) = std::fs::metadata(&target) {
+            if meta.len() > 0 && !replace {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{} already exists and is not empty; pass --force to replace it",
+                        target.display()
+                    ),
+                ));
+            }
+        }
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            return Err(Error::not_found(format!(
+                "the directory {} of {} does not exist; create it first",
+                parent.display(),
+                target.display()
+            )));
+        }
+        let file_name = target
+            .file_name()
+            .ok_or_else(|| Error::invalid(format!("{} names no file", target.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let temp = parent.join(format!(
+            ".{file_name}.coffer-restore-{}.tmp",
+            std::process::id()
+        ));
+        for f in temp_files(&temp) {
+            let _ = std::fs::remove_file(f);
+        }
+        let conn = Connection::open(&temp)
+            .map_err(|e| sql_error("create", &temp.display().to_string(), e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF;
+             PRAGMA synchronous = OFF;
+             PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA cache_size = -65536;
+             PRAGMA threads = 2;",
+        )
+        .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
+        Ok(SqliteRestorer {
+            target,
+            temp,
+            conn: Some(conn),
+            inserts: HashMap::new(),
+            internal_rows: Vec::new(),
+            finished: false,
+        })
+    }
+
+    fn conn(&self) -> &Connection {
+        self.conn.as_ref().expect("connection is open until finish")
+    }
+
+    fn exec(&self, sql: &str, what: &str) -> Result<()> {
+        self.conn()
+            .execute_batch(sql)
+            .map_err(|e| sql_error("restore", what, e))
+    }
+
+    fn insert_sql(table: &Table) -> String {
+        let names: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|c| Some(&c.name) != table.rowid_column.as_ref())
+            .map(|c| c.name.clone())
+            .collect();
+        let cols: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                if Some(&c.name) == table.rowid_column.as_ref() {
+                    rowid_alias(&names).unwrap_or("rowid").to_string()
+                } else {
+                    quote(&c.name)
+                }
+            })
+            .collect();
+        let marks = vec!["?"; cols.len()].join(", ");
+        format!(
+            "INSERT INTO main.{}({}) VALUES ({marks})",
+            quote(&table.name),
+            cols.join(", ")
+        )
+    }
+
+    fn insert_rows(&self, table: &Table, sql: &str, batch: &DataBatch) -> Result<()> {
+        let err = |e| sql_error("load rows into", &table.name, e);
+        let mut stmt = self.conn().prepare_cached(sql).map_err(err)?;
+        let columns: Vec<Column<'_>> = batch
+            .columns
+            .columns()
+            .iter()
+            .map(|a| Column::of(a.as_ref()))
+            .collect::<Result<_>>()?;
+        let mut misfits = batch.misfits.iter().peekable();
+        for row in 0..batch.num_rows() {
+            for (i, col) in columns.iter().enumerate() {
+                let value = match misfits.next_if(|m| m.row == row as u64 && m.column == i as u32) {
+                    Some(m) => match &m.value {
+                        RawValue::Integer(v) => ValueRef::Integer(*v),
+                        RawValue::Real(v) => ValueRef::Real(*v),
+                        RawValue::Text(v) => ValueRef::Text(v),
+                        RawValue::Blob(v) => ValueRef::Blob(v),
+                    },
+                    None => col.value(row),
+                };
+                stmt.raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(value))
+                    .map_err(err)?;
+            }
+            stmt.raw_execute().map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// A typed view of one Arrow column.
+enum Column<'a> {
+    Int(&'a Int64Array),
+    Float(&'a Float64Array),
+    Text(&'a StringArray),
+    Bin(&'a BinaryArray),
+}
+
+impl<'a> Column<'a> {
+    fn of(a: &'a dyn Array) -> Result<Column<'a>> {
+        let any = a.as_any();
+        if let Some(x) = any.downcast_ref::<Int64Array>() {
+            Ok(Column::Int(x))
+        } else if let Some(x) = any.downcast_ref::<Float64Array>() {
+            Ok(Column::Float(x))
+        } else if let Some(x) = any.downcast_ref::<StringArray>() {
+            Ok(Column::Text(x))
+        } else if let Some(x) = any.downcast_ref::<BinaryArray>() {
+            Ok(Column::Bin(x))
+        } else {
+            Err(Error::internal(format!(
+                "unexpected column type {}",
+                a.data_type()
+            )))
+        }
+    }
+
+    fn value(&self, row: usize) -> ValueRef<'a> {
+        match self {
+            Column::Int(a) if a.is_valid(row) => ValueRef::Integer(a.value(row)),
+            Column::Float(a) if a.is_valid(row) => ValueRef::Real(a.value(row)),
+            Column::Text(a) if a.is_valid(row) => ValueRef::Text(a.value(row).as_bytes()),
+            Column::Bin(a) if a.is_valid(row) => ValueRef::Blob(a.value(row)),
+            _ => ValueRef::Null,
+        }
+    }
+}
+
+impl Restorer for SqliteRestorer {
+    fn begin(&mut self, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
+        // Settings that must precede the first table.
+        for name in ["page_size", "auto_vacuum", "encoding"] {
+            if let Some(v) = manifest.settings.get(name) {
+                let value = match v {
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+                    _ => continue,
+                };
+                self.exec(&format!("PRAGMA main.{name} = {value}"), name)?;
+            }
+        }
+        self.exec("BEGIN", "the new database")?;
+        let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        for obj in &manifest.objects {
+            if obj.kind == "table" && !is_internal(&obj.name) && wanted.contains(&obj.name.as_str())
+            {
+                self.exec(&obj.sql, &format!("table '{}'", obj.name))?;
+            }
+        }
+        for t in tables {
+            if !is_internal(&t.name) {
+                self.inserts.insert(t.name.clone(), Self::insert_sql(t));
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, table: &Table, batch: &DataBatch) -> Result<()> {
+        if is_internal(&table.name) {
+            self.internal_rows.push((table.name.clone(), batch.clone()));
+            return Ok(());
+        }
+        let sql = self
+            .inserts
+            .get(&table.name)
+            .ok_or_else(|| Error::internal(format!("table '{}' was not begun", table.name)))?
+            .clone();
+        self.insert_rows(table, &sql, batch)
+    }
+
+    fn finish(mut self: Box<Self>, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
+        let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        let all = tables.len() == manifest.tables.len();
+        for obj in &manifest.objects {
+            let keep = match obj.kind.as_str() {
+                "index" | "trigger" => wanted.contains(&obj.table.as_str()),
+                "view" => all,
+                _ => false,
+            };
+            if keep {
+                self.exec(&obj.sql, &format!("{} '{}'", obj.kind, obj.name))?;
+            }
+        }
+        // SQLite's own tables: the AUTOINCREMENT counters, and the planner's
+        // statistics (created by ANALYZE of nothing, then filled).
+        let internal = std::mem::take(&mut self.internal_rows);
+        if internal.iter().any(|(n, _)| n.starts_with("sqlite_stat")) {
+            self.exec("ANALYZE sqlite_schema", "the planner statistics")?;
+        }
+        let mut cleared = Vec::new();
+        for (name, batch) in &internal {
+            if !cleared.contains(name) {
+                self.exec(&format!("DELETE FROM main.{}", quote(name)), name)?;
+                cleared.push(name.clone());
+            }
+            let table = manifest
+                .table(name)
+                .ok_or_else(|| Error::internal(format!("no table '{name}'")))?;
+            let batch = keep_rows_for(batch, &wanted, all);
+            self.insert_rows(table, &Self::insert_sql(table), &batch)?;
+        }
+        self.exec("COMMIT", "the new database")?;
+        for name in ["user_version", "application_id"] {
+            if let Some(serde_json::Value::Number(n)) = manifest.settings.get(name) {
+                self.exec(&format!("PRAGMA main.{name} = {n}"), name)?;
+            }
+        }
+        let check: String = self
+            .conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| sql_error("check", "the restored database", e))?;
+        if check != "ok" {
+            return Err(Error::corrupt(format!(
+                "the restored database failed its integrity check ({check}); {} was left unchanged",
+                self.target.display()
+            )));
+        }
+        if manifest
+            .settings
+            .get("journal_mode")
+            .and_then(|v| v.as_str())
+            == Some("wal")
+        {
+            self.exec(
+                "PRAGMA locking_mode = NORMAL; PRAGMA journal_mode = WAL;",
+                "the journal mode",
+            )?;
+        }
+        let conn = self.conn.take().expect("open");
+        conn.close()
+            .map_err(|(_, e)| sql_error("close", "the restored database", e))?;
+        std::fs::File::open(&self.temp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_error("sync", &self.temp, e))?;
+        retire_target(&self.target)?;
+        std::fs::rename(&self.temp, &self.target)
+            .map_err(|e| io_error("move into place", &self.target, e))?;
+        if let Some(dir) = self.target.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        self.finished = true;
+        Ok(())
+    }
+}
+
+/// Keep only the rows of SQLite's own tables that belong to restored tables
+/// (their first column names the table).
+fn keep_rows_for(batch: &DataBatch, wanted: &[&str], all: bool) -> DataBatch {
+    if all {
+        return batch.clone();
+    }
+    let col = batch.columns.column(0);
+    let names = col.as_any().downcast_ref::<StringArray>();
+    let keep: Vec<bool> = (0..batch.num_rows())
+        .map(|i| names.is_some_and(|n| n.is_valid(i) && wanted.contains(&n.value(i))))
+        .collect();
+    let mask = arrow_array::BooleanArray::from(keep.clone());
+    let columns = arrow_select::filter::filter_record_batch(&batch.columns, &mask)
+        .expect("a mask of the batch's length");
+    let mut new_index = Vec::with_capacity(keep.len());
+    let mut n = 0u64;
+    for k in &keep {
+        new_index.push(n);
+        if *k {
+            n += 1;
+        }
+    }
+    let misfits = batch
+        .misfits
+        .iter()
+        .filter(|m| keep[m.row as usize])
+        .map(|m| coffer::engine::Misfit {
+            row: new_index[m.row as usize],
+            ..m.clone()
+        })
+        .collect();
+    DataBatch { columns, misfits }
+}
+
+/// Before a replacing rename: fold an existing target's WAL into it (or,
+/// failing that, remove it) so that no stale `-wal` file is applied to the
+/// new database.
+fn retire_target(target: &Path) -> Result<()> {
+    if !target.exists() {
+        return Ok(());
+    }
+    let sidecar = |s: &str| {
+        let mut p = target.as_os_str().to_owned();
+        p.push(s);
+        PathBuf::from(p)
+    };
+    if sidecar("-wal").exists() {
+        if let Ok(c) = Connection::open(target) {
+            let _ =
+                c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;");
+            let _ = c.close();
+        }
+    }
+    for s in ["-wal", "-shm", "-journal"] {
+        let p = sidecar(s);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| io_error("remove", &p, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    let msg = if e.raw_os_error() == Some(28) {
+        format!(
+            "could not {what} {}: the disk is full; free some space and try again",
+            path.display()
+        )
+    } else {
+        format!("could not {what} {}: {e}", path.display())
+    };
+    Error::new(ErrorKind::Storage, msg).with_source(e)
+}
+
+impl Drop for SqliteRestorer {
+    fn drop(&mut self) {
+        if !self.finished {
+            drop(self.conn.take());
+            for f in temp_files(&self.temp) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}

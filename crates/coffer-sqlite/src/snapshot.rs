@@ -1,0 +1,231 @@
+//! A consistent read-only view of a SQLite database, scanned into batches.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{BinaryBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use coffer::datafile::arrow_schema;
+use coffer::engine::{Catalog, DataBatch, Misfit, RawValue, Snapshot};
+use coffer::manifest::{LogicalType, Table};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::catalog::{ScanPlan, read_catalog};
+use crate::{Error, Result, quote, sql_error};
+
+/// Rows per batch at most.
+const BATCH_ROWS: usize = 16 * 1024;
+/// A batch is handed on once its values reach about this many bytes, so
+/// memory stays bounded whatever the row width.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// A read transaction on one connection: everything read through it
+/// reflects one moment.
+pub struct SqliteSnapshot {
+    conn: Connection,
+    catalog: Catalog,
+    plans: Vec<ScanPlan>,
+    path: String,
+}
+
+/// Open `path` read-only and start the read transaction that every later
+/// read shares.
+pub fn open_snapshot(path: &str) -> Result<SqliteSnapshot> {
+    let p = Path::new(path);
+    if !p.exists() {
+        return Err(Error::not_found(format!(
+            "database {path} does not exist; check the path"
+        )));
+    }
+    if p.is_dir() {
+        return Err(Error::invalid(format!(
+            "{path} is a directory, not a SQLite database file"
+        )));
+    }
+    let conn = Connection::open_with_flags(
+        p,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error("open", path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))
+        .map_err(|e| sql_error("open", path, e))?;
+    // BEGIN is deferred: the first read below starts the read transaction
+    // (a WAL snapshot, or a SHARED lock in rollback-journal mode).
+    conn.execute_batch("BEGIN")
+        .map_err(|e| sql_error("open", path, e))?;
+    let database = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string());
+    let (catalog, plans) = read_catalog(&conn, &database).map_err(|e| {
+        if e.message().contains("not a database") {
+            Error::invalid(format!(
+                "{path} is not a SQLite database (or it is encrypted); check the path"
+            ))
+        } else {
+            e
+        }
+    })?;
+    Ok(SqliteSnapshot {
+        conn,
+        catalog,
+        plans,
+        path: path.to_string(),
+    })
+}
+
+enum Builder {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Text(StringBuilder),
+    Bin(BinaryBuilder),
+}
+
+impl Builder {
+    fn new(t: LogicalType) -> Builder {
+        match t {
+            LogicalType::Int64 => Builder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
+            LogicalType::Float64 => Builder::Float(Float64Builder::with_capacity(BATCH_ROWS)),
+            LogicalType::Utf8 => Builder::Text(StringBuilder::new()),
+            LogicalType::Binary => Builder::Bin(BinaryBuilder::new()),
+        }
+    }
+
+    /// Append `v`; returns the bytes added, or the value as a misfit.
+    fn append(&mut self, v: ValueRef<'_>) -> std::result::Result<usize, RawValue> {
+        match (self, v) {
+            (Builder::Int(b), ValueRef::Integer(i)) => b.append_value(i),
+            (Builder::Float(b), ValueRef::Real(f)) => b.append_value(f),
+            (Builder::Text(b), ValueRef::Text(t)) => match std::str::from_utf8(t) {
+                Ok(s) => {
+                    b.append_value(s);
+                    return Ok(t.len());
+                }
+                Err(_) => {
+                    b.append_null();
+                    return Err(RawValue::Text(t.to_vec()));
+                }
+            },
+            (Builder::Bin(b), ValueRef::Blob(x)) => {
+                b.append_value(x);
+                return Ok(x.len());
+            }
+            (b, ValueRef::Null) => b.append_null(),
+            (b, other) => {
+                b.append_null();
+                return Err(match other {
+                    ValueRef::Integer(i) => RawValue::Integer(i),
+                    ValueRef::Real(f) => RawValue::Real(f),
+                    ValueRef::Text(t) => RawValue::Text(t.to_vec()),
+                    ValueRef::Blob(x) => RawValue::Blob(x.to_vec()),
+                    ValueRef::Null => unreachable!("handled above"),
+                });
+            }
+        }
+        Ok(8)
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Builder::Int(b) => b.append_null(),
+            Builder::Float(b) => b.append_null(),
+            Builder::Text(b) => b.append_null(),
+            Builder::Bin(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Int(b) => Arc::new(b.finish()),
+            Builder::Float(b) => Arc::new(b.finish()),
+            Builder::Text(b) => Arc::new(b.finish()),
+            Builder::Bin(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+impl Snapshot for SqliteSnapshot {
+    fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn count_rows(&mut self, table: &Table) -> Result<u64> {
+        self.conn
+            .query_row(
+                &format!("SELECT count(*) FROM main.{}", quote(&table.name)),
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| sql_error("count the rows of", &table.name, e))
+    }
+
+    fn scan(&mut self, table: &Table, sink: &mut dyn FnMut(DataBatch) -> Result<()>) -> Result<()> {
+        let index = self
+            .catalog
+            .tables
+            .iter()
+            .position(|t| t.name == table.name)
+            .ok_or_else(|| {
+                Error::invalid(format!("table '{}' is not in {}", table.name, self.path))
+            })?;
+        let plan = &self.plans[index];
+        let sql = format!(
+            "SELECT {} FROM main.{}",
+            plan.exprs.join(", "),
+            quote(&table.name)
+        );
+        let read_err = |e| sql_error("read table", &table.name, e);
+        let mut stmt = self.conn.prepare(&sql).map_err(read_err)?;
+        let schema = arrow_schema(table);
+        let ncols = table.columns.len();
+        let mut builders: Vec<Builder> = table
+            .columns
+            .iter()
+            .map(|c| Builder::new(c.logical_type))
+            .collect();
+        let mut misfits = Vec::new();
+        let mut rows_in_batch = 0usize;
+        let mut bytes = 0usize;
+        let mut rows = stmt.query([]).map_err(read_err)?;
+        let mut flush = |builders: &mut Vec<Builder>, misfits: &mut Vec<Misfit>| -> Result<()> {
+            let columns: Vec<ArrayRef> = builders.iter_mut().map(Builder::finish).collect();
+            let batch = RecordBatch::try_new(schema.clone(), columns)
+                .map_err(|e| Error::internal(format!("could not build a batch: {e}")))?;
+            sink(DataBatch {
+                columns: batch,
+                misfits: std::mem::take(misfits),
+            })
+        };
+        while let Some(row) = rows.next().map_err(read_err)? {
+            for (i, b) in builders.iter_mut().enumerate().take(ncols) {
+                let v = row.get_ref(i).map_err(read_err)?;
+                match b.append(v) {
+                    Ok(n) => bytes += n,
+                    Err(value) => {
+                        bytes += match &value {
+                            RawValue::Text(t) | RawValue::Blob(t) => t.len(),
+                            _ => 8,
+                        };
+                        misfits.push(Misfit {
+                            row: rows_in_batch as u64,
+                            column: i as u32,
+                            value,
+                        });
+                    }
+                }
+            }
+            rows_in_batch += 1;
+            if rows_in_batch >= BATCH_ROWS || bytes >= BATCH_BYTES {
+                flush(&mut builders, &mut misfits)?;
+                rows_in_batch = 0;
+                bytes = 0;
+            }
+        }
+        if rows_in_batch > 0 {
+            flush(&mut builders, &mut misfits)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+use std::sync::Arc;
+
+use coffer::ops::backup::{BackupOptions, backup};
+use coffer::ops::restore::{RestoreOptions, restore};
+use coffer::progress::Silent;
+use coffer::store::{Store, StoreOptions};
+use coffer_sqlite::SqliteEngine;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn smoke_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, x REAL, b BLOB, u);
+         INSERT INTO t VALUES(1,'a',1.5,x'00',1),(2,'abc',2.5,NULL,'t'),(3,5,'z',x'',2.5);
+         INSERT INTO t VALUES(9223372036854775807, CAST(x'ff00fe' AS TEXT), 9e999, 'blobtext', x'01');
+         CREATE INDEX ti ON t(name);
+         CREATE TABLE h(a, b);
+         INSERT INTO h VALUES(1,2),(3,'x');
+         DELETE FROM h WHERE a = 1;",
+    )
+    .unwrap();
+    drop(c);
+    let dest = Store::create(
+        dir.path().join("bk").to_str().unwrap(),
+        &StoreOptions::default(),
+    )
+    .unwrap();
+    let engine = Arc::new(SqliteEngine);
+    let r = backup(
+        engine.clone(),
+        db.to_str().unwrap(),
+        &dest,
+        BackupOptions::default(),
+        Arc::new(Silent),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.manifest.total_rows(), 5);
+    let out = dir.path().join("b.db");
+    restore(
+        engine,
+        &dest,
+        out.to_str().unwrap(),
+        RestoreOptions::default(),
+        Arc::new(Silent),
+    )
+    .await
+    .unwrap();
+    let q = "SELECT rowid, quote(id), quote(name), quote(x), quote(b), quote(u), typeof(name) FROM t ORDER BY rowid";
+    let dump = |p: &std::path::Path| -> Vec<String> {
+        let c = rusqlite::Connection::open(p).unwrap();
+        let mut s = c.prepare(q).unwrap();
+        let mut v: Vec<String> = s
+            .query_map([], |r| {
+                Ok((0..7)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .map(|x| x.unwrap())
+            .collect();
+        let mut s = c
+            .prepare("SELECT rowid, quote(a), quote(b) FROM h")
+            .unwrap();
+        v.extend(
+            s.query_map([], |r| {
+                Ok(format!(
+                    "{:?}",
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?
+                    )
+                ))
+            })
+            .unwrap()
+            .map(|x| x.unwrap()),
+        );
+        v
+    };
+    assert_eq!(dump(&db), dump(&out));
+    println!("{:#?}", dump(&out));
+}
