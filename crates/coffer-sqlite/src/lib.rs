@@ -21,6 +21,7 @@ pub mod restorer;
 pub mod snapshot;
 
 use coffer::engine::{Engine, Restorer, Snapshot};
+use coffer::progress::Cancel;
 pub use coffer::{Error, Result};
 
 /// The SQLite engine.
@@ -44,10 +45,11 @@ impl Engine for SqliteEngine {
         Ok(Box::new(snapshot::open_snapshot(Self::path_of(db))?))
     }
 
-    fn restorer(&self, target: &str, replace: bool) -> Result<Box<dyn Restorer>> {
+    fn restorer(&self, target: &str, replace: bool, cancel: Cancel) -> Result<Box<dyn Restorer>> {
         Ok(Box::new(restorer::SqliteRestorer::new(
             Self::path_of(target),
             replace,
+            cancel,
         )?))
     }
 }
@@ -60,6 +62,9 @@ pub fn quote(name: &str) -> String {
 /// A SQLite error while doing `what` to `thing`, as one sentence.
 pub fn sql_error(what: &str, thing: &str, e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
+    if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
+        return Error::interrupted();
+    }
     let (kind, hint) = match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => (
             coffer::ErrorKind::Storage,

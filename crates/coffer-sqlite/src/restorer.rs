@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::{Array, BinaryArray, Float64Array, Int64Array, StringArray};
 use coffer::engine::{DataBatch, RawValue, Restorer};
 use coffer::manifest::{Manifest, Table};
+use coffer::progress::Cancel;
 use coffer::{Error, ErrorKind};
 use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -46,7 +47,7 @@ fn temp_files(temp: &Path) -> Vec<PathBuf> {
 
 impl SqliteRestorer {
     /// Check the target and open the temporary database beside it.
-    pub fn new(target: &str, replace: bool) -> Result<SqliteRestorer> {
+    pub fn new(target: &str, replace: bool, cancel: Cancel) -> Result<SqliteRestorer> {
         let target = PathBuf::from(target);
         if target.is_dir() {
             return Err(Error::invalid(format!(
@@ -95,9 +96,12 @@ impl SqliteRestorer {
              PRAGMA synchronous = OFF;
              PRAGMA locking_mode = EXCLUSIVE;
              PRAGMA cache_size = -65536;
-             PRAGMA threads = 2;",
+             PRAGMA threads = 2;
+             PRAGMA foreign_keys = OFF;",
         )
         .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
+        // Long statements (index builds) stop when the user asks.
+        conn.progress_handler(10_000, Some(move || cancel.is_cancelled()));
         Ok(SqliteRestorer {
             target,
             temp,
@@ -116,6 +120,17 @@ impl SqliteRestorer {
         self.conn()
             .execute_batch(sql)
             .map_err(|e| sql_error("restore", what, e))
+    }
+
+    fn table_exists(&self, name: &str) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| sql_error("inspect", "the new database", e))
     }
 
     fn insert_sql(table: &Table) -> String {
@@ -258,8 +273,14 @@ impl Restorer for SqliteRestorer {
         let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
         let all = tables.len() == manifest.tables.len();
         for obj in &manifest.objects {
+            let on_view = manifest
+                .objects
+                .iter()
+                .any(|o| o.kind == "view" && o.name == obj.table);
             let keep = match obj.kind.as_str() {
-                "index" | "trigger" => wanted.contains(&obj.table.as_str()),
+                "index" => wanted.contains(&obj.table.as_str()),
+                "trigger" if on_view => all,
+                "trigger" => wanted.contains(&obj.table.as_str()),
                 "view" => all,
                 _ => false,
             };
@@ -268,22 +289,30 @@ impl Restorer for SqliteRestorer {
             }
         }
         // SQLite's own tables: the AUTOINCREMENT counters, and the planner's
-        // statistics (created by ANALYZE of nothing, then filled).
-        let internal = std::mem::take(&mut self.internal_rows);
-        if internal.iter().any(|(n, _)| n.starts_with("sqlite_stat")) {
+        // statistics (ANALYZE of nothing creates every statistics table this
+        // SQLite supports; those the source did not have are dropped).
+        let had = |name: &str| manifest.objects.iter().any(|o| o.name == name);
+        if had("sqlite_stat1") || had("sqlite_stat4") {
             self.exec("ANALYZE sqlite_schema", "the planner statistics")?;
-        }
-        let mut cleared = Vec::new();
-        for (name, batch) in &internal {
-            if !cleared.contains(name) {
-                self.exec(&format!("DELETE FROM main.{}", quote(name)), name)?;
-                cleared.push(name.clone());
+            for stat in ["sqlite_stat1", "sqlite_stat4"] {
+                if !had(stat) {
+                    self.exec(&format!("DROP TABLE IF EXISTS main.{stat}"), stat)?;
+                }
             }
+        }
+        for name in INTERNAL_TABLES {
+            if self.table_exists(name)? {
+                self.exec(&format!("DELETE FROM main.{}", quote(name)), name)?;
+            }
+        }
+        for (name, batch) in std::mem::take(&mut self.internal_rows) {
             let table = manifest
-                .table(name)
+                .table(&name)
                 .ok_or_else(|| Error::internal(format!("no table '{name}'")))?;
-            let batch = keep_rows_for(batch, &wanted, all);
-            self.insert_rows(table, &Self::insert_sql(table), &batch)?;
+            let batch = keep_rows_for(&batch, &wanted, all);
+            if batch.num_rows() > 0 {
+                self.insert_rows(table, &Self::insert_sql(table), &batch)?;
+            }
         }
         self.exec("COMMIT", "the new database")?;
         for name in ["user_version", "application_id"] {

@@ -18,10 +18,14 @@ pub async fn read_manifest(store: &Store) -> Result<Manifest> {
     let url = store.url_of(MANIFEST);
     match store.get_opt(MANIFEST).await? {
         Some(bytes) => Manifest::from_bytes(&bytes, &url),
-        None => Err(Error::not_found(format!(
-            "there is no archive at {}: it has no {MANIFEST} (an interrupted backup leaves none); check the location",
-            store.url()
-        ))),
+        None => {
+            // A missing bucket reads as a missing object on some stores; say so.
+            store.probe().await?;
+            Err(Error::not_found(format!(
+                "there is no archive at {}: it has no {MANIFEST} (an interrupted backup leaves none); check the location",
+                store.url()
+            )))
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use arrow_array::RecordBatch;
 
 use crate::error::Result;
 use crate::manifest::{Manifest, SchemaObject, Table};
+use crate::progress::Cancel;
 
 /// A value in its engine-native storage class, for values that do not fit
 /// their column's logical type.
@@ -125,6 +126,7 @@ pub trait Engine: Send + Sync {
     fn snapshot(&self, db: &str) -> Result<Box<dyn Snapshot>>;
 
     /// Prepare to restore into `target`. Fails, naming it, when the target
-    /// exists and is not empty unless `replace` is set.
-    fn restorer(&self, target: &str, replace: bool) -> Result<Box<dyn Restorer>>;
+    /// exists and is not empty unless `replace` is set. Long steps stop
+    /// with [`crate::ErrorKind::Interrupted`] once `cancel` is set.
+    fn restorer(&self, target: &str, replace: bool, cancel: Cancel) -> Result<Box<dyn Restorer>>;
 }

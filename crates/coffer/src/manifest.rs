@@ -340,7 +340,8 @@ pub fn check_relative_path(path: &str, origin: &str) -> Result<()> {
 }
 
 /// Encode a table name as one safe path segment: ASCII letters, digits,
-/// `_` and `-` stay; every other byte becomes `%XX`. The encoding is
+/// `_` and `-` stay; every other byte becomes `=XX` (`=` is left alone by
+/// object stores and filesystems alike, unlike `%`). The encoding is
 /// injective, so distinct names never share a directory.
 pub fn path_segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -348,11 +349,11 @@ pub fn path_segment(name: &str) -> String {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push_str(&format!("={b:02X}"));
         }
     }
     if out.is_empty() {
-        out.push_str("%00");
+        out.push_str("=00");
     }
     out
 }
@@ -364,10 +365,10 @@ mod tests {
     #[test]
     fn segments_are_safe_and_distinct() {
         assert_eq!(path_segment("users"), "users");
-        assert_eq!(path_segment("../x"), "%2E%2E%2Fx");
-        assert_eq!(path_segment("a b"), "a%20b");
-        assert_ne!(path_segment("a%20b"), path_segment("a b"));
-        assert_eq!(path_segment(""), "%00");
+        assert_eq!(path_segment("../x"), "=2E=2E=2Fx");
+        assert_eq!(path_segment("a b"), "a=20b");
+        assert_ne!(path_segment("a=20b"), path_segment("a b"));
+        assert_eq!(path_segment(""), "=00");
         for name in ["..", ".", "a/b", "ä", "x\0y"] {
             check_relative_path(&format!("tables/{}/p", path_segment(name)), "m").unwrap();
         }

@@ -208,7 +208,11 @@ impl Store {
 
     /// The full location of `rel`, for messages.
     pub fn url_of(&self, rel: &str) -> String {
-        format!("{}/{}", self.url, rel)
+        if rel.is_empty() {
+            self.url.clone()
+        } else {
+            format!("{}/{}", self.url, rel)
+        }
     }
 
     /// The local directory behind this store, when it is one.
@@ -326,7 +330,7 @@ impl Store {
                     .location
                     .parts()
                     .skip(root_parts)
-                    .map(|p| p.as_ref().to_string())
+                    .map(|p| decode_part(p.as_ref()))
                     .collect::<Vec<_>>()
                     .join("/"),
                 size: m.size,
@@ -347,7 +351,7 @@ impl Store {
         let mut out: Vec<String> = listed
             .common_prefixes
             .into_iter()
-            .filter_map(|p| p.filename().map(str::to_string))
+            .filter_map(|p| p.filename().map(decode_part))
             .collect();
         out.sort();
         Ok(out)
@@ -362,6 +366,14 @@ impl Store {
             Err(e) => Err(storage_error("reach", &self.url, e)),
         }
     }
+}
+
+/// A path segment as written: object_store percent-encodes characters it
+/// considers unsafe when a path is built from parts.
+fn decode_part(part: &str) -> String {
+    percent_encoding::percent_decode_str(part)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The innermost message of an error chain, on one line.
@@ -381,45 +393,46 @@ fn short_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// Map an object store error on `url` during `op` to a coffer error whose
 /// message names the URL and, for the common cases, says what to do.
 pub fn storage_error(op: &str, url: &str, e: object_store::Error) -> Error {
+    const REFUSED: &str =
+        "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)";
     let cause = short_cause(&e);
     let lower = cause.to_ascii_lowercase();
-    let (kind, message) = match &e {
-        object_store::Error::NotFound { .. } => {
-            (ErrorKind::NotFound, format!("{url} does not exist"))
-        }
-        object_store::Error::Unauthenticated { .. } => (
+    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    // The service's own error code is the most precise; look at it first.
+    let (kind, message) = if has(&["nosuchbucket", "bucket does not exist"]) {
+        (
+            ErrorKind::NotFound,
+            format!("the bucket of {url} does not exist; create it or fix the URL"),
+        )
+    } else if has(&[
+        "signaturedoesnotmatch",
+        "invalidaccesskeyid",
+        "invalidtoken",
+        "expiredtoken",
+    ]) || matches!(e, object_store::Error::Unauthenticated { .. })
+    {
+        (
             ErrorKind::Auth,
-            format!(
-                "the storage service refused the credentials for {url}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)"
-            ),
-        ),
-        object_store::Error::PermissionDenied { .. } => (
+            format!("the storage service refused the credentials for {url}; {REFUSED}"),
+        )
+    } else if has(&["accessdenied", "403 forbidden"])
+        || matches!(e, object_store::Error::PermissionDenied { .. })
+    {
+        (
             ErrorKind::Auth,
             format!(
                 "access to {url} was denied; check the credentials and the bucket's permissions"
             ),
-        ),
-        _ if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") => (
-            ErrorKind::NotFound,
-            format!("the bucket of {url} does not exist; create it or fix the URL"),
-        ),
-        _ if lower.contains("signaturedoesnotmatch")
-            || lower.contains("invalidaccesskeyid")
-            || lower.contains("accessdenied")
-            || lower.contains("403 forbidden") =>
-        {
-            (
-                ErrorKind::Auth,
-                format!(
-                    "the storage service refused the credentials for {url}; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key/--secret-key)"
-                ),
-            )
-        }
-        _ if lower.contains("no space left") => (
+        )
+    } else if matches!(e, object_store::Error::NotFound { .. }) {
+        (ErrorKind::NotFound, format!("{url} does not exist"))
+    } else if has(&["no space left"]) {
+        (
             ErrorKind::Storage,
             format!("could not {op} {url}: the disk is full; free some space and try again"),
-        ),
-        _ => (ErrorKind::Storage, format!("could not {op} {url}: {cause}")),
+        )
+    } else {
+        (ErrorKind::Storage, format!("could not {op} {url}: {cause}"))
     };
     Error::new(kind, message).with_source(e)
 }

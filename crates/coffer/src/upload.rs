@@ -93,12 +93,12 @@ impl std::io::Write for Upload {
         self.hasher.update(data);
         self.size += data.len() as u64;
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            if let Err(e) = self.push() {
-                let msg = e.to_string();
-                self.failure = Some(e);
-                return Err(std::io::Error::other(msg));
-            }
+        if self.buf.len() >= CHUNK
+            && let Err(e) = self.push()
+        {
+            let msg = e.to_string();
+            self.failure = Some(e);
+            return Err(std::io::Error::other(msg));
         }
         Ok(data.len())
     }

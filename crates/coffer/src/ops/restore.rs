@@ -200,7 +200,7 @@ fn load(
     fetched: &mut mpsc::Receiver<Result<Fetched>>,
 ) -> Result<(u64, u64)> {
     let tables: Vec<&Table> = selected.iter().map(|&i| &manifest.tables[i]).collect();
-    let mut restorer = engine.restorer(target, options.replace)?;
+    let mut restorer = engine.restorer(target, options.replace, options.cancel.clone())?;
     restorer.begin(manifest, &tables)?;
     let total_rows: u64 = tables.iter().map(|t| t.rows).sum();
     let total_bytes: u64 = tables
@@ -235,6 +235,10 @@ fn load(
                         .send((f.table, batch))
                         .map_err(|_| Error::internal("the loader stopped"))
                 })?;
+                progress.advance(
+                    0,
+                    part.file.size + part.misfits.as_ref().map_or(0, |m| m.size),
+                );
                 if rows != part.rows {
                     return Err(Error::corrupt(format!(
                         "{} holds {rows} rows but the manifest says {}",
