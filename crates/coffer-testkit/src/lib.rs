@@ -1,1 +1,19 @@
-//! placeholder
+//! Test support for coffer.
+//!
+//! * [`nasty`] — fixture databases: a deliberately nasty SQLite database that
+//!   exercises everything a lossless backup must keep, and a tidy small one;
+//! * [`compare`] — exact, storage-class-aware comparison of two SQLite
+//!   databases and a digest over the same content;
+//! * [`s3`] — an in-process S3 server (s3s-fs over a temporary directory);
+//! * [`conformance`] — the storage conformance suite every
+//!   [`Store`](coffer::store::Store) backend must pass.
+#![warn(missing_docs)]
+
+pub mod compare;
+pub mod conformance;
+pub mod nasty;
+pub mod s3;
+
+pub use compare::{assert_same_database, compare_databases, database_digest};
+pub use nasty::{create_nasty_db, create_small_db};
+pub use s3::S3Server;
