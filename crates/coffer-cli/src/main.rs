@@ -1,1 +1,111 @@
-fn main() {}
+//! `coffer`: back up, restore, verify and list database archives.
+
+mod cli;
+mod commands;
+mod format;
+mod progress;
+mod report;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use clap::Parser;
+use coffer::ErrorKind;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Cli;
+
+/// Exit status when an error stopped the command.
+const EXIT_FAILURE: i32 = 1;
+/// Exit status after Ctrl-C.
+pub const EXIT_INTERRUPTED: i32 = 130;
+/// Exit status after a bug (a panic).
+const EXIT_BUG: i32 = 101;
+
+/// The `-v` count, for the panic hook.
+static VERBOSITY: AtomicU8 = AtomicU8::new(0);
+
+#[tokio::main]
+async fn main() {
+    install_panic_hook();
+    let cli = Cli::parse();
+    VERBOSITY.store(cli.output.verbose, Ordering::Relaxed);
+    init_logging(cli.output.verbose);
+    let verbose = cli.output.verbose > 0;
+    let code = match commands::run(cli).await {
+        Ok(()) => 0,
+        Err(e) => {
+            progress::clear();
+            report_error(&e, verbose);
+            if e.kind() == ErrorKind::Interrupted {
+                EXIT_INTERRUPTED
+            } else {
+                EXIT_FAILURE
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+/// `error: <message>` on stderr, and with `--verbose` each cause below it.
+fn report_error(e: &coffer::Error, verbose: bool) {
+    let mut text = format!("error: {e}");
+    if verbose {
+        let mut last = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            let msg = c.to_string();
+            // Causes often repeat the tail of the one above; skip those.
+            if !msg.is_empty() && !last.contains(&msg) {
+                text.push_str(&format!("\n  caused by: {}", msg.replace('\n', "\n    ")));
+                last = msg;
+            }
+            cause = c.source();
+        }
+    }
+    eprintln!("{text}");
+}
+
+/// Logs on stderr: warnings only by default, more with each `-v`;
+/// `COFFER_LOG` overrides the filter.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "coffer=warn,coffer_sqlite=warn,coffer_cli=warn",
+        1 => "warn,coffer=debug,coffer_sqlite=debug,coffer_cli=debug",
+        2 => "info,coffer=trace,coffer_sqlite=trace,coffer_cli=trace",
+        _ => "trace",
+    };
+    let filter = std::env::var("COFFER_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(progress::LogWriter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(verbose >= 2)
+        .try_init();
+}
+
+/// A panic is a bug: say so in one line, without a backtrace, and exit 101.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        progress::clear_for_panic();
+        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "unknown panic".to_string()
+        };
+        let place = match info.location() {
+            Some(l) if VERBOSITY.load(Ordering::Relaxed) > 0 => {
+                format!(" (at {}:{})", l.file(), l.line())
+            }
+            _ => String::new(),
+        };
+        eprintln!("error: internal error: {msg}{place}; please report this");
+        std::process::exit(EXIT_BUG);
+    }));
+}

@@ -1,0 +1,399 @@
+//! The command line: commands, arguments and their help.
+
+use std::sync::LazyLock;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use coffer::datafile::{Compression, WriteOptions};
+use coffer::store::StoreOptions;
+
+use crate::format::parse_size;
+
+static LONG_VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (archive format {})",
+        env!("CARGO_PKG_VERSION"),
+        coffer::manifest::FORMAT_VERSION
+    )
+});
+
+static DEFAULT_PART_SIZE: LazyLock<String> =
+    LazyLock::new(|| exact_size(WriteOptions::default().part_size));
+
+/// A size in the largest binary unit that divides it: `32MiB`, `1000`.
+fn exact_size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if bytes > 0 && bytes.is_multiple_of(1u64 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+fn long_version() -> &'static str {
+    LONG_VERSION.as_str()
+}
+
+fn default_part_size() -> &'static str {
+    DEFAULT_PART_SIZE.as_str()
+}
+
+const ABOUT: &str = "Back up, restore and verify SQL databases (SQLite) as checksummed Parquet archives on disk or S3.";
+
+const LONG_ABOUT: &str = "\
+Back up, restore and verify SQL databases (SQLite) as checksummed Parquet archives on disk or S3.
+
+coffer takes a consistent snapshot of a database and writes it as an archive: \
+Parquet data files for each table, a SHA256SUMS list, and a manifest.json that is \
+written last, so an interrupted backup never looks like a complete one.
+
+An archive location is a directory path (or file://PATH), or s3://BUCKET/PREFIX for \
+AWS S3 and S3-compatible services such as MinIO. A database is a file path or \
+sqlite://PATH.";
+
+const EXAMPLES: &str = "\
+Examples:
+  coffer backup app.db backups/app-2025-06-01
+  coffer ls backups/app-2025-06-01
+  coffer verify backups/app-2025-06-01
+  coffer restore backups/app-2025-06-01 restored.db
+  coffer backup app.db s3://my-bucket/app/2025-06-01";
+
+const LONG_EXAMPLES: &str = "\
+Examples:
+  coffer backup app.db backups/app-2025-06-01
+  coffer ls backups/app-2025-06-01
+  coffer verify backups/app-2025-06-01
+  coffer restore backups/app-2025-06-01 restored.db
+  coffer backup app.db s3://my-bucket/app/2025-06-01
+
+Exit status:
+  0    success
+  1    the command failed, or `verify` found damage
+  2    the command line is wrong
+  130  interrupted (Ctrl-C)
+
+Environment:
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
+  AWS_ENDPOINT_URL, AWS_ALLOW_HTTP   S3 access, when the flags are not given
+  COFFER_LOG                         log filter for --verbose output (e.g. coffer=trace)
+
+Run `coffer help <COMMAND>` for the details of a command.";
+
+/// The `coffer` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "coffer",
+    version,
+    long_version = long_version(),
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    after_long_help = LONG_EXAMPLES,
+    arg_required_else_help = true,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Options that shape what coffer prints.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Print the result as one JSON object on stdout instead of a summary.
+    ///
+    /// No progress bar is shown. Errors still go to stderr as `error: ...`.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing on success: no progress bar, no summary.
+    ///
+    /// Errors, the damage `verify` finds and the listing of `ls` are still printed.
+    #[arg(short, long, global = true, conflicts_with = "json")]
+    pub quiet: bool,
+
+    /// Show what coffer is doing on stderr; repeat for more (-vv).
+    ///
+    /// Also prints the chain of causes of an error. COFFER_LOG, if set, is used
+    /// as the log filter instead (e.g. COFFER_LOG=coffer=trace,object_store=debug).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// How to reach S3. Every option falls back to the usual AWS_* variable.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "S3 storage (for s3:// locations)")]
+pub struct S3Args {
+    /// Endpoint of an S3-compatible service, e.g. http://127.0.0.1:9000 (MinIO).
+    ///
+    /// Leave it out for AWS S3.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "AWS_ENDPOINT_URL",
+        hide_env_values = true
+    )]
+    pub s3_endpoint: Option<String>,
+
+    /// Region of the bucket (us-east-1 when not given).
+    #[arg(
+        long,
+        global = true,
+        value_name = "REGION",
+        env = "AWS_REGION",
+        hide_env_values = true
+    )]
+    pub s3_region: Option<String>,
+
+    /// Access key id.
+    #[arg(
+        long,
+        global = true,
+        value_name = "KEY",
+        env = "AWS_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
+    pub access_key: Option<String>,
+
+    /// Secret access key (better set in the environment).
+    ///
+    /// Prefer AWS_SECRET_ACCESS_KEY: command-line arguments are visible to other
+    /// users of the machine. The key is never printed.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECRET",
+        env = "AWS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
+
+    /// Use virtual-hosted-style requests (https://BUCKET.host/KEY) instead of
+    /// path style (https://host/BUCKET/KEY).
+    #[arg(long, global = true)]
+    pub s3_virtual_hosted: bool,
+
+    /// Allow a plain http:// endpoint (implied when --s3-endpoint starts with http://).
+    #[arg(long, global = true)]
+    pub allow_http: bool,
+}
+
+impl S3Args {
+    /// The library's options; unset fields fall back to AWS_* there.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            virtual_hosted: self.s3_virtual_hosted,
+            allow_http: self.allow_http,
+        }
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(
+        about = "Back up a database into a new archive",
+        long_about = "\
+Take a consistent snapshot of the database DB and write it as a new archive at DEST.
+
+The snapshot is a single moment of the database, even while other connections \
+write to it. DEST must be a new or empty location; an existing archive is never \
+overwritten (the leftovers of an interrupted backup are cleaned up). The archive \
+exists only once the backup succeeds: a failed or interrupted (Ctrl-C) backup \
+writes no manifest, so it cannot be mistaken for a complete one.",
+        after_help = "\
+Examples:
+  coffer backup app.db backups/app-2025-06-01
+  coffer backup sqlite:///var/lib/app/app.db s3://my-bucket/app/2025-06-01
+  coffer backup app.db backups/app --compression zstd-9 --part-size 128MiB
+  coffer backup app.db s3://backups/app --s3-endpoint http://127.0.0.1:9000"
+    )]
+    Backup(BackupArgs),
+
+    #[command(
+        about = "Restore a database from an archive",
+        long_about = "\
+Rebuild the database DB from the archive at SRC.
+
+Every data file is checked against its size and SHA-256 as it is read. The \
+database is built beside DB and moved into place only once it is complete and \
+checked, so a failed or interrupted restore leaves DB as it was. An existing, \
+non-empty DB is replaced only with --force.",
+        after_help = "\
+Examples:
+  coffer restore backups/app-2025-06-01 restored.db
+  coffer restore s3://my-bucket/app/2025-06-01 /var/lib/app/app.db --force
+  coffer restore backups/app users.db --table users --table accounts"
+    )]
+    Restore(RestoreArgs),
+
+    #[command(
+        about = "Check that every file of an archive is intact",
+        long_about = "\
+Re-read every file of the archive at SRC and check its size and SHA-256 against \
+the manifest, and check that SHA256SUMS agrees with the manifest.
+
+Each damaged file is listed with its problem (missing, wrong size or wrong \
+checksum). The exit status is 0 only when everything matches and 1 otherwise, \
+so verify fits scripts and scheduled jobs. The database is not needed.",
+        after_help = "\
+Examples:
+  coffer verify backups/app-2025-06-01
+  coffer verify s3://my-bucket/app/2025-06-01 --json"
+    )]
+    Verify(VerifyArgs),
+
+    #[command(
+        visible_alias = "list",
+        about = "Show what an archive holds",
+        long_about = "\
+Show what the archive at SRC holds: its kind, when it was made, the source \
+database and engine, and each table with its kind, rows, size and number of data \
+files.
+
+Only the manifest is read, so this is fast even for large archives on S3; the \
+data files are not checked (use `coffer verify` for that).",
+        after_help = "\
+Examples:
+  coffer ls backups/app-2025-06-01
+  coffer ls s3://my-bucket/app/2025-06-01 --json"
+    )]
+    Ls(LsArgs),
+}
+
+/// Arguments of `coffer backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The database to back up: a file path or sqlite://PATH.
+    #[arg(value_name = "DB")]
+    pub db: String,
+
+    /// Where to write the archive: a directory, file://PATH or s3://BUCKET/PREFIX.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+
+    /// Size at which a table's data file is closed and the next one begun.
+    ///
+    /// A number of bytes with an optional unit: K, M, G (or KiB, MiB, GiB) are
+    /// powers of 1024, kB, MB, GB powers of 1000.
+    #[arg(long, value_name = "SIZE", default_value = default_part_size(), value_parser = parse_size)]
+    pub part_size: u64,
+
+    /// Compression of the data files: zstd, zstd-N (level N from 1 to 22) or none.
+    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = parse_compression)]
+    pub compression: Compression,
+
+    /// Back up only this table; repeat for more. All tables by default.
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+
+    /// Threads that encode data files in parallel.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub encoders: u16,
+}
+
+/// Arguments of `coffer restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive to restore: a directory, file://PATH or s3://BUCKET/PREFIX.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+
+    /// The database to create: a file path or sqlite://PATH.
+    #[arg(value_name = "DB")]
+    pub db: String,
+
+    /// Replace DB if it exists and is not empty.
+    #[arg(long, short)]
+    pub force: bool,
+
+    /// Restore only this table; repeat for more. All tables by default.
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+}
+
+/// Arguments of `coffer verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The archive to check: a directory, file://PATH or s3://BUCKET/PREFIX.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+}
+
+/// Arguments of `coffer ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The archive to show: a directory, file://PATH or s3://BUCKET/PREFIX.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    s.parse::<Compression>().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exact_sizes() {
+        assert_eq!(exact_size(32 << 20), "32MiB");
+        assert_eq!(exact_size(3 << 30), "3GiB");
+        assert_eq!(exact_size(1000), "1000");
+        assert_eq!(exact_size(2048), "2KiB");
+    }
+
+    #[test]
+    fn the_default_part_size_parses_back() {
+        assert_eq!(
+            parse_size(default_part_size()).unwrap(),
+            WriteOptions::default().part_size
+        );
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "coffer",
+            "backup",
+            "app.db",
+            "out",
+            "--part-size",
+            "64MiB",
+            "--compression",
+            "zstd-3",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Backup(b) = cli.command else {
+            panic!("not backup")
+        };
+        assert_eq!(b.part_size, 64 << 20);
+        assert_eq!(b.compression, Compression::Zstd(3));
+        assert!(cli.output.json);
+        assert!(
+            Cli::try_parse_from(["coffer", "backup", "a", "b", "--compression", "lz4"]).is_err()
+        );
+    }
+}

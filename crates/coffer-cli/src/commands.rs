@@ -1,0 +1,476 @@
+//! The commands: each turns its arguments into a library call and prints
+//! the outcome.
+
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coffer::archive::read_manifest;
+use coffer::datafile::WriteOptions;
+use coffer::engine::Engine;
+use coffer::manifest::{ArchiveKind, Manifest, SHA256SUMS};
+use coffer::ops::backup::{BackupOptions, backup};
+use coffer::ops::restore::{RestoreOptions, restore};
+use coffer::ops::verify::{FileStatus, verify};
+use coffer::progress::Cancel;
+use coffer::store::{Store, StoreOptions, is_local};
+use coffer::{Error, ErrorKind, Result};
+use coffer_sqlite::SqliteEngine;
+use serde::Serialize;
+
+use crate::cli::{BackupArgs, Cli, Command, LsArgs, OutputArgs, RestoreArgs, VerifyArgs};
+use crate::format::{human_bytes, human_count, human_seconds, human_time, plural};
+use crate::progress;
+use crate::report::{
+    self, BackupJson, LsJson, RestoreJson, RestoredTable, TableSummary, VerifyJson,
+};
+
+/// Run the command line's command.
+pub async fn run(cli: Cli) -> Result<()> {
+    let store_options = cli.s3.store_options();
+    let out = &cli.output;
+    match &cli.command {
+        Command::Backup(args) => run_backup(args, &store_options, out).await,
+        Command::Restore(args) => run_restore(args, &store_options, out).await,
+        Command::Verify(args) => run_verify(args, &store_options, out).await,
+        Command::Ls(args) => run_ls(args, &store_options, out).await,
+    }
+}
+
+/// The engine for a database argument and the path to hand it.
+fn engine_for(db: &str) -> Result<(Arc<dyn Engine>, String)> {
+    let path = match db.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sqlite") => rest,
+        Some((scheme, _)) => {
+            // Only the scheme: the rest of a database URL may hold a password.
+            return Err(Error::invalid(format!(
+                "unsupported database '{scheme}://...': this coffer backs up SQLite only; give a file path or sqlite://PATH"
+            )));
+        }
+        None => SqliteEngine::path_of(db),
+    };
+    if path.is_empty() {
+        return Err(Error::invalid(
+            "the database path is empty; give a file path or sqlite://PATH",
+        ));
+    }
+    Ok((Arc::new(SqliteEngine), path.to_string()))
+}
+
+/// The directories that creating the local location would create, deepest
+/// first; empty when it exists or is not local.
+fn absent_local_dirs(location: &str) -> Vec<PathBuf> {
+    if !is_local(location) {
+        return Vec::new();
+    }
+    let path = Path::new(location.strip_prefix("file://").unwrap_or(location));
+    path.ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .take_while(|p| !p.exists())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// Remove the directories a failed backup created, as far as they are empty.
+fn remove_empty_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
+}
+
+/// Set `cancel` on Ctrl-C; a second Ctrl-C quits at once.
+fn cancel_on_ctrl_c(cancel: Cancel) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        cancel.cancel();
+        progress::eprint_line("stopping… (press Ctrl-C again to quit at once)");
+        if tokio::signal::ctrl_c().await.is_ok() {
+            progress::clear();
+            eprintln!("error: interrupted");
+            std::process::exit(crate::EXIT_INTERRUPTED);
+        }
+    })
+}
+
+/// Run `op` until it ends or Ctrl-C is pressed; for read-only commands,
+/// which can simply be dropped.
+async fn until_ctrl_c<T>(op: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::select! {
+        r = op => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::new(ErrorKind::Interrupted, "interrupted")),
+    }
+}
+
+/// Print a line to stdout; a closed pipe (`coffer ls | head`) ends quietly.
+fn emit(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(Error::new(
+            ErrorKind::Internal,
+            format!("could not write to standard output: {e}"),
+        )),
+    }
+}
+
+/// Print one JSON object: indented for a person, one line for a program.
+fn emit_json(value: &impl Serialize) -> Result<()> {
+    let text = if std::io::stdout().is_terminal() {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    }
+    .map_err(|e| Error::internal(format!("could not encode the JSON output: {e}")))?;
+    emit(&text)
+}
+
+async fn run_backup(
+    args: &BackupArgs,
+    store_options: &StoreOptions,
+    out: &OutputArgs,
+) -> Result<()> {
+    let (engine, db) = engine_for(&args.db)?;
+    let created = absent_local_dirs(&args.dest);
+    let store = Store::create(&args.dest, store_options)?;
+    let cancel = Cancel::new();
+    let options = BackupOptions {
+        write: WriteOptions {
+            part_size: args.part_size,
+            compression: args.compression,
+        },
+        kind: ArchiveKind::Backup,
+        tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
+        encoders: usize::from(args.encoders),
+        cancel: cancel.clone(),
+    };
+    tracing::info!(db = %db, dest = %store.url(), ?options, "backup");
+    let ctrl_c = cancel_on_ctrl_c(cancel);
+    let reporter = progress::reporter(!out.json && !out.quiet);
+    let result = backup(engine, &db, &store, options, reporter).await;
+    ctrl_c.abort();
+    progress::clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Leave no empty directory behind for a backup that never began.
+            remove_empty_dirs(&created);
+            return Err(e);
+        }
+    };
+    let m = &report.manifest;
+    if out.json {
+        emit_json(&BackupJson {
+            ok: true,
+            command: "backup",
+            archive: store.url(),
+            kind: m.kind,
+            created_at: &m.created_at,
+            backup_point: &m.backup_point,
+            source: &m.source,
+            tables: m.tables.iter().map(TableSummary::from).collect(),
+            total_rows: m.total_rows(),
+            total_bytes: m.total_bytes(),
+            files: m.files().count(),
+            seconds: report.seconds,
+        })
+    } else if out.quiet {
+        Ok(())
+    } else {
+        emit(&format!(
+            "backed up {}, {}, {} in {} to {}",
+            plural(m.tables.len() as u64, "table", "tables"),
+            plural(m.total_rows(), "row", "rows"),
+            human_bytes(m.total_bytes()),
+            human_seconds(report.seconds),
+            store.url()
+        ))
+    }
+}
+
+async fn run_restore(
+    args: &RestoreArgs,
+    store_options: &StoreOptions,
+    out: &OutputArgs,
+) -> Result<()> {
+    let (engine, db) = engine_for(&args.db)?;
+    let store = Store::open(&args.src, store_options)?;
+    let cancel = Cancel::new();
+    let options = RestoreOptions {
+        replace: args.force,
+        tables: args.tables.clone(),
+        cancel: cancel.clone(),
+    };
+    tracing::info!(src = %store.url(), db = %db, ?options, "restore");
+    let ctrl_c = cancel_on_ctrl_c(cancel);
+    let reporter = progress::reporter(!out.json && !out.quiet);
+    let result = restore(engine, &store, &db, options, reporter).await;
+    ctrl_c.abort();
+    progress::clear();
+    let report = result?;
+    let m = &report.manifest;
+    if out.json {
+        emit_json(&RestoreJson {
+            ok: true,
+            command: "restore",
+            archive: store.url(),
+            database: &db,
+            source: &m.source,
+            backup_point: &m.backup_point,
+            tables: report
+                .tables
+                .iter()
+                .map(|name| RestoredTable {
+                    name,
+                    rows: m.table(name).map_or(0, |t| t.rows),
+                })
+                .collect(),
+            rows: report.rows,
+            bytes: report.bytes,
+            seconds: report.seconds,
+        })
+    } else if out.quiet {
+        Ok(())
+    } else {
+        emit(&format!(
+            "restored {}, {} ({} read) in {} from {} into {}",
+            plural(report.tables.len() as u64, "table", "tables"),
+            plural(report.rows, "row", "rows"),
+            human_bytes(report.bytes),
+            human_seconds(report.seconds),
+            store.url(),
+            db
+        ))
+    }
+}
+
+async fn run_verify(
+    args: &VerifyArgs,
+    store_options: &StoreOptions,
+    out: &OutputArgs,
+) -> Result<()> {
+    let store = Store::open(&args.src, store_options)?;
+    let reporter = progress::reporter(!out.json && !out.quiet);
+    let result = until_ctrl_c(verify(&store, reporter.as_ref())).await;
+    progress::clear();
+    let report = result?;
+    let total = report.files.len();
+    let bad: Vec<_> = report
+        .files
+        .iter()
+        .filter(|f| f.status != FileStatus::Ok)
+        .collect();
+    if out.json {
+        emit_json(&VerifyJson::new(store.url(), &report))?;
+    } else {
+        for f in &bad {
+            emit(&format!("{} {}", f.path, problem(&f.status)))?;
+        }
+        if !report.sums_match {
+            emit(&format!(
+                "{SHA256SUMS} is missing or does not match the manifest"
+            ))?;
+        }
+        if report.is_ok() {
+            if !out.quiet {
+                emit(&format!(
+                    "verified {}: all {} ({}) match the manifest",
+                    store.url(),
+                    plural(total as u64, "file", "files"),
+                    human_bytes(report.manifest.total_bytes())
+                ))?;
+            }
+        } else {
+            let sums = if report.sums_match {
+                ""
+            } else {
+                &format!(", {SHA256SUMS} does not match")
+            };
+            emit(&format!(
+                "verify failed: {} of {total} files damaged{sums}",
+                bad.len()
+            ))?;
+        }
+    }
+    if report.is_ok() {
+        return Ok(());
+    }
+    // One sentence that names the (first) damaged file.
+    let what = match bad.as_slice() {
+        [] => format!(
+            "{SHA256SUMS} is missing or does not match the manifest (the data files are intact)"
+        ),
+        [f] => format!("{} {}", f.path, problem(&f.status)),
+        [f, ..] => format!(
+            "{} of {total} files do not match the manifest, among them {} ({})",
+            bad.len(),
+            f.path,
+            problem(&f.status)
+        ),
+    };
+    Err(Error::corrupt(format!(
+        "the archive at {} is damaged: {what}; restore it from another copy",
+        store.url()
+    )))
+}
+
+/// What is wrong with a file, as the predicate of a sentence naming it.
+fn problem(status: &FileStatus) -> String {
+    match status {
+        FileStatus::Ok => "is intact".to_string(),
+        FileStatus::Missing => "is missing".to_string(),
+        FileStatus::WrongSize { expected, actual } => format!(
+            "has the wrong size: {} bytes instead of {}",
+            human_count(*actual),
+            human_count(*expected)
+        ),
+        FileStatus::WrongChecksum => "has the wrong checksum: its contents changed".to_string(),
+    }
+}
+
+async fn run_ls(args: &LsArgs, store_options: &StoreOptions, out: &OutputArgs) -> Result<()> {
+    let store = Store::open(&args.src, store_options)?;
+    let m = until_ctrl_c(read_manifest(&store)).await?;
+    if out.json {
+        emit_json(&LsJson::new(store.url(), &m))
+    } else {
+        for line in ls_lines(store.url(), &m) {
+            emit(&line)?;
+        }
+        Ok(())
+    }
+}
+
+/// The plural of a schema object type.
+fn kinds(n: usize, kind: &str) -> String {
+    let many = match kind {
+        "index" => "indexes".to_string(),
+        k => format!("{k}s"),
+    };
+    plural(n as u64, kind, &many)
+}
+
+/// The human listing of an archive.
+fn ls_lines(url: &str, m: &Manifest) -> Vec<String> {
+    let kind = serde_json::to_value(m.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", m.kind).to_lowercase());
+    let data_format = serde_json::to_value(m.data_format)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", m.data_format).to_lowercase());
+    let mut lines = vec![
+        format!("archive       {url}"),
+        format!(
+            "kind          {kind} ({data_format}, archive format {}, written by {} {})",
+            m.format_version, m.tool.name, m.tool.version
+        ),
+        format!("created       {}", human_time(&m.created_at)),
+        format!("backup point  {}", human_time(&m.backup_point)),
+    ];
+    if let Some(parent) = &m.parent {
+        lines.push(format!("parent        {parent}"));
+    }
+    lines.push(format!(
+        "source        {} {}, database {}",
+        m.source.engine, m.source.engine_version, m.source.database
+    ));
+    let counts = report::object_counts(m);
+    if !counts.is_empty() {
+        let schema: Vec<String> = counts.iter().map(|(k, n)| kinds(*n, k)).collect();
+        lines.push(format!("schema        {}", schema.join(", ")));
+    }
+    lines.push(String::new());
+
+    if m.tables.is_empty() {
+        lines.push("(no tables)".to_string());
+        return lines;
+    }
+    let rows: Vec<[String; 5]> = m
+        .tables
+        .iter()
+        .map(|t| {
+            [
+                t.name.clone(),
+                t.kind.clone(),
+                human_count(t.rows),
+                human_bytes(report::table_bytes(t)),
+                human_count(t.parts.len() as u64),
+            ]
+        })
+        .collect();
+    let header = ["TABLE", "KIND", "ROWS", "SIZE", "PARTS"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain(std::iter::once(header[i].len()))
+            .max()
+            .unwrap_or(0)
+    };
+    let w: Vec<usize> = (0..5).map(width).collect();
+    let line = |c: [&str; 5]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
+        )
+        .trim_end()
+        .to_string()
+    };
+    lines.push(line(header));
+    for r in &rows {
+        lines.push(line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    lines.push(String::new());
+    lines.push(format!(
+        "total         {}, {}, {}",
+        plural(m.tables.len() as u64, "table", "tables"),
+        plural(m.total_rows(), "row", "rows"),
+        human_bytes(m.total_bytes())
+    ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_are_chosen_by_scheme() {
+        assert_eq!(engine_for("app.db").unwrap().1, "app.db");
+        assert_eq!(engine_for("sqlite://data/app.db").unwrap().1, "data/app.db");
+        assert_eq!(engine_for("SQLite:///abs/app.db").unwrap().1, "/abs/app.db");
+        let err = engine_for("postgres://user:hunter2@db/app").err().unwrap();
+        assert!(err.to_string().contains("'postgres://...'"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(engine_for("sqlite://").is_err());
+    }
+
+    #[test]
+    fn only_directories_a_failed_backup_created_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a/b/c");
+        let created = absent_local_dirs(dest.to_str().unwrap());
+        assert_eq!(created.len(), 3);
+        assert!(absent_local_dirs("s3://bucket/x").is_empty());
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::write(dir.path().join("a/keep"), b"x").unwrap();
+        remove_empty_dirs(&created);
+        assert!(!dir.path().join("a/b").exists());
+        assert!(dir.path().join("a/keep").exists());
+    }
+}

@@ -1,0 +1,80 @@
+//! Helpers shared by the CLI tests: run the real `coffer` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Run `coffer` with `args`; returns its output.
+pub fn coffer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run coffer")
+}
+
+/// Run `coffer` and insist that it succeeds; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = coffer(args);
+    assert!(
+        out.status.success(),
+        "coffer {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Run `coffer`, insist that it fails with status 1 and a one-line error
+/// without a panic or backtrace; returns stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = coffer(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "coffer {args:?} should fail with status 1: {stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "not an error line: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert!(!stderr.contains("backtrace"), "backtrace: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "more than one line: {stderr}"
+    );
+    stderr
+}
+
+/// A path as &str.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Files in `dir` (not recursive) whose names start with `.` and contain
+/// `coffer-restore`: leftovers of a restore.
+pub fn restore_leftovers(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .contains("coffer-restore")
+        })
+        .collect()
+}
+
+/// A database big enough that backing it up or restoring it takes a
+/// noticeable time: `rows` rows of 1 KiB of text with an index.
+pub fn create_big_db(path: &Path, rows: u64) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE big(id INTEGER PRIMARY KEY, body TEXT, n INTEGER, r REAL);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows})
+         INSERT INTO big SELECT i, hex(randomblob(512)), i * 7, i / 3.0 FROM s;
+         CREATE INDEX big_n ON big(n);"
+    ))
+    .unwrap();
+}

@@ -1,0 +1,161 @@
+//! The real binary killed mid-way: a killed backup leaves nothing that `ls`
+//! lists or `restore` accepts; a killed restore leaves no file at the
+//! target; Ctrl-C stops cleanly with status 130.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until `cond` holds (true) or the child exits (false).
+fn wait_for(child: &mut Child, cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("timed out waiting");
+}
+
+fn has_files(dir: &Path) -> bool {
+    dir.join("tables").exists() && walk(&dir.join("tables")).iter().any(|p| p.is_file())
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn killed_backup_leaves_no_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 150_000);
+    let mut killed_mid_way = 0;
+    // Kill at several moments: before any file, while parts are written.
+    for (i, delay_ms) in [0u64, 30, 120, 400].into_iter().enumerate() {
+        let archive = dir.path().join(format!("archive-{i}"));
+        let mut child = spawn(&["backup", s(&db), s(&archive), "--part-size", "1MiB"]);
+        if delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
+        if wait_for(&mut child, || has_files(&archive)) {
+            killed_mid_way += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if archive.join("manifest.json").exists() {
+            continue; // finished before the kill: a complete archive is fine
+        }
+        let err = fails(&["ls", s(&archive)]);
+        assert!(err.contains("no archive"), "{err}");
+        let target = dir.path().join(format!("out-{i}.db"));
+        fails(&["restore", s(&archive), s(&target)]);
+        assert!(!target.exists());
+        // A new backup into the same place cleans up and succeeds.
+        ok(&["backup", s(&db), s(&archive)]);
+        ok(&["verify", s(&archive)]);
+    }
+    assert!(
+        killed_mid_way > 0,
+        "no kill landed while the backup was writing"
+    );
+}
+
+fn temp_of(dir: &Path) -> bool {
+    restore_leftovers(dir).iter().any(|p| {
+        std::fs::metadata(p)
+            .map(|m| m.len() > 100_000)
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn killed_restore_leaves_no_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 150_000);
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&db), s(&archive)]);
+    let target = dir.path().join("restored.db");
+    let mut child = spawn(&["restore", s(&archive), s(&target)]);
+    assert!(
+        wait_for(&mut child, || temp_of(dir.path())),
+        "the restore finished before it could be killed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !target.exists(),
+        "a killed restore left a file at the target"
+    );
+    // A later restore succeeds (a leftover temporary file does not get in the way).
+    ok(&["restore", s(&archive), s(&target)]);
+    coffer_testkit::compare::assert_same_database(&db, &target);
+}
+
+#[test]
+fn killed_forced_restore_keeps_the_old_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 150_000);
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&db), s(&archive)]);
+    let target = dir.path().join("old.db");
+    std::fs::write(&target, b"the old database").unwrap();
+    let mut child = spawn(&["restore", s(&archive), s(&target), "--force"]);
+    assert!(wait_for(&mut child, || temp_of(dir.path())));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"the old database");
+}
+
+#[test]
+fn ctrl_c_stops_a_restore_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 150_000);
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&db), s(&archive)]);
+    let target = dir.path().join("restored.db");
+    let mut child = spawn(&["restore", s(&archive), s(&target)]);
+    assert!(wait_for(&mut child, || temp_of(dir.path())));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!target.exists());
+    assert!(
+        restore_leftovers(dir.path()).is_empty(),
+        "Ctrl-C left a temporary file"
+    );
+}
