@@ -1,0 +1,275 @@
+//! The Markdown report.
+
+use std::fs;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::bench::Ctx;
+use crate::generate::{GENERATOR_VERSION, PAGE_SIZE};
+use crate::proc::{capture, shell_quote};
+use crate::scenarios::TARGETS;
+
+/// The opening of the report; `run --out docs/BENCHMARKS.md` replaces that
+/// file, so this is also the page's introduction.
+pub const INTRO: &str = "\
+# coffer benchmarks
+
+This page is written by `coffer-bench run` (crate `crates/coffer-bench`): do not edit it by \
+hand, re-run the benchmark instead. Each scenario runs `coffer` and what a user would \
+otherwise run (the `sqlite3` shell's `.backup`, `VACUUM INTO`, `.dump`, `cp`) as whole \
+processes on the same generated database, and reports the median wall time over the runs, \
+the peak resident memory (RSS, from `wait4`) and coffer's time as a ratio of each \
+alternative's. Every database that a restore produces is checked for its row counts.
+
+The database is made by `coffer-bench generate`: deterministic for a seed and a scale \
+(scale 1 ≈ 3 M rows, ≈ 250 MB; page size 4096, rollback journal), with tables `users`, \
+`orders` (implicit rowid), `events` (BLOB payloads, partly incompressible) and `sessions` \
+(`WITHOUT ROWID`), and four secondary indexes. Data is built from syllables and a word \
+list, so it compresses the way real data does rather than not at all or completely. \
+Files are in the page cache during the runs (the database was just generated or read): \
+these are warm-cache numbers. MB means 2^20 bytes. Peak RSS comes from `wait4`; it can \
+not go below the harness's own few MB, from which each child is spawned.
+
+To reproduce:
+
+```sh
+cargo build --release -p coffer-cli -p coffer-bench
+target/release/coffer-bench run --out docs/BENCHMARKS.md
+```
+
+`--quick` (scale 0.002, one run) is the CI smoke test: it checks that every command works, \
+not how fast. See `coffer-bench run --help` and `coffer-bench scenarios`.
+";
+
+/// A Markdown table.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("| {} |\n", headers.join(" | ")));
+    s.push_str(&format!(
+        "|{}\n",
+        headers
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i == 0 { " --- |" } else { " ---: |" })
+            .collect::<String>()
+    ));
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+        s.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    s
+}
+
+/// A ratio with two decimals, or three below 0.1.
+pub fn ratio(v: f64) -> String {
+    if v.abs() < 0.1 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| shell_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `YYYY-MM-DD HH:MM UTC` for now.
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Fails early if the baselines' tools are missing.
+pub fn check_tools(ctx: &Ctx) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    capture(&ctx.opts.sqlite3, &["--version"]).with_context(|| {
+        format!(
+            "the sqlite3 shell ({}) is needed for the baselines (Debian: apt-get install sqlite3)",
+            ctx.opts.sqlite3.display()
+        )
+    })?;
+    Ok(())
+}
+
+fn first_line_of(path: &str, key: &str) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+fn machine_rows(ctx: &Ctx) -> Vec<(String, String)> {
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let cpu = first_line_of("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
+    let mem = first_line_of("/proc/meminfo", "MemTotal")
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "?".into());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| std::env::consts::OS.into());
+    let sqlite3 = capture(&ctx.opts.sqlite3, &["--version"]).unwrap_or_else(|e| format!("{e}"));
+    let coffer = capture(&ctx.opts.coffer, &["--version"]).unwrap_or_else(|e| format!("{e}"));
+    vec![
+        ("date".into(), utc_now()),
+        ("command".into(), format!("`{}`", command_line())),
+        ("CPU".into(), format!("{cpu} ({nproc} logical CPUs)")),
+        ("memory".into(), mem),
+        (
+            "OS".into(),
+            format!(
+                "{} {kernel} ({})",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ),
+        ),
+        (
+            "sqlite3".into(),
+            format!("{} (`{}`)", sqlite3, ctx.opts.sqlite3.display()),
+        ),
+        (
+            "coffer".into(),
+            format!("{} (`{}`)", coffer, ctx.opts.coffer.display()),
+        ),
+        (
+            "runs".into(),
+            format!(
+                "{} per command, median reported{}",
+                ctx.opts.runs,
+                if ctx.opts.quick { " (--quick)" } else { "" }
+            ),
+        ),
+        (
+            "generator".into(),
+            format!(
+                "version {GENERATOR_VERSION}, seed {}, page size {PAGE_SIZE}, bundled SQLite {}",
+                ctx.opts.seed,
+                rusqlite::version()
+            ),
+        ),
+    ]
+}
+
+pub struct Section {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub body: Result<String, String>,
+}
+
+pub fn render(ctx: &Ctx, sections: &[Section]) -> String {
+    let mut s = String::from(INTRO);
+    s.push_str("\n## Run\n\n");
+    s.push_str(&table(
+        &["", ""],
+        machine_rows(ctx)
+            .into_iter()
+            .map(|(k, v)| vec![k, v])
+            .collect(),
+    ));
+    let datasets: Vec<_> = ctx.all_datasets().collect();
+    if !datasets.is_empty() {
+        s.push_str("\nDatasets:\n\n");
+        s.push_str(&table(
+            &[
+                "scale",
+                "MB",
+                "users",
+                "orders",
+                "events",
+                "sessions",
+                "generated in s",
+            ],
+            datasets
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.scale.to_string(),
+                        format!("{:.1}", d.mb()),
+                        d.counts.users.to_string(),
+                        d.counts.orders.to_string(),
+                        d.counts.events.to_string(),
+                        d.counts.sessions.to_string(),
+                        d.generated_secs
+                            .map(|t| format!("{t:.1}"))
+                            .unwrap_or_else(|| "cached".into()),
+                    ]
+                })
+                .collect(),
+        ));
+    }
+    if ctx.opts.quick {
+        s.push_str(
+            "\n**Quick mode**: a tiny database and one run. The numbers below only show that \
+             every command works; MET / NOT MET means nothing at this scale.\n",
+        );
+    }
+
+    s.push_str("\n## Targets\n\n");
+    s.push_str(&table(
+        &["target", "measured", "status"],
+        TARGETS
+            .iter()
+            .map(|t| match ctx.targets.get(t.id) {
+                Some(&v) => {
+                    let mut shown = (t.show)(v);
+                    if let Some(note) = ctx.target_notes.get(t.id) {
+                        shown.push_str(&format!(" ({note})"));
+                    }
+                    let status = if (t.met)(v) { "MET" } else { "NOT MET" };
+                    vec![t.what.to_string(), shown, status.to_string()]
+                }
+                None => vec![t.what.to_string(), "not measured".into(), "—".to_string()],
+            })
+            .collect(),
+    ));
+
+    for sec in sections {
+        s.push_str(&format!("\n## {}\n\n{}.\n\n", sec.name, sec.about));
+        match &sec.body {
+            Ok(body) => s.push_str(body),
+            Err(e) => s.push_str(&format!("**FAILED**:\n\n```\n{e}\n```\n")),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_markdown() {
+        let t = table(&["a", "b"], vec![vec!["x | y".into(), "1".into()]]);
+        assert_eq!(t, "| a | b |\n| --- | ---: |\n| x \\| y | 1 |\n");
+    }
+
+    #[test]
+    fn date_looks_like_a_date() {
+        let d = utc_now();
+        assert_eq!(d.len(), "2026-01-01 00:00 UTC".len(), "{d}");
+        assert!(d.starts_with("20"), "{d}");
+    }
+}

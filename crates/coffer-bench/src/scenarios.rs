@@ -1,0 +1,435 @@
+//! The scenarios and the targets.
+//!
+//! Adding a scenario: write a `fn(&mut Ctx) -> Result<String>` that measures
+//! with `ctx.measure` and returns its Markdown section, and add one entry to
+//! [`SCENARIOS`]. A target is one entry in [`TARGETS`], fed by a scenario
+//! with `ctx.record_target`.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::bench::{Bench, Ctx, Dataset, disk_size, mb, remove_db, remove_path};
+use crate::proc::{Cmd, Job};
+use crate::report::{ratio, table};
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Run when `--scenarios` is not given.
+    pub default: bool,
+    pub run: fn(&mut Ctx) -> Result<String>,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "backup",
+        about: "`coffer backup` vs the sqlite3 shell's `.backup` and `VACUUM INTO`",
+        default: true,
+        run: backup,
+    },
+    Scenario {
+        name: "restore",
+        about: "`coffer restore` vs replaying a `.dump` and copying a `.backup` file",
+        default: true,
+        run: restore,
+    },
+    Scenario {
+        name: "size",
+        about: "archive size vs database size (and a dump, a zstd of the file)",
+        default: true,
+        run: size,
+    },
+    Scenario {
+        name: "scaling",
+        about: "coffer backup and restore at 1x, 2x and 4x the scale (1x only with --quick)",
+        default: true,
+        run: scaling,
+    },
+    Scenario {
+        name: "verify",
+        about: "`coffer verify` vs `PRAGMA integrity_check` on the database",
+        default: false,
+        run: verify,
+    },
+];
+
+pub struct Target {
+    pub id: &'static str,
+    pub what: &'static str,
+    pub show: fn(f64) -> String,
+    pub met: fn(f64) -> bool,
+}
+
+pub const TARGETS: &[Target] = &[
+    Target {
+        id: "restore_speedup",
+        what: "coffer restore ≥ 5× faster than `sqlite3 NEW.db < dump.sql`",
+        show: |v| format!("{v:.1}× faster"),
+        met: |v| v >= 5.0,
+    },
+    Target {
+        id: "backup_vs_vacuum",
+        what: "coffer backup ≤ 2× the wall time of `VACUUM INTO`",
+        show: |v| format!("{v:.2}×"),
+        met: |v| v <= 2.0,
+    },
+    Target {
+        id: "archive_ratio",
+        what: "archive ≤ 0.5 × database size",
+        show: |v| format!("{v:.3}×"),
+        met: |v| v <= 0.5,
+    },
+    Target {
+        id: "backup_rss",
+        what: "coffer backup peak RSS < 200 MB",
+        show: |v| format!("{v:.1} MB"),
+        met: |v| v < 200.0,
+    },
+    Target {
+        id: "restore_rss",
+        what: "coffer restore peak RSS < 200 MB",
+        show: |v| format!("{v:.1} MB"),
+        met: |v| v < 200.0,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+// ----------------------------------------------------------------- helpers
+
+/// One row of a comparison table.
+fn comparison(benches: &[&Bench], reference: &Bench, ds: &Dataset) -> String {
+    let rows = benches
+        .iter()
+        .map(|b| {
+            vec![
+                b.label.clone(),
+                format!("{:.3}", b.median_secs()),
+                b.all_secs(),
+                format!("{:.0}", ds.mb() / b.median_secs()),
+                format!("{:.1}", b.peak_rss_mb()),
+                if std::ptr::eq(*b, reference) {
+                    "—".to_string()
+                } else {
+                    ratio(reference.median_secs() / b.median_secs())
+                },
+            ]
+        })
+        .collect();
+    let mut s = table(
+        &[
+            "command",
+            "median s",
+            "runs s",
+            "DB MB/s",
+            "peak RSS MB",
+            "coffer ÷ this",
+        ],
+        rows,
+    );
+    s.push_str(
+        "\n`coffer ÷ this` is coffer's median time over this command's: below 1 means coffer \
+         is faster (0.20 = 5× faster). Peak RSS is the largest over the runs; for a pipe, \
+         the larger of its two processes.\n\nCommands:\n\n```sh\n",
+    );
+    for b in benches {
+        s.push_str(&b.command);
+        s.push('\n');
+    }
+    s.push_str("```\n");
+    s
+}
+
+fn dataset_line(ds: &Dataset) -> String {
+    format!(
+        "Dataset: scale {}, {:.1} MB, {} rows.\n\n",
+        ds.scale,
+        ds.mb(),
+        ds.counts.total()
+    )
+}
+
+fn coffer_backup(ctx: &mut Ctx, ds: &Dataset) -> Result<Bench> {
+    let archive = ctx.out_dir("coffer-backup", ds)?.join("archive");
+    let job: Job = ctx
+        .coffer()
+        .arg("backup")
+        .arg(&ds.path)
+        .arg(&archive)
+        .into();
+    let (bench, fresh) = ctx.measure("coffer backup", job, || remove_path(&archive))?;
+    if fresh {
+        ctx.keep_artifact(ds, "coffer-archive", &archive)?;
+    }
+    ctx.record_target_max(
+        "backup_rss",
+        bench.peak_rss_mb(),
+        format!("largest over scales measured; scale {}", ds.scale),
+    );
+    Ok(bench)
+}
+
+fn coffer_restore(ctx: &mut Ctx, ds: &Dataset) -> Result<Bench> {
+    let archive = ctx.coffer_archive(ds)?;
+    let restored = ctx.out_dir("coffer-restore", ds)?.join("restored.db");
+    let job: Job = ctx
+        .coffer()
+        .arg("restore")
+        .arg(&archive)
+        .arg(&restored)
+        .into();
+    let (bench, fresh) = ctx.measure("coffer restore", job, || remove_db(&restored))?;
+    if fresh {
+        ctx.check_restored(&restored, ds)?;
+    }
+    ctx.record_target_max(
+        "restore_rss",
+        bench.peak_rss_mb(),
+        format!("largest over scales measured; scale {}", ds.scale),
+    );
+    Ok(bench)
+}
+
+fn vacuum_into(ctx: &mut Ctx, ds: &Dataset) -> Result<Bench> {
+    let out = ctx.out_dir("vacuum-into", ds)?.join("vacuum.db");
+    let job: Job = ctx
+        .sqlite3()
+        .arg(&ds.path)
+        .arg(format!("VACUUM INTO '{}'", out.display()))
+        .into();
+    let (bench, _) = ctx.measure("sqlite3 VACUUM INTO", job, || remove_db(&out))?;
+    Ok(bench)
+}
+
+fn restore_with(
+    ctx: &mut Ctx,
+    ds: &Dataset,
+    label: &str,
+    restored: &Path,
+    job: Job,
+) -> Result<Bench> {
+    let (bench, fresh) = ctx.measure(label, job, || remove_db(restored))?;
+    if fresh {
+        ctx.check_restored(restored, ds)?;
+    }
+    Ok(bench)
+}
+
+// --------------------------------------------------------------- scenarios
+
+fn backup(ctx: &mut Ctx) -> Result<String> {
+    let ds = ctx.dataset(1.0)?;
+    let coffer = coffer_backup(ctx, &ds)?;
+
+    let out = ctx.out_dir("sqlite-backup", &ds)?.join("backup.db");
+    let job: Job = ctx
+        .sqlite3()
+        .arg(&ds.path)
+        .arg(format!(".backup '{}'", out.display()))
+        .into();
+    let (dot_backup, fresh) = ctx.measure("sqlite3 .backup", job, || remove_db(&out))?;
+    if fresh {
+        ctx.keep_artifact(&ds, "backup.db", &out)?;
+    }
+    let vacuum = vacuum_into(ctx, &ds)?;
+
+    ctx.record_target(
+        "backup_vs_vacuum",
+        coffer.median_secs() / vacuum.median_secs(),
+        "",
+    );
+    let mut s = dataset_line(&ds);
+    s.push_str(&comparison(&[&coffer, &dot_backup, &vacuum], &coffer, &ds));
+    Ok(s)
+}
+
+fn restore(ctx: &mut Ctx) -> Result<String> {
+    let ds = ctx.dataset(1.0)?;
+    let coffer = coffer_restore(ctx, &ds)?;
+    let dump = ctx.sql_dump(&ds)?;
+    let backup_file = ctx.sqlite_backup(&ds)?;
+
+    let restored = ctx.out_dir("sqlite-restore", &ds)?.join("restored.db");
+    let job = ctx.sqlite3().arg(&restored).stdin(&dump).into();
+    let replay = restore_with(ctx, &ds, "sqlite3 NEW.db < dump.sql", &restored, job)?;
+    let job = Job::Pipe(
+        ctx.sqlite3().arg(&ds.path).arg(".dump"),
+        ctx.sqlite3().arg(&restored),
+    );
+    let pipe = restore_with(
+        ctx,
+        &ds,
+        "sqlite3 DB .dump | sqlite3 NEW.db",
+        &restored,
+        job,
+    )?;
+    let job = Cmd::new("cp").arg(&backup_file).arg(&restored).into();
+    let copy = restore_with(ctx, &ds, "cp backup.db NEW.db", &restored, job)?;
+
+    ctx.record_target(
+        "restore_speedup",
+        replay.median_secs() / coffer.median_secs(),
+        "",
+    );
+    let mut s = dataset_line(&ds);
+    s.push_str(
+        "Every restored database is checked for its tables' row counts \
+         (and `PRAGMA integrity_check` with --quick). \
+         `sqlite3 NEW.db < dump.sql` times only the restore half of a dump-based restore; \
+         the pipe times both halves.\n\n",
+    );
+    s.push_str(&comparison(&[&coffer, &replay, &pipe, &copy], &coffer, &ds));
+    Ok(s)
+}
+
+fn size(ctx: &mut Ctx) -> Result<String> {
+    let ds = ctx.dataset(1.0)?;
+    let archive = ctx.coffer_archive(&ds)?;
+    let backup_file = ctx.sqlite_backup(&ds)?;
+    let dump = ctx.sql_dump(&ds)?;
+
+    let archive_bytes = disk_size(&archive)?;
+    let mut rows: Vec<(String, u64, String)> = vec![
+        (
+            "database file".into(),
+            ds.bytes,
+            ds.path.display().to_string(),
+        ),
+        (
+            "coffer archive".into(),
+            archive_bytes,
+            format!("coffer backup DB {}", archive.display()),
+        ),
+        (
+            "sqlite3 .backup".into(),
+            disk_size(&backup_file)?,
+            backup_file.display().to_string(),
+        ),
+        (
+            "sqlite3 .dump".into(),
+            disk_size(&dump)?,
+            dump.display().to_string(),
+        ),
+    ];
+    if crate::proc::capture("zstd", &["--version"]).is_ok() {
+        let zst = ctx.artifact(&ds, "db.zst", |_, ds, out| {
+            Cmd::new("zstd")
+                .arg("-3")
+                .arg("-q")
+                .arg("-c")
+                .arg(&ds.path)
+                .stdout(out)
+                .into()
+        })?;
+        rows.push((
+            "zstd -3 of the database file".into(),
+            disk_size(&zst)?,
+            zst.display().to_string(),
+        ));
+    }
+    let ratio_to_db = archive_bytes as f64 / ds.bytes as f64;
+    ctx.record_target("archive_ratio", ratio_to_db, "");
+
+    let mut s = dataset_line(&ds);
+    s.push_str(&table(
+        &["what", "MB", "÷ database size"],
+        rows.iter()
+            .map(|(what, bytes, _)| {
+                vec![
+                    what.clone(),
+                    format!("{:.2}", mb(*bytes)),
+                    format!("{:.3}", *bytes as f64 / ds.bytes as f64),
+                ]
+            })
+            .collect(),
+    ));
+    s.push_str("\nFiles:\n\n```\n");
+    for (what, _, path) in &rows {
+        s.push_str(&format!("{what}: {path}\n"));
+    }
+    s.push_str("```\n");
+    Ok(s)
+}
+
+fn scaling(ctx: &mut Ctx) -> Result<String> {
+    let factors: &[f64] = if ctx.opts.quick {
+        &[1.0]
+    } else {
+        &[1.0, 2.0, 4.0]
+    };
+    let mut rows = Vec::new();
+    let mut first: Option<(f64, f64, f64)> = None;
+    for &f in factors {
+        let ds = ctx.dataset(f)?;
+        let backup = coffer_backup(ctx, &ds)?;
+        let restore = coffer_restore(ctx, &ds)?;
+        let vacuum = vacuum_into(ctx, &ds)?;
+        let (b, r, v) = (
+            backup.median_secs(),
+            restore.median_secs(),
+            vacuum.median_secs(),
+        );
+        let (b1, r1, _) = *first.get_or_insert((b, r, v));
+        rows.push(vec![
+            format!("{f}× ({})", ds.scale),
+            format!("{:.1}", ds.mb()),
+            ds.counts.total().to_string(),
+            format!("{b:.3}"),
+            format!("{:.0}", ds.mb() / b),
+            format!("{:.1}", backup.peak_rss_mb()),
+            format!("{r:.3}"),
+            format!("{:.0}", ds.mb() / r),
+            format!("{:.1}", restore.peak_rss_mb()),
+            format!("{v:.3}"),
+            ratio(b / v),
+            format!("{:.2} / {:.2}", b / b1, r / r1),
+        ]);
+    }
+    let mut s = String::from(
+        "coffer's medians at growing scales. `backup ÷ VACUUM INTO` compares with sqlite3's \
+         `VACUUM INTO` at the same scale; the last column is backup / restore time relative to \
+         the 1× row (linear scaling gives the factor itself). Peak RSS should stay flat.\n\n",
+    );
+    s.push_str(&table(
+        &[
+            "scale",
+            "DB MB",
+            "rows",
+            "backup s",
+            "backup MB/s",
+            "backup RSS MB",
+            "restore s",
+            "restore MB/s",
+            "restore RSS MB",
+            "VACUUM INTO s",
+            "backup ÷ VACUUM INTO",
+            "time vs 1× (backup / restore)",
+        ],
+        rows,
+    ));
+    Ok(s)
+}
+
+fn verify(ctx: &mut Ctx) -> Result<String> {
+    let ds = ctx.dataset(1.0)?;
+    let archive = ctx.coffer_archive(&ds)?;
+    let (coffer, _) = ctx.measure(
+        "coffer verify",
+        ctx.coffer().arg("verify").arg(&archive).into(),
+        || Ok(()),
+    )?;
+    let (check, _) = ctx.measure(
+        "sqlite3 PRAGMA integrity_check",
+        ctx.sqlite3()
+            .arg(&ds.path)
+            .arg("PRAGMA integrity_check")
+            .into(),
+        || Ok(()),
+    )?;
+    let mut s = dataset_line(&ds);
+    s.push_str(&comparison(&[&coffer, &check], &coffer, &ds));
+    Ok(s)
+}
