@@ -304,6 +304,11 @@ pub struct BackupArgs {
     /// Threads that encode data files in parallel.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub encoders: u16,
+
+    /// Connections that read tables in parallel, all at the same moment
+    /// (1 reads every table on one connection).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub scanners: u16,
 }
 
 /// Arguments of `coffer restore`.

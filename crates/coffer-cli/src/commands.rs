@@ -147,6 +147,7 @@ async fn run_backup(
         kind: ArchiveKind::Backup,
         tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
         encoders: usize::from(args.encoders),
+        scanners: usize::from(args.scanners),
         cancel: cancel.clone(),
     };
     tracing::info!(db = %db, dest = %store.url(), ?options, "backup");

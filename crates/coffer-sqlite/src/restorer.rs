@@ -95,8 +95,8 @@ impl SqliteRestorer {
             "PRAGMA journal_mode = OFF;
              PRAGMA synchronous = OFF;
              PRAGMA locking_mode = EXCLUSIVE;
-             PRAGMA cache_size = -65536;
-             PRAGMA threads = 2;
+             PRAGMA cache_size = -16384;
+             PRAGMA threads = 1;
              PRAGMA foreign_keys = OFF;",
         )
         .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
@@ -270,6 +270,7 @@ impl Restorer for SqliteRestorer {
     }
 
     fn finish(mut self: Box<Self>, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
+        let started = std::time::Instant::now();
         let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
         let all = tables.len() == manifest.tables.len();
         for obj in &manifest.objects {
@@ -314,6 +315,10 @@ impl Restorer for SqliteRestorer {
                 self.insert_rows(table, &Self::insert_sql(table), &batch)?;
             }
         }
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "indexes, views, triggers and SQLite's own tables created"
+        );
         self.exec("COMMIT", "the new database")?;
         for name in ["user_version", "application_id"] {
             if let Some(serde_json::Value::Number(n)) = manifest.settings.get(name) {
@@ -324,6 +329,10 @@ impl Restorer for SqliteRestorer {
             .conn()
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(|e| sql_error("check", "the restored database", e))?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "integrity check done"
+        );
         if check != "ok" {
             return Err(Error::corrupt(format!(
                 "the restored database failed its integrity check ({check}); {} was left unchanged",

@@ -43,17 +43,7 @@ pub fn open_snapshot(path: &str) -> Result<SqliteSnapshot> {
             "{path} is a directory, not a SQLite database file"
         )));
     }
-    let conn = Connection::open_with_flags(
-        p,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| sql_error("open", path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(60))
-        .map_err(|e| sql_error("open", path, e))?;
-    // BEGIN is deferred: the first read below starts the read transaction
-    // (a WAL snapshot, or a SHARED lock in rollback-journal mode).
-    conn.execute_batch("BEGIN")
-        .map_err(|e| sql_error("open", path, e))?;
+    let conn = open_connection(path)?;
     let database = p
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -73,6 +63,74 @@ pub fn open_snapshot(path: &str) -> Result<SqliteSnapshot> {
         plans,
         path: path.to_string(),
     })
+}
+
+/// A read-only connection with a deferred transaction begun: the first read
+/// starts the read transaction (a WAL snapshot, or a SHARED lock in
+/// rollback-journal mode).
+fn open_connection(path: &str) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error("open", path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))
+        .map_err(|e| sql_error("open", path, e))?;
+    conn.execute_batch("BEGIN")
+        .map_err(|e| sql_error("open", path, e))?;
+    Ok(conn)
+}
+
+impl SqliteSnapshot {
+    /// A second connection reading the same moment as this one, or `None`.
+    ///
+    /// In WAL mode the read transaction is opened on this connection's WAL
+    /// snapshot (`sqlite3_snapshot_get` / `sqlite3_snapshot_open`). In
+    /// rollback-journal mode this connection's SHARED lock already keeps any
+    /// writer from committing, so a read transaction begun now sees the same
+    /// file; if a writer is waiting for its lock (PENDING), no new reader may
+    /// start, and rather than wait on a writer that waits on us, we give up.
+    fn same_moment(&self) -> Result<Option<SqliteSnapshot>> {
+        let wal = self
+            .catalog
+            .settings
+            .get("journal_mode")
+            .and_then(|v| v.as_str())
+            == Some("wal");
+        let conn = open_connection(&self.path)?;
+        let started = if wal {
+            use rusqlite::ffi;
+            let main = c"main";
+            // SAFETY: both handles are live connections used only by this
+            // thread; the snapshot object is freed on every path.
+            unsafe {
+                let mut snap: *mut ffi::sqlite3_snapshot = std::ptr::null_mut();
+                let rc = ffi::sqlite3_snapshot_get(self.conn.handle(), main.as_ptr(), &mut snap);
+                if rc != ffi::SQLITE_OK {
+                    return Ok(None);
+                }
+                let rc = ffi::sqlite3_snapshot_open(conn.handle(), main.as_ptr(), snap);
+                ffi::sqlite3_snapshot_free(snap);
+                rc == ffi::SQLITE_OK
+            }
+        } else {
+            conn.busy_timeout(std::time::Duration::ZERO)
+                .map_err(|e| sql_error("open", &self.path, e))?;
+            conn.query_row("SELECT count(*) FROM main.sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .is_ok()
+        };
+        if !started {
+            return Ok(None);
+        }
+        Ok(Some(SqliteSnapshot {
+            conn,
+            catalog: self.catalog.clone(),
+            plans: self.plans.clone(),
+            path: self.path.clone(),
+        }))
+    }
 }
 
 enum Builder {
@@ -148,6 +206,12 @@ impl Builder {
 impl Snapshot for SqliteSnapshot {
     fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    fn fork(&self) -> Result<Option<Box<dyn Snapshot>>> {
+        Ok(self
+            .same_moment()?
+            .map(|s| Box::new(s) as Box<dyn Snapshot>))
     }
 
     fn count_rows(&mut self, table: &Table) -> Result<u64> {

@@ -98,6 +98,13 @@ pub trait Snapshot: Send {
     /// Read every row of `table` in storage order, in batches of bounded
     /// memory, handing each to `sink`. An error from `sink` stops the scan.
     fn scan(&mut self, table: &Table, sink: &mut dyn FnMut(DataBatch) -> Result<()>) -> Result<()>;
+
+    /// Another snapshot of exactly the same moment on a separate connection,
+    /// so that tables can be scanned in parallel; `Ok(None)` when the engine
+    /// cannot promise the same moment right now (callers then scan serially).
+    fn fork(&self) -> Result<Option<Box<dyn Snapshot>>> {
+        Ok(None)
+    }
 }
 
 /// Builds a database from an archive, beside its final location.

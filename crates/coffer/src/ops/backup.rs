@@ -1,6 +1,7 @@
 //! `backup` and `export`: one consistent snapshot of a database written as
 //! an archive.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -28,6 +29,9 @@ pub struct BackupOptions {
     pub tables: Option<Vec<String>>,
     /// Parallel encoders (threads turning batches into Parquet).
     pub encoders: usize,
+    /// Parallel table scanners, when the engine can read one moment on
+    /// several connections (see [`crate::engine::Snapshot::fork`]).
+    pub scanners: usize,
     /// Set to stop the backup; nothing is committed then.
     pub cancel: Cancel,
 }
@@ -39,6 +43,7 @@ impl Default for BackupOptions {
             kind: ArchiveKind::Backup,
             tables: None,
             encoders: 2,
+            scanners: 2,
             cancel: Cancel::new(),
         }
     }
@@ -132,11 +137,23 @@ fn write_tables(
     };
     progress.begin("backup", total, None);
 
+    // Scanners: this snapshot plus forks that read the same moment, each
+    // taking the next table from a shared queue.
+    let mut scanners = vec![snapshot];
+    while scanners.len() < options.scanners.max(1) {
+        match scanners[0].fork()? {
+            Some(s) => scanners.push(s),
+            None => break,
+        }
+    }
+    tracing::debug!(scanners = scanners.len(), "scanning");
+
     type Job = (usize, Receiver<DataBatch>);
     let (job_tx, job_rx) = sync_channel::<Job>(0);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let results: Mutex<Vec<(usize, Result<Vec<crate::manifest::Part>>)>> = Mutex::new(Vec::new());
-    let mut rows = vec![0u64; tables.len()];
+    let rows: Vec<AtomicU64> = tables.iter().map(|_| AtomicU64::new(0)).collect();
+    let next_table = AtomicUsize::new(0);
 
     let scan_result = std::thread::scope(|scope| {
         for _ in 0..options.encoders.max(1) {
@@ -160,6 +177,7 @@ fn write_tables(
                         }
                     }
                     let parts = outcome.and_then(|()| writer.finish());
+                    tracing::debug!(table = %tables[i].name, "encoder done");
                     let failed = parts.is_err();
                     results.lock().expect("results").push((i, parts));
                     if failed {
@@ -169,28 +187,52 @@ fn write_tables(
             });
         }
         drop(job_rx);
-        let job_tx: SyncSender<Job> = job_tx;
-        for (i, table) in tables.iter().enumerate() {
-            options.cancel.check()?;
-            progress.note(&table.name);
-            let (tx, rx) = sync_channel::<DataBatch>(4);
-            job_tx
-                .send((i, rx))
-                .map_err(|_| Error::internal(ENCODER_GONE))?;
-            let count = &mut rows[i];
-            snapshot.scan(table, &mut |batch| {
-                options.cancel.check()?;
-                let n = batch.num_rows() as u64;
-                *count += n;
-                let bytes = batch.memory_size() as u64;
-                tx.send(batch).map_err(|_| Error::internal(ENCODER_GONE))?;
-                progress.advance(n, bytes);
-                Ok(())
-            })?;
+        let handles: Vec<_> = scanners
+            .into_iter()
+            .map(|mut snapshot| {
+                let job_tx: SyncSender<Job> = job_tx.clone();
+                let (tables, rows, next_table) = (&tables, &rows, &next_table);
+                scope.spawn(move || -> Result<()> {
+                    loop {
+                        let i = next_table.fetch_add(1, Ordering::SeqCst);
+                        let Some(table) = tables.get(i) else {
+                            return Ok(());
+                        };
+                        options.cancel.check()?;
+                        progress.note(&table.name);
+                        let (tx, rx) = sync_channel::<DataBatch>(4);
+                        job_tx
+                            .send((i, rx))
+                            .map_err(|_| Error::internal(ENCODER_GONE))?;
+                        tracing::debug!(table = %table.name, "scan starts");
+                        snapshot.scan(table, &mut |batch| {
+                            options.cancel.check()?;
+                            let n = batch.num_rows() as u64;
+                            rows[i].fetch_add(n, Ordering::Relaxed);
+                            let bytes = batch.memory_size() as u64;
+                            tx.send(batch).map_err(|_| Error::internal(ENCODER_GONE))?;
+                            progress.advance(n, bytes);
+                            Ok(())
+                        })?;
+                        tracing::debug!(table = %table.name, "scan ends");
+                    }
+                })
+            })
+            .collect();
+        drop(job_tx);
+        let mut outcome = Ok(());
+        for h in handles {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::internal("a table scanner panicked")));
+            if outcome.is_ok() {
+                outcome = r;
+            }
         }
-        Ok::<(), Error>(())
+        outcome
     });
     progress.end();
+    let rows: Vec<u64> = rows.into_iter().map(AtomicU64::into_inner).collect();
 
     let mut results = results.into_inner().expect("results");
     if let Some(pos) = results.iter().position(|(_, r)| r.is_err()) {

@@ -119,6 +119,11 @@ pub async fn restore(
                     if cancel.is_cancelled() {
                         return;
                     }
+                    // Fetch only once the decoder has room: at most two
+                    // parts are in memory (one decoding, one waiting).
+                    let Ok(permit) = tx.reserve().await else {
+                        return;
+                    };
                     let fetched = async {
                         let data = fetch(&src, &part.file.path).await?;
                         let misfits = match &part.misfits {
@@ -140,7 +145,8 @@ pub async fn restore(
                     }
                     .await;
                     let failed = fetched.is_err();
-                    if tx.send(fetched).await.is_err() || failed {
+                    permit.send(fetched);
+                    if failed {
                         return;
                     }
                 }
@@ -276,6 +282,7 @@ fn load(
     progress.end();
     let (rows, bytes) = outcome?;
     options.cancel.check()?;
+    tracing::debug!(rows, "rows loaded");
     restorer.finish(manifest, &tables)?;
     Ok((rows, bytes))
 }
