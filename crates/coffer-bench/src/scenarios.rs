@@ -64,7 +64,7 @@ pub struct Target {
 pub const TARGETS: &[Target] = &[
     Target {
         id: "restore_speedup",
-        what: "coffer restore ≥ 5× faster than `sqlite3 NEW.db < dump.sql`",
+        what: "coffer restore ≥ 5× faster than `sqlite3 DB .dump | sqlite3 NEW.db`",
         show: |v| format!("{v:.1}× faster"),
         met: |v| v >= 5.0,
     },
@@ -269,9 +269,11 @@ fn restore(ctx: &mut Ctx) -> Result<String> {
     let job = Cmd::new("cp").arg(&backup_file).arg(&restored).into();
     let copy = restore_with(ctx, &ds, "cp backup.db NEW.db", &restored, job)?;
 
+    // The issue states the target against the pipe a user would run; the
+    // restore half alone is shown beside it.
     ctx.record_target(
         "restore_speedup",
-        replay.median_secs() / coffer.median_secs(),
+        pipe.median_secs() / coffer.median_secs(),
         "",
     );
     let mut s = dataset_line(&ds);
