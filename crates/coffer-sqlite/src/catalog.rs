@@ -217,21 +217,19 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
         let mut columns = Vec::new();
         let mut exprs = Vec::new();
         let mut rowid_column = None;
-        if wants_rowid {
-            if let Some(alias) = rowid_alias(&names) {
-                let mut col_name = ROWID_COLUMN.to_string();
-                while names.iter().any(|n| n.eq_ignore_ascii_case(&col_name)) {
-                    col_name.push('_');
-                }
-                columns.push(Column {
-                    name: col_name.clone(),
-                    logical_type: LogicalType::Int64,
-                    declared_type: "INTEGER".to_string(),
-                    nullable: false,
-                });
-                exprs.push(alias.to_string());
-                rowid_column = Some(col_name);
+        if wants_rowid && let Some(alias) = rowid_alias(&names) {
+            let mut col_name = ROWID_COLUMN.to_string();
+            while names.iter().any(|n| n.eq_ignore_ascii_case(&col_name)) {
+                col_name.push('_');
             }
+            columns.push(Column {
+                name: col_name.clone(),
+                logical_type: LogicalType::Int64,
+                declared_type: "INTEGER".to_string(),
+                nullable: false,
+            });
+            exprs.push(alias.to_string());
+            rowid_column = Some(col_name);
         }
         for c in &data {
             let logical = match logical_type(&c.declared) {

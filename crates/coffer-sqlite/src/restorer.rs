@@ -55,16 +55,17 @@ impl SqliteRestorer {
                 target.display()
             )));
         }
-        if let Ok(meta) = std::fs::metadata(&target) {
-            if meta.len() > 0 && !replace {
-                return Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!(
-                        "{} already exists and is not empty; pass --force to replace it",
-                        target.display()
-                    ),
-                ));
-            }
+        if let Ok(meta) = std::fs::metadata(&target)
+            && meta.len() > 0
+            && !replace
+        {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{} already exists and is not empty; pass --force to replace it",
+                    target.display()
+                ),
+            ));
         }
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -420,12 +421,11 @@ fn retire_target(target: &Path) -> Result<()> {
         p.push(s);
         PathBuf::from(p)
     };
-    if sidecar("-wal").exists() {
-        if let Ok(c) = Connection::open(target) {
-            let _ =
-                c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;");
-            let _ = c.close();
-        }
+    if sidecar("-wal").exists()
+        && let Ok(c) = Connection::open(target)
+    {
+        let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;");
+        let _ = c.close();
     }
     for s in ["-wal", "-shm", "-journal"] {
         let p = sidecar(s);
