@@ -8,6 +8,8 @@ use coffer::store::StoreOptions;
 
 use crate::format::parse_size;
 
+pub mod collection;
+
 static LONG_VERSION: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{} (archive format {})",
@@ -56,7 +58,9 @@ Examples:
   coffer ls backups/app-2025-06-01
   coffer verify backups/app-2025-06-01
   coffer restore backups/app-2025-06-01 restored.db
-  coffer backup app.db s3://my-bucket/app/2025-06-01";
+  coffer backup app.db s3://my-bucket/app/2025-06-01
+  coffer export app.db s3://my-bucket/exports/app --format csv
+  coffer import s3://my-bucket/exports/app copy.db";
 
 const LONG_EXAMPLES: &str = "\
 Examples:
@@ -65,6 +69,8 @@ Examples:
   coffer verify backups/app-2025-06-01
   coffer restore backups/app-2025-06-01 restored.db
   coffer backup app.db s3://my-bucket/app/2025-06-01
+  coffer export app.db s3://my-bucket/exports/app --format csv
+  coffer import s3://my-bucket/exports/app copy.db
 
 Exit status:
   0    success
@@ -273,6 +279,64 @@ Examples:
   coffer ls s3://my-bucket/app/2025-06-01 --json"
     )]
     Ls(LsArgs),
+
+    #[command(
+        about = "Export tables as a portable archive (Parquet or CSV) for other tools",
+        long_about = "\
+Take one consistent snapshot of the chosen tables of DB and write it at DEST as \
+an export: plain Parquet (or CSV) files that DuckDB, pyarrow, Spark or a \
+spreadsheet read as they are, with the typed schema, row counts and checksums in \
+manifest.json (written last, so an interrupted export is never mistaken for a \
+complete one).
+
+All tables are exported by default (not SQLite's own sqlite_sequence and \
+sqlite_stat* tables); --table names some, --exclude leaves out those whose whole \
+name matches a regular expression. Columns declared DATE, DATETIME/TIMESTAMP or \
+DECIMAL(P,S) are written as Parquet DATE, TIMESTAMP and DECIMAL when every value \
+converts exactly, and keep their plain type otherwise. Values that fit no column \
+type (SQLite lets any column hold anything) are kept in a side file, so \
+`coffer import` gives them back exactly.",
+        after_help = "\
+Examples:
+  coffer export app.db s3://my-bucket/exports/app-2025-06-01
+  coffer export app.db exports/orders --table orders --table customers
+  coffer export app.db exports/app --exclude 'tmp_.*' --format csv
+  coffer export app.db s3://lake/app --compression zstd-6 --part-size 128MiB"
+    )]
+    Export(ExportArgs),
+
+    #[command(
+        about = "Import the tables of an export (or a backup) into a database",
+        long_about = "\
+Create the tables of the archive at SRC, with their indexes, in the database DB \
+(created if it does not exist) and load their rows. Every data file is checked \
+against its size and SHA-256 on the way in.
+
+The import is all or nothing: an existing DB is changed in one transaction and a \
+new one is built beside its final name, so a failed or interrupted import leaves \
+DB as it was. A table that already exists in DB stops the import before anything \
+is written (--mode create, the default); --mode append adds the rows to it, \
+--mode replace drops it and creates it anew.",
+        after_help = "\
+Examples:
+  coffer import s3://my-bucket/exports/app-2025-06-01 copy.db
+  coffer import exports/app analytics.db --table orders --mode append
+  coffer import exports/app app.db --mode replace"
+    )]
+    Import(ImportArgs),
+
+    #[command(
+        subcommand,
+        about = "Backup collections: named sets of tables, full and incremental backups",
+        long_about = "\
+Backup collections: named sets of tables backed up as chains of one full backup \
+plus incrementals that hold only what changed, restorable to any backup point.
+
+`create` sets up change capture in the database; `backup` takes a full or an \
+incremental backup; `restore` rebuilds the tables as of any backup from the \
+repository alone; `list`, `show`, `prune` and `drop` look after them."
+    )]
+    Collection(collection::CollectionCommand),
 }
 
 /// Arguments of `coffer backup`.
@@ -345,6 +409,90 @@ pub struct LsArgs {
     /// The archive to show: a directory, file://PATH or s3://BUCKET/PREFIX.
     #[arg(value_name = "SRC")]
     pub src: String,
+}
+
+/// The data file format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Apache Parquet (zstd-compressed pages).
+    Parquet,
+    /// RFC 4180 CSV with a header row (.csv.zst when compressed).
+    Csv,
+}
+
+/// Arguments of `coffer export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The database to export from: a file path or sqlite://PATH.
+    #[arg(value_name = "DB")]
+    pub db: String,
+
+    /// Where to write the export: a directory, file://PATH or s3://BUCKET/PREFIX.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+
+    /// Export only this table; repeat for more. All tables by default.
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+
+    /// Leave out the tables whose whole name matches this regular expression;
+    /// repeat for more (e.g. --exclude 'tmp_.*').
+    #[arg(long = "exclude", value_name = "REGEX", value_parser = parse_regex)]
+    pub exclude: Vec<regex::Regex>,
+
+    /// Format of the data files.
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub format: FormatArg,
+
+    /// Size at which a table's data file is closed and the next one begun.
+    ///
+    /// A number of bytes with an optional unit: K, M, G (or KiB, MiB, GiB) are
+    /// powers of 1024, kB, MB, GB powers of 1000.
+    #[arg(long, value_name = "SIZE", default_value = default_part_size(), value_parser = parse_size)]
+    pub part_size: u64,
+
+    /// Compression of the data files: zstd, zstd-N (level N from 1 to 22) or none.
+    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = parse_compression)]
+    pub compression: Compression,
+
+    /// Threads that encode data files in parallel.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub encoders: u16,
+}
+
+/// What an import does with a table that exists in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Stop, naming the table, before anything is written.
+    Create,
+    /// Add the archive's rows to the existing table.
+    Append,
+    /// Drop the existing table and create it anew from the archive.
+    Replace,
+}
+
+/// Arguments of `coffer import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The archive to import: a directory, file://PATH or s3://BUCKET/PREFIX.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+
+    /// The database to import into (created if absent): a file path or sqlite://PATH.
+    #[arg(value_name = "DB")]
+    pub db: String,
+
+    /// Import only this table; repeat for more. All tables by default.
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+
+    /// What to do with a table that already exists in DB.
+    #[arg(long, value_enum, default_value = "create")]
+    pub mode: ModeArg,
+}
+
+fn parse_regex(s: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(s).map_err(|e| format!("not a valid regular expression: {e}"))
 }
 
 fn parse_compression(s: &str) -> Result<Compression, String> {

@@ -26,6 +26,9 @@ use crate::report::{
     self, BackupJson, LsJson, RestoreJson, RestoredTable, TableSummary, VerifyJson,
 };
 
+mod collection;
+mod transfer;
+
 /// Run the command line's command.
 pub async fn run(cli: Cli) -> Result<()> {
     let store_options = cli.s3.store_options();
@@ -35,6 +38,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => run_restore(args, &store_options, out).await,
         Command::Verify(args) => run_verify(args, &store_options, out).await,
         Command::Ls(args) => run_ls(args, &store_options, out).await,
+        Command::Export(args) => transfer::run_export(args, &store_options, out).await,
+        Command::Import(args) => transfer::run_import(args, &store_options, out).await,
+        Command::Collection(command) => collection::run(command, &store_options, out).await,
     }
 }
 
@@ -143,12 +149,14 @@ async fn run_backup(
         write: WriteOptions {
             part_size: args.part_size,
             compression: args.compression,
+            ..Default::default()
         },
         kind: ArchiveKind::Backup,
         tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
         encoders: usize::from(args.encoders),
         scanners: usize::from(args.scanners),
         cancel: cancel.clone(),
+        ..Default::default()
     };
     tracing::info!(db = %db, dest = %store.url(), ?options, "backup");
     let ctrl_c = cancel_on_ctrl_c(cancel);

@@ -227,6 +227,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
                 logical_type: LogicalType::Int64,
                 declared_type: "INTEGER".to_string(),
                 nullable: false,
+                text_format: None,
             });
             exprs.push(alias.to_string());
             rowid_column = Some(col_name);
@@ -241,6 +242,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
                 logical_type: logical,
                 declared_type: c.declared.clone(),
                 nullable: !c.notnull,
+                text_format: None,
             });
             exprs.push(quote(&c.name));
         }

@@ -16,11 +16,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod apply;
+pub mod capture;
 pub mod catalog;
+pub mod importer;
 pub mod restorer;
 pub mod snapshot;
 
-use coffer::engine::{Engine, Restorer, Snapshot};
+use coffer::engine::{ChangeCapture, Engine, Restorer, Snapshot};
 use coffer::progress::Cancel;
 pub use coffer::{Error, Result};
 
@@ -51,6 +54,19 @@ impl Engine for SqliteEngine {
             replace,
             cancel,
         )?))
+    }
+
+    fn capture(&self) -> Option<&dyn ChangeCapture> {
+        Some(self)
+    }
+
+    fn importer(
+        &self,
+        target: &str,
+        mode: coffer::engine::ImportMode,
+        cancel: Cancel,
+    ) -> Result<Box<dyn Restorer>> {
+        importer::importer(Self::path_of(target), mode, cancel)
     }
 }
 

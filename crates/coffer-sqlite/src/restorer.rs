@@ -35,7 +35,7 @@ fn is_internal(name: &str) -> bool {
     INTERNAL_TABLES.contains(&name)
 }
 
-fn temp_files(temp: &Path) -> Vec<PathBuf> {
+pub(crate) fn temp_files(temp: &Path) -> Vec<PathBuf> {
     let mut out = vec![temp.to_path_buf()];
     for suffix in ["-journal", "-wal", "-shm"] {
         let mut p = temp.as_os_str().to_owned();
@@ -134,7 +134,7 @@ impl SqliteRestorer {
             .map_err(|e| sql_error("inspect", "the new database", e))
     }
 
-    fn insert_sql(table: &Table) -> String {
+    pub(crate) fn insert_sql(table: &Table) -> String {
         let names: Vec<String> = table
             .columns
             .iter()
@@ -161,33 +161,45 @@ impl SqliteRestorer {
     }
 
     fn insert_rows(&self, table: &Table, sql: &str, batch: &DataBatch) -> Result<()> {
-        let err = |e| sql_error("load rows into", &table.name, e);
-        let mut stmt = self.conn().prepare_cached(sql).map_err(err)?;
-        let columns: Vec<Column<'_>> = batch
-            .columns
-            .columns()
-            .iter()
-            .map(|a| Column::of(a.as_ref()))
-            .collect::<Result<_>>()?;
-        let mut misfits = batch.misfits.iter().peekable();
-        for row in 0..batch.num_rows() {
-            for (i, col) in columns.iter().enumerate() {
-                let value = match misfits.next_if(|m| m.row == row as u64 && m.column == i as u32) {
-                    Some(m) => match &m.value {
-                        RawValue::Integer(v) => ValueRef::Integer(*v),
-                        RawValue::Real(v) => ValueRef::Real(*v),
-                        RawValue::Text(v) => ValueRef::Text(v),
-                        RawValue::Blob(v) => ValueRef::Blob(v),
-                    },
-                    None => col.value(row),
-                };
-                stmt.raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(value))
-                    .map_err(err)?;
-            }
-            stmt.raw_execute().map_err(err)?;
-        }
-        Ok(())
+        execute_rows(self.conn(), &table.name, sql, batch)
     }
+}
+
+/// Run `sql` once per row of `batch`, binding the row's values (misfits
+/// included, with their exact storage class) to its parameters in order.
+/// Errors name `table`.
+pub(crate) fn execute_rows(
+    conn: &Connection,
+    table: &str,
+    sql: &str,
+    batch: &DataBatch,
+) -> Result<()> {
+    let err = |e| sql_error("load rows into", table, e);
+    let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+    let columns: Vec<Column<'_>> = batch
+        .columns
+        .columns()
+        .iter()
+        .map(|a| Column::of(a.as_ref()))
+        .collect::<Result<_>>()?;
+    let mut misfits = batch.misfits.iter().peekable();
+    for row in 0..batch.num_rows() {
+        for (i, col) in columns.iter().enumerate() {
+            let value = match misfits.next_if(|m| m.row == row as u64 && m.column == i as u32) {
+                Some(m) => match &m.value {
+                    RawValue::Integer(v) => ValueRef::Integer(*v),
+                    RawValue::Real(v) => ValueRef::Real(*v),
+                    RawValue::Text(v) => ValueRef::Text(v),
+                    RawValue::Blob(v) => ValueRef::Blob(v),
+                },
+                None => col.value(row),
+            };
+            stmt.raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(value))
+                .map_err(err)?;
+        }
+        stmt.raw_execute().map_err(err)?;
+    }
+    Ok(())
 }
 
 /// A typed view of one Arrow column.
@@ -282,6 +294,8 @@ impl Restorer for SqliteRestorer {
             let keep = match obj.kind.as_str() {
                 "index" => wanted.contains(&obj.table.as_str()),
                 "trigger" if on_view => all,
+                // Change capture needs coffer's own tables: restored whole or not at all.
+                "trigger" if obj.name.starts_with(crate::capture::PREFIX) => all,
                 "trigger" => wanted.contains(&obj.table.as_str()),
                 "view" => all,
                 _ => false,
@@ -316,6 +330,7 @@ impl Restorer for SqliteRestorer {
                 self.insert_rows(table, &Self::insert_sql(table), &batch)?;
             }
         }
+        crate::capture::forget_log_positions(self.conn())?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "indexes, views, triggers and SQLite's own tables created"
@@ -412,7 +427,7 @@ fn keep_rows_for(batch: &DataBatch, wanted: &[&str], all: bool) -> DataBatch {
 /// Before a replacing rename: fold an existing target's WAL into it (or,
 /// failing that, remove it) so that no stale `-wal` file is applied to the
 /// new database.
-fn retire_target(target: &Path) -> Result<()> {
+pub(crate) fn retire_target(target: &Path) -> Result<()> {
     if !target.exists() {
         return Ok(());
     }
@@ -436,7 +451,7 @@ fn retire_target(target: &Path) -> Result<()> {
     Ok(())
 }
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     let msg = if e.raw_os_error() == Some(28) {
         format!(
             "could not {what} {}: the disk is full; free some space and try again",

@@ -147,6 +147,9 @@ impl Builder {
             LogicalType::Float64 => Builder::Float(Float64Builder::with_capacity(BATCH_ROWS)),
             LogicalType::Utf8 => Builder::Text(StringBuilder::new()),
             LogicalType::Binary => Builder::Bin(BinaryBuilder::new()),
+            // SQLite's catalog never gives the portable types; exports scan
+            // with the plain ones (see coffer::portable).
+            t => Builder::new(t.plain()),
         }
     }
 
@@ -240,8 +243,32 @@ impl Snapshot for SqliteSnapshot {
             plan.exprs.join(", "),
             quote(&table.name)
         );
+        self.scan_sql(table, &sql, sink)
+    }
+}
+
+impl SqliteSnapshot {
+    /// The connection whose read transaction is the snapshot.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// How `table` of the catalog is read, if it is in the catalog.
+    pub(crate) fn plan(&self, table: &str) -> Option<&ScanPlan> {
+        let index = self.catalog.tables.iter().position(|t| t.name == table)?;
+        self.plans.get(index)
+    }
+
+    /// Run `sql`, whose result columns are `table`'s data columns in order,
+    /// and hand the rows to `sink` in batches.
+    pub(crate) fn scan_sql(
+        &mut self,
+        table: &Table,
+        sql: &str,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()> {
         let read_err = |e| sql_error("read table", &table.name, e);
-        let mut stmt = self.conn.prepare(&sql).map_err(read_err)?;
+        let mut stmt = self.conn.prepare(sql).map_err(read_err)?;
         let schema = arrow_schema(table);
         let ncols = table.columns.len();
         let mut builders: Vec<Builder> = table

@@ -528,6 +528,53 @@ pub fn compare_databases(a: &Path, b: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Compare only the tables named in `names` of two databases: each
+/// table's own schema objects (the table and its indexes, by SQL) and its
+/// rows, value by value with storage classes, as [`compare_databases`]
+/// does. Pragmas, other tables, views and triggers are not compared. `Err`
+/// carries a message describing the first difference.
+pub fn compare_tables(a: &Path, b: &Path, names: &[&str]) -> Result<(), String> {
+    let da = open(a).map_err(|e| format!("database a: {e}"))?;
+    let db = open(b).map_err(|e| format!("database b: {e}"))?;
+    let prefix = format!("{} (a) and {} (b) differ", a.display(), b.display());
+    for name in names {
+        let own = |d: &Db| -> BTreeSet<SchemaRow> {
+            d.schema
+                .iter()
+                .filter(|r| r.tbl_name == *name && (r.kind == "table" || r.kind == "index"))
+                .cloned()
+                .collect()
+        };
+        let (sa, sb) = (own(&da), own(&db));
+        if let Some(row) = first_only(&sa, &sb) {
+            return Err(format!("{prefix}: schema: a has {row} which b lacks"));
+        }
+        if let Some(row) = first_only(&sb, &sa) {
+            return Err(format!("{prefix}: schema: b has {row} which a lacks"));
+        }
+        let what = format!("{prefix}: table {}", quote_ident(name));
+        let (Some(ta), Some(tb)) = (da.tables.get(*name), db.tables.get(*name)) else {
+            return Err(format!("{what} is missing from one of them"));
+        };
+        if ta != tb {
+            return Err(format!(
+                "{what}: shape differs: a is {} (without rowid: {}), b is {} (without rowid: {})",
+                ta.kind, ta.without_rowid, tb.kind, tb.without_rowid
+            ));
+        }
+        compare_rows(&da, &db, ta, &what)?;
+    }
+    Ok(())
+}
+
+/// Panic at the first difference [`compare_tables`] finds.
+#[track_caller]
+pub fn assert_same_tables(a: &Path, b: &Path, names: &[&str]) {
+    if let Err(msg) = compare_tables(a, b, names) {
+        panic!("{msg}");
+    }
+}
+
 /// Panic with a precise message at the first difference between the
 /// databases at `a` and `b` (see the [module docs](self) for what is
 /// compared).

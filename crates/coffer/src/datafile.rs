@@ -21,9 +21,11 @@ use tokio::runtime::Handle;
 
 use crate::engine::{DataBatch, Misfit, RawValue};
 use crate::error::{Error, Result};
-use crate::manifest::{LogicalType, Part, Table, path_segment};
+use crate::manifest::{DataFormat, LogicalType, Part, Table, path_segment};
 use crate::store::Store;
 use crate::upload::Upload;
+
+pub mod csv;
 
 /// Compression of data files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +74,10 @@ impl std::str::FromStr for Compression {
 pub struct WriteOptions {
     /// A part is closed once it reaches about this many bytes.
     pub part_size: u64,
-    /// Compression of the Parquet pages.
+    /// Compression of the Parquet pages (of whole files for CSV).
     pub compression: Compression,
+    /// The format of the data files (CSV for exports only).
+    pub data_format: DataFormat,
 }
 
 impl Default for WriteOptions {
@@ -81,6 +85,7 @@ impl Default for WriteOptions {
         WriteOptions {
             part_size: 32 * 1024 * 1024,
             compression: Compression::default(),
+            data_format: DataFormat::Parquet,
         }
     }
 }
@@ -92,6 +97,9 @@ pub fn arrow_type(t: LogicalType) -> DataType {
         LogicalType::Float64 => DataType::Float64,
         LogicalType::Utf8 => DataType::Utf8,
         LogicalType::Binary => DataType::Binary,
+        LogicalType::Date => DataType::Date32,
+        LogicalType::Timestamp => DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None),
+        LogicalType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
     }
 }
 
@@ -162,12 +170,23 @@ pub struct TableWriter {
     props: WriterProperties,
     current: Option<OpenPart>,
     parts: Vec<Part>,
+    /// The table, when some of its columns have portable types that the
+    /// scanned batches carry as plain ones (exports; see crate::portable).
+    portable: Option<Table>,
+    /// Writes CSV parts instead, when that is the format.
+    csv: Option<csv::CsvTableWriter>,
 }
 
 impl TableWriter {
     /// A writer for `table`'s data into `store`.
     pub fn new(store: Store, handle: Handle, table: &Table, options: WriteOptions) -> Self {
+        let portable = crate::portable::has_portable_columns(table).then(|| table.clone());
+        let csv = (options.data_format == DataFormat::Csv).then(|| {
+            csv::CsvTableWriter::new(store.clone(), handle.clone(), table, options.clone())
+        });
         TableWriter {
+            portable,
+            csv,
             props: writer_properties(options.compression),
             store,
             handle,
@@ -199,6 +218,13 @@ impl TableWriter {
     pub fn write(&mut self, batch: DataBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
+        }
+        let batch = match &self.portable {
+            Some(table) => crate::portable::to_portable(batch, table)?,
+            None => batch,
+        };
+        if let Some(csv) = &mut self.csv {
+            return csv.write(batch);
         }
         let limit = self.options.part_size;
         let url = self.store.url_of(&part_path(&self.table, self.parts.len()));
@@ -267,6 +293,9 @@ impl TableWriter {
 
     /// Close the last part and return every part written.
     pub fn finish(mut self) -> Result<Vec<Part>> {
+        if let Some(csv) = self.csv.take() {
+            return csv.finish();
+        }
         self.close_part()?;
         Ok(self.parts)
     }
@@ -425,4 +454,19 @@ pub fn read_part(
         return Err(damaged("misfits name rows past its end".into()));
     }
     Ok(offset)
+}
+
+/// Decode one part of `table` written in `format`; see [`read_part`].
+pub fn read_part_as(
+    format: DataFormat,
+    table: &Table,
+    data: Bytes,
+    misfits: Option<(Bytes, &str)>,
+    origin: &str,
+    sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+) -> Result<u64> {
+    match format {
+        DataFormat::Parquet => read_part(table, data, misfits, origin, sink),
+        DataFormat::Csv => csv::read_part(table, data, misfits, origin, sink),
+    }
 }

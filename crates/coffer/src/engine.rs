@@ -136,4 +136,193 @@ pub trait Engine: Send + Sync {
     /// exists and is not empty unless `replace` is set. Long steps stop
     /// with [`crate::ErrorKind::Interrupted`] once `cancel` is set.
     fn restorer(&self, target: &str, replace: bool, cancel: Cancel) -> Result<Box<dyn Restorer>>;
+
+    /// Change capture for backup collections, when the engine supports it.
+    fn capture(&self) -> Option<&dyn ChangeCapture> {
+        None
+    }
+
+    /// Prepare to import tables into the database at `target`, which is
+    /// created when absent. The returned [`Restorer`] is used as for a
+    /// restore, with these promises:
+    ///
+    /// * [`Restorer::begin`] checks every table against `mode` (and, for
+    ///   an existing table, that its columns can take the rows) and fails,
+    ///   naming the first conflict, before anything is written;
+    /// * [`Restorer::load`] takes batches in the manifest's column types,
+    ///   portable ones included ([`crate::portable`]);
+    /// * the tables are created from the manifest's native DDL when the
+    ///   archive comes from this engine, otherwise from the neutral schema
+    ///   (columns, logical types, nullability, primary key);
+    /// * nothing changes at the target until [`Restorer::finish`] succeeds;
+    ///   dropping the importer unfinished leaves the target as it was.
+    fn importer(
+        &self,
+        target: &str,
+        mode: ImportMode,
+        cancel: Cancel,
+    ) -> Result<Box<dyn Restorer>> {
+        let _ = (target, mode, cancel);
+        Err(crate::Error::invalid(format!(
+            "the {} engine cannot import archives yet",
+            self.name()
+        )))
+    }
+}
+
+/// What an import does with a table that already exists in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportMode {
+    /// Fail, naming the table, before anything is written (the default).
+    #[default]
+    Create,
+    /// Add the archive's rows to the existing table.
+    Append,
+    /// Drop the existing table (with its indexes and triggers) and create
+    /// it anew from the archive.
+    Replace,
+}
+
+/// A backup collection as a database records it.
+///
+/// The database side of a collection: which tables are captured and where
+/// the last backup left the change log. The repository keeps the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionRecord {
+    /// The collection's name.
+    pub name: String,
+    /// A random identity shared with the repository's `collection.json`,
+    /// so that two databases never feed one collection by accident.
+    pub id: String,
+    /// The captured tables, in the order given at creation.
+    pub tables: Vec<String>,
+    /// The repository location as given at creation; `None` for the default
+    /// directory beside the database.
+    pub repo: Option<String>,
+    /// When the collection was created (RFC 3339, UTC).
+    pub created_at: String,
+    /// The newest committed backup whose log entries have been removed;
+    /// `None` before the first backup, or after the database was restored
+    /// from a whole-database backup (the log no longer continues from it).
+    pub last_backup: Option<String>,
+    /// A backup that was started but not yet settled: its id and the epoch
+    /// it covers. Left by a run that stopped between committing the manifest
+    /// and trimming the log, or before committing at all.
+    pub pending: Option<(String, u64)>,
+}
+
+/// Change capture: recording which rows of a collection's tables change, so
+/// that an incremental backup costs in proportion to the changes.
+///
+/// The contract every engine keeps:
+///
+/// * every write to a captured table records the changed row's key (both
+///   keys when a key changes) with the current *epoch*;
+/// * [`ChangeCapture::begin`] advances the epoch and only then opens the
+///   snapshot, so every change with an epoch up to the returned
+///   [`ChangeSnapshot::epoch`] is visible in that snapshot;
+/// * log entries are removed only by [`ChangeCapture::trim`], which the
+///   operations call once a backup's manifest is committed; a write that
+///   lands during a backup carries a newer epoch and is kept.
+pub trait ChangeCapture: Send + Sync {
+    /// Record `collection` in the database and install change capture for
+    /// its tables, all in one transaction: on error nothing is installed.
+    /// Fails, naming it, for an unknown table, one that cannot be captured,
+    /// or one that already belongs to a collection.
+    fn install(&self, db: &str, collection: &CollectionRecord) -> Result<()>;
+
+    /// The collections recorded in the database at `db` (none when the
+    /// database has never had one).
+    fn collections(&self, db: &str) -> Result<Vec<CollectionRecord>>;
+
+    /// Remove the collection's change capture (triggers, logs) and its
+    /// record; `false` when the database does not record it.
+    fn remove(&self, db: &str, name: &str) -> Result<bool>;
+
+    /// Start a backup of collection `name`: advance the epoch (for a `full`
+    /// backup, first re-install capture for tables that lost it), then open
+    /// a snapshot that sees every change logged before.
+    fn begin(&self, db: &str, name: &str, full: bool) -> Result<Box<dyn ChangeSnapshot>>;
+
+    /// Record that backup `id`, covering epochs up to `epoch`, is about to
+    /// be committed (or clear that record with `None`).
+    fn set_pending(&self, db: &str, name: &str, pending: Option<(&str, u64)>) -> Result<()>;
+
+    /// After backup `id` is committed: remove the log entries of epochs up
+    /// to `epoch`, record `id` as the last backup, clear the pending record.
+    fn trim(&self, db: &str, name: &str, id: &str, epoch: u64) -> Result<()>;
+
+    /// Prepare to restore a chain of backups into `target`. Tables are added
+    /// to an existing database; a table that exists there is an error unless
+    /// `replace`. Nothing changes at the target until
+    /// [`ChainRestorer::finish`] succeeds.
+    fn chain_restorer(
+        &self,
+        target: &str,
+        replace: bool,
+        cancel: Cancel,
+    ) -> Result<Box<dyn ChainRestorer>>;
+}
+
+/// One consistent view of a collection's tables and their change logs,
+/// opened by [`ChangeCapture::begin`]. The [`Snapshot`] part reads whole
+/// tables (for a full backup); the rest reads the changes.
+pub trait ChangeSnapshot: Snapshot {
+    /// Every change logged with this epoch or an earlier one is visible in
+    /// this snapshot; a committed backup of it may trim them.
+    fn epoch(&self) -> u64;
+
+    /// The collection as the database recorded it at the snapshot.
+    fn record(&self) -> &CollectionRecord;
+
+    /// Why the log cannot be trusted for `table` (its capture is missing or
+    /// altered, e.g. the table was re-created), if it cannot.
+    fn capture_problem(&self, table: &Table) -> Option<String>;
+
+    /// The key of `table` as a table of its own: the columns that deleted
+    /// keys are written with (the rowid, or the primary-key columns).
+    fn key_table(&self, table: &Table) -> Table;
+
+    /// The number of keys logged for `table` (for progress).
+    fn count_changes(&mut self, table: &Table) -> Result<u64>;
+
+    /// The current rows of the logged keys that still exist, in key order.
+    fn scan_upserts(
+        &mut self,
+        table: &Table,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()>;
+
+    /// The logged keys whose rows no longer exist, in key order, as rows of
+    /// [`ChangeSnapshot::key_table`].
+    fn scan_deletes(
+        &mut self,
+        table: &Table,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()>;
+}
+
+/// Builds tables from a chain of backups: a full backup, then incrementals
+/// in order. Dropping it unfinished leaves the target as it was.
+pub trait ChainRestorer: Send {
+    /// Create `tables` as the chain's `full` manifest describes them,
+    /// without secondary indexes or triggers.
+    fn begin(&mut self, full: &Manifest, tables: &[&Table]) -> Result<()>;
+
+    /// Insert rows of the full backup.
+    fn load(&mut self, table: &Table, batch: &DataBatch) -> Result<()>;
+
+    /// The full backup is loaded: create the indexes (changes are applied
+    /// with every unique constraint in force, as in the source).
+    fn begin_changes(&mut self, full: &Manifest, tables: &[&Table]) -> Result<()>;
+
+    /// Delete the rows whose keys (rows of `keys`) are in `batch`.
+    fn delete(&mut self, table: &Table, keys: &Table, batch: &DataBatch) -> Result<()>;
+
+    /// Insert or replace rows by key.
+    fn upsert(&mut self, table: &Table, batch: &DataBatch) -> Result<()>;
+
+    /// Create the triggers and remaining objects as of the restored `point`,
+    /// check the result and make it visible at the target.
+    fn finish(self: Box<Self>, point: &Manifest, tables: &[&Table]) -> Result<()>;
 }

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod error;
 pub mod manifest;
 pub mod ops;
+pub mod portable;
 pub mod progress;
 pub mod store;
 pub mod upload;

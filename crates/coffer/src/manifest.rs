@@ -44,8 +44,14 @@ pub enum DataFormat {
 }
 
 /// The engine-neutral type of a column's values in the data files.
+///
+/// In `manifest.json` a type is a string: `int64`, `float64`, `utf8`,
+/// `binary`, `date`, `timestamp` or `decimal(P,S)`. Backups of SQLite use
+/// only the first four; exports also use the others where the source
+/// declares them and every value converts losslessly (see
+/// [`crate::portable`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum LogicalType {
     /// 64-bit signed integer (Parquet INT64).
     Int64,
@@ -55,6 +61,90 @@ pub enum LogicalType {
     Utf8,
     /// Bytes (Parquet BYTE_ARRAY).
     Binary,
+    /// A calendar date (Parquet DATE, days since 1970-01-01).
+    Date,
+    /// A date and time of day without time zone (Parquet TIMESTAMP, micros,
+    /// not adjusted to UTC).
+    Timestamp,
+    /// A fixed-point decimal (Parquet DECIMAL).
+    Decimal {
+        /// Total significant digits, 1 to 38.
+        precision: u8,
+        /// Digits after the point, 0 to `precision`.
+        scale: i8,
+    },
+}
+
+impl std::fmt::Display for LogicalType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogicalType::Int64 => f.write_str("int64"),
+            LogicalType::Float64 => f.write_str("float64"),
+            LogicalType::Utf8 => f.write_str("utf8"),
+            LogicalType::Binary => f.write_str("binary"),
+            LogicalType::Date => f.write_str("date"),
+            LogicalType::Timestamp => f.write_str("timestamp"),
+            LogicalType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
+        }
+    }
+}
+
+impl std::str::FromStr for LogicalType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "int64" => LogicalType::Int64,
+            "float64" => LogicalType::Float64,
+            "utf8" => LogicalType::Utf8,
+            "binary" => LogicalType::Binary,
+            "date" => LogicalType::Date,
+            "timestamp" => LogicalType::Timestamp,
+            _ => {
+                let bad = || format!("unknown column type '{s}'");
+                let inner = s
+                    .strip_prefix("decimal(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(bad)?;
+                let (p, sc) = inner.split_once(',').ok_or_else(bad)?;
+                let precision: u8 = p.trim().parse().map_err(|_| bad())?;
+                let scale: i8 = sc.trim().parse().map_err(|_| bad())?;
+                if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
+                    return Err(bad());
+                }
+                LogicalType::Decimal { precision, scale }
+            }
+        })
+    }
+}
+
+impl TryFrom<String> for LogicalType {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<LogicalType> for String {
+    fn from(t: LogicalType) -> String {
+        t.to_string()
+    }
+}
+
+impl LogicalType {
+    /// The plain type that carries this type's values in engines without
+    /// it (SQLite): dates and timestamps as `utf8`, decimals as `float64`.
+    pub fn plain(self) -> LogicalType {
+        match self {
+            LogicalType::Date | LogicalType::Timestamp => LogicalType::Utf8,
+            LogicalType::Decimal { .. } => LogicalType::Float64,
+            t => t,
+        }
+    }
+
+    /// Whether this is one of the four plain types.
+    pub fn is_plain(self) -> bool {
+        self.plain() == self
+    }
 }
 
 /// Where the tool that wrote an archive came from.
@@ -103,6 +193,11 @@ pub struct Column {
     pub declared_type: String,
     /// Whether the source allows NULL.
     pub nullable: bool,
+    /// For `date` and `timestamp` columns whose source stores text (SQLite):
+    /// the layout of that text, e.g. `%Y-%m-%d %H:%M:%S`, so an import
+    /// writes back the very same text. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_format: Option<String>,
 }
 
 /// One stored file with its size and SHA-256.

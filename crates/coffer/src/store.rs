@@ -187,6 +187,7 @@ impl Store {
             builder = builder.with_secret_access_key(secret);
         }
         builder = builder.with_virtual_hosted_style_request(options.virtual_hosted);
+        builder = builder.with_retry(retry_config());
         let s3 = builder.build().map_err(|e| {
             Error::invalid(format!(
                 "could not configure S3 access for {location}: {}",
@@ -267,7 +268,15 @@ impl Store {
         match self.inner.head(&self.path(rel)).await {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(storage_error("inspect", &self.url_of(rel), e)),
+            Err(e) => {
+                let err = storage_error("inspect", &self.url_of(rel), e);
+                // A refused HEAD has no body to say why; a listing does (bad
+                // credentials, a missing bucket), so ask one for the reason.
+                if err.kind() == ErrorKind::Auth {
+                    self.probe().await?;
+                }
+                Err(err)
+            }
         }
     }
 
@@ -365,6 +374,27 @@ impl Store {
             Ok(_) => Ok(()),
             Err(e) => Err(storage_error("reach", &self.url, e)),
         }
+    }
+}
+
+/// Retries of S3 requests that fail for a transient reason (5xx answers,
+/// 429, timeouts, refused connections): up to `COFFER_S3_MAX_RETRIES`
+/// (default 10) retries within 3 minutes, waiting 100 ms at first and up to
+/// 15 s, doubling (with jitter) each time. Multipart uploads retry each part
+/// on its own; authentication errors and missing objects are not retried.
+fn retry_config() -> object_store::RetryConfig {
+    let max_retries = std::env::var("COFFER_S3_MAX_RETRIES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(10);
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(15),
+            base: 2.0,
+        },
+        max_retries,
+        retry_timeout: std::time::Duration::from_secs(180),
     }
 }
 

@@ -12,9 +12,7 @@ use crate::archive;
 use crate::datafile::{TableWriter, WriteOptions};
 use crate::engine::{DataBatch, Engine};
 use crate::error::{Error, Result};
-use crate::manifest::{
-    ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, Tool,
-};
+use crate::manifest::{ArchiveKind, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, Tool};
 use crate::progress::{Cancel, Progress};
 use crate::store::Store;
 
@@ -27,6 +25,8 @@ pub struct BackupOptions {
     pub kind: ArchiveKind,
     /// Tables to include; `None` for all.
     pub tables: Option<Vec<String>>,
+    /// Leave out the tables whose whole name one of these matches.
+    pub exclude: Vec<regex::Regex>,
     /// Parallel encoders (threads turning batches into Parquet).
     pub encoders: usize,
     /// Parallel table scanners, when the engine can read one moment on
@@ -42,6 +42,7 @@ impl Default for BackupOptions {
             write: WriteOptions::default(),
             kind: ArchiveKind::Backup,
             tables: None,
+            exclude: Vec::new(),
             encoders: 2,
             scanners: 2,
             cancel: Cancel::new(),
@@ -126,6 +127,8 @@ fn write_tables(
             })
             .collect::<Result<_>>()?,
     };
+    let (tables, objects) =
+        super::export::prepare(snapshot.as_mut(), &catalog, tables, options, db)?;
     let total = if progress.wants_totals() {
         let mut sum = 0;
         for t in &tables {
@@ -135,7 +138,11 @@ fn write_tables(
     } else {
         None
     };
-    progress.begin("backup", total, None);
+    let phase = match options.kind {
+        ArchiveKind::Export => "export",
+        _ => "backup",
+    };
+    progress.begin(phase, total, None);
 
     // Scanners: this snapshot plus forks that read the same moment, each
     // taking the next table from a shared queue.
@@ -205,7 +212,7 @@ fn write_tables(
                             .send((i, rx))
                             .map_err(|_| Error::internal(ENCODER_GONE))?;
                         tracing::debug!(table = %table.name, "scan starts");
-                        snapshot.scan(table, &mut |batch| {
+                        snapshot.scan(&crate::portable::plain_table(table), &mut |batch| {
                             options.cancel.check()?;
                             let n = batch.num_rows() as u64;
                             rows[i].fetch_add(n, Ordering::Relaxed);
@@ -256,7 +263,7 @@ fn write_tables(
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
         kind: options.kind,
-        data_format: DataFormat::Parquet,
+        data_format: options.write.data_format,
         created_at: String::new(),
         backup_point,
         parent: None,
@@ -266,7 +273,7 @@ fn write_tables(
             database: catalog.database,
         },
         settings: catalog.settings,
-        objects: catalog.objects,
+        objects,
         tables: out_tables,
         checksum: None,
     })

@@ -82,6 +82,13 @@ pub async fn restore(
 ) -> Result<RestoreReport> {
     let started = Instant::now();
     let manifest = archive::read_manifest(src).await?;
+    if manifest.kind == crate::manifest::ArchiveKind::Export {
+        return Err(Error::invalid(format!(
+            "the archive at {} is an export, not a backup; load it with `coffer import {} DB`",
+            src.url(),
+            src.url()
+        )));
+    }
     if manifest.source.engine != engine.name() {
         return Err(Error::invalid(format!(
             "the archive at {} holds a {} database and cannot be restored as {}",

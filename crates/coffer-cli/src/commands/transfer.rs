@@ -1,0 +1,197 @@
+//! `export` and `import`: portable snapshots of tables, in and out.
+
+use coffer::Result;
+use coffer::datafile::WriteOptions;
+use coffer::engine::ImportMode;
+use coffer::manifest::{ArchiveKind, DataFormat, Source};
+use coffer::ops::backup::BackupOptions;
+use coffer::ops::export::export;
+use coffer::ops::import::{ImportOptions, import};
+use coffer::progress::Cancel;
+use coffer::store::{Store, StoreOptions};
+use serde::Serialize;
+
+use super::{absent_local_dirs, cancel_on_ctrl_c, emit, emit_json, engine_for, remove_empty_dirs};
+use crate::cli::{ExportArgs, FormatArg, ImportArgs, ModeArg, OutputArgs};
+use crate::format::{human_bytes, human_seconds, plural};
+use crate::progress;
+use crate::report::{RestoredTable, TableSummary};
+
+/// `coffer export --json`.
+#[derive(Debug, Serialize)]
+struct ExportJson<'a> {
+    ok: bool,
+    command: &'static str,
+    archive: &'a str,
+    kind: ArchiveKind,
+    data_format: DataFormat,
+    created_at: &'a str,
+    backup_point: &'a str,
+    source: &'a Source,
+    tables: Vec<TableSummary<'a>>,
+    total_rows: u64,
+    total_bytes: u64,
+    files: usize,
+    seconds: f64,
+}
+
+/// `coffer import --json`.
+#[derive(Debug, Serialize)]
+struct ImportJson<'a> {
+    ok: bool,
+    command: &'static str,
+    archive: &'a str,
+    database: &'a str,
+    mode: &'static str,
+    source: &'a Source,
+    backup_point: &'a str,
+    tables: Vec<RestoredTable<'a>>,
+    rows: u64,
+    bytes: u64,
+    seconds: f64,
+}
+
+fn format_name(f: DataFormat) -> &'static str {
+    match f {
+        DataFormat::Parquet => "Parquet",
+        DataFormat::Csv => "CSV",
+    }
+}
+
+pub(super) async fn run_export(
+    args: &ExportArgs,
+    store_options: &StoreOptions,
+    out: &OutputArgs,
+) -> Result<()> {
+    let (engine, db) = engine_for(&args.db)?;
+    let created = absent_local_dirs(&args.dest);
+    let store = match Store::create(&args.dest, store_options) {
+        Ok(s) => s,
+        Err(e) => {
+            remove_empty_dirs(&created);
+            return Err(e);
+        }
+    };
+    let cancel = Cancel::new();
+    let options = BackupOptions {
+        write: WriteOptions {
+            part_size: args.part_size,
+            compression: args.compression,
+            data_format: match args.format {
+                FormatArg::Parquet => DataFormat::Parquet,
+                FormatArg::Csv => DataFormat::Csv,
+            },
+        },
+        kind: ArchiveKind::Export,
+        tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
+        exclude: args.exclude.clone(),
+        encoders: usize::from(args.encoders),
+        cancel: cancel.clone(),
+        ..Default::default()
+    };
+    tracing::info!(db = %db, dest = %store.url(), ?options, "export");
+    let ctrl_c = cancel_on_ctrl_c(cancel);
+    let reporter = progress::reporter(!out.json && !out.quiet);
+    let result = export(engine, &db, &store, options, reporter).await;
+    ctrl_c.abort();
+    progress::clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            remove_empty_dirs(&created);
+            return Err(e);
+        }
+    };
+    let m = &report.manifest;
+    if out.json {
+        emit_json(&ExportJson {
+            ok: true,
+            command: "export",
+            archive: store.url(),
+            kind: m.kind,
+            data_format: m.data_format,
+            created_at: &m.created_at,
+            backup_point: &m.backup_point,
+            source: &m.source,
+            tables: m.tables.iter().map(TableSummary::from).collect(),
+            total_rows: m.total_rows(),
+            total_bytes: m.total_bytes(),
+            files: m.files().count(),
+            seconds: report.seconds,
+        })
+    } else if out.quiet {
+        Ok(())
+    } else {
+        emit(&format!(
+            "exported {}, {}, {} of {} in {} to {}",
+            plural(m.tables.len() as u64, "table", "tables"),
+            plural(m.total_rows(), "row", "rows"),
+            human_bytes(m.total_bytes()),
+            format_name(m.data_format),
+            human_seconds(report.seconds),
+            store.url()
+        ))
+    }
+}
+
+pub(super) async fn run_import(
+    args: &ImportArgs,
+    store_options: &StoreOptions,
+    out: &OutputArgs,
+) -> Result<()> {
+    let (engine, db) = engine_for(&args.db)?;
+    let store = Store::open(&args.src, store_options)?;
+    let cancel = Cancel::new();
+    let (mode, mode_name) = match args.mode {
+        ModeArg::Create => (ImportMode::Create, "create"),
+        ModeArg::Append => (ImportMode::Append, "append"),
+        ModeArg::Replace => (ImportMode::Replace, "replace"),
+    };
+    let options = ImportOptions {
+        tables: args.tables.clone(),
+        mode,
+        cancel: cancel.clone(),
+    };
+    tracing::info!(src = %store.url(), db = %db, ?options, "import");
+    let ctrl_c = cancel_on_ctrl_c(cancel);
+    let reporter = progress::reporter(!out.json && !out.quiet);
+    let result = import(engine, &store, &db, options, reporter).await;
+    ctrl_c.abort();
+    progress::clear();
+    let report = result?;
+    let m = &report.manifest;
+    if out.json {
+        emit_json(&ImportJson {
+            ok: true,
+            command: "import",
+            archive: store.url(),
+            database: &db,
+            mode: mode_name,
+            source: &m.source,
+            backup_point: &m.backup_point,
+            tables: report
+                .tables
+                .iter()
+                .map(|name| RestoredTable {
+                    name,
+                    rows: m.table(name).map_or(0, |t| t.rows),
+                })
+                .collect(),
+            rows: report.rows,
+            bytes: report.bytes,
+            seconds: report.seconds,
+        })
+    } else if out.quiet {
+        Ok(())
+    } else {
+        emit(&format!(
+            "imported {}, {} ({} read) in {} from {} into {}",
+            plural(report.tables.len() as u64, "table", "tables"),
+            plural(report.rows, "row", "rows"),
+            human_bytes(report.bytes),
+            human_seconds(report.seconds),
+            store.url(),
+            db
+        ))
+    }
+}

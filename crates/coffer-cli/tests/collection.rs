@@ -1,0 +1,512 @@
+//! `coffer collection ...` through the real binary: the commands and their
+//! errors, and the binary killed during a backup and during a restore.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until `cond` holds (true) or the child exits (false).
+fn wait_for(child: &mut Child, cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("timed out waiting");
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&ok(&all)).unwrap()
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    Connection::open(db)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The rows of `big` as one digest (so restores can be compared).
+fn digest(db: &Path) -> String {
+    let c = Connection::open(db).unwrap();
+    c.query_row(
+        "SELECT count(*) || ':' || total(n) || ':' || total(length(body)) || ':' || total(id * n) FROM big",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn collection_commands_work_and_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    create_small_db_file(&db);
+    let d = s(&db);
+    let repo = format!("{d}.backups");
+
+    let err = fails(&["collection", "create", "c", "--db", d, "--table", "nope"]);
+    assert!(err.contains("table 'nope' does not exist"), "{err}");
+    let err = fails(&["collection", "backup", "c", "--db", d]);
+    assert!(err.contains("no collection named 'c'"), "{err}");
+
+    let created = json(&[
+        "collection",
+        "create",
+        "c",
+        "--db",
+        d,
+        "--table",
+        "customers",
+        "--table",
+        "orders",
+    ]);
+    assert_eq!(
+        created["tables"],
+        serde_json::json!(["customers", "orders"])
+    );
+    assert!(
+        Path::new(&repo)
+            .join("collections/c/collection.json")
+            .exists()
+    );
+
+    let err = fails(&["collection", "backup", "c", "--db", d, "--incremental"]);
+    assert!(err.contains("take a full backup first"), "{err}");
+    let full = json(&["collection", "backup", "c", "--db", d]);
+    assert_eq!(full["kind"], "full");
+    assert_eq!(full["rows"], 8);
+
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(
+        "DELETE FROM orders WHERE id = 4;
+         UPDATE customers SET id = 10 WHERE id = 3;
+         INSERT INTO orders VALUES (6, 1, 5.5, '2024-04-01');",
+    )
+    .unwrap();
+    let inc = json(&["collection", "backup", "c", "--db", d, "--incremental"]);
+    assert_eq!(inc["kind"], "incremental");
+    assert_eq!(inc["parent"], full["backup"]);
+    assert_eq!(inc["rows"], 2);
+    assert_eq!(inc["deleted"], 2);
+
+    let listed = json(&["collection", "list", "--repo", &repo]);
+    assert_eq!(listed["collections"][0]["name"], "c");
+    assert_eq!(listed["collections"][0]["backups"], 2);
+    let shown = json(&["collection", "show", "c", "--repo", &repo]);
+    assert_eq!(shown["chains"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["chains"][0][1]["deleted"], 2);
+    let text = ok(&["collection", "show", "c", "--repo", &repo]);
+    assert!(
+        text.contains("incremental") && text.contains("chain 1"),
+        "{text}"
+    );
+
+    // Restore the latest, and the full alone, from the repository only.
+    let latest = dir.path().join("latest.db");
+    ok(&[
+        "collection",
+        "restore",
+        "c",
+        "--repo",
+        &repo,
+        "--into",
+        s(&latest),
+    ]);
+    assert_eq!(
+        count(&latest, "SELECT count(*) FROM customers WHERE id = 10"),
+        1
+    );
+    assert_eq!(count(&latest, "SELECT count(*) FROM orders"), 5);
+    let first = dir.path().join("first.db");
+    let id = full["backup"].as_str().unwrap();
+    ok(&[
+        "collection",
+        "restore",
+        "c",
+        "--repo",
+        &repo,
+        "--into",
+        s(&first),
+        "--backup",
+        id,
+    ]);
+    assert_eq!(
+        count(&first, "SELECT count(*) FROM customers WHERE id = 3"),
+        1
+    );
+
+    for (args, expect) in [
+        (
+            vec![
+                "collection",
+                "restore",
+                "c",
+                "--repo",
+                &repo,
+                "--into",
+                s(&latest),
+            ],
+            "table 'customers' already exists",
+        ),
+        (
+            vec![
+                "collection",
+                "restore",
+                "c",
+                "--repo",
+                &repo,
+                "--into",
+                s(&first),
+                "--force",
+                "--backup",
+                "20000101T000000Z_full",
+            ],
+            "has no backup 20000101T000000Z_full",
+        ),
+        (
+            vec![
+                "collection",
+                "restore",
+                "c",
+                "--repo",
+                &repo,
+                "--into",
+                s(&first),
+                "--force",
+                "--at",
+                "soon",
+            ],
+            "not an RFC 3339 time",
+        ),
+        (
+            vec![
+                "collection",
+                "restore",
+                "x",
+                "--repo",
+                &repo,
+                "--into",
+                s(&first),
+            ],
+            "holds no collection named 'x'",
+        ),
+        (
+            vec![
+                "collection",
+                "restore",
+                "c",
+                "--repo",
+                &repo,
+                "--into",
+                s(&first),
+                "--table",
+                "zzz",
+                "--force",
+            ],
+            "table 'zzz' is not in collection 'c'",
+        ),
+    ] {
+        let err = fails(&args);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+    ok(&[
+        "collection",
+        "restore",
+        "c",
+        "--repo",
+        &repo,
+        "--into",
+        s(&latest),
+        "--force",
+        "--backup",
+        id,
+    ]);
+    assert_eq!(count(&latest, "SELECT count(*) FROM orders"), 5);
+    assert_eq!(
+        count(&latest, "SELECT count(*) FROM orders WHERE id = 6"),
+        0
+    );
+
+    let pruned = json(&[
+        "collection",
+        "prune",
+        "c",
+        "--repo",
+        &repo,
+        "--keep-chains",
+        "1",
+    ]);
+    assert_eq!(pruned["deleted"], serde_json::json!([]));
+    let dropped = json(&["collection", "drop", "c", "--db", d, "--purge"]);
+    assert_eq!(dropped["backups_deleted"], 2);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_coffer%' ESCAPE '\\'"
+        ),
+        0
+    );
+    let err = fails(&["collection", "show", "c", "--repo", &repo]);
+    assert!(err.contains("holds no collection named 'c'"), "{err}");
+}
+
+fn create_small_db_file(path: &Path) {
+    coffer_testkit::create_small_db(path).unwrap();
+}
+
+/// The backup directories of collection `name` in `repo`.
+fn backup_dirs(repo: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(repo.join("collections").join(name)) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn has_data_files(dir: &Path) -> bool {
+    dir.join("tables").is_dir()
+        && std::fs::read_dir(dir.join("tables"))
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                std::fs::read_dir(e.path())
+                    .map(|mut r| r.next().is_some())
+                    .unwrap_or(false)
+            })
+}
+
+#[test]
+fn killed_backups_commit_nothing_and_keep_the_change_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 150_000);
+    let d = s(&db);
+    let repo = dir.path().join("big.db.backups");
+    ok(&["collection", "create", "big", "--db", d, "--table", "big"]);
+
+    // Killed during the full backup: nothing committed.
+    let mut child = spawn(&[
+        "collection",
+        "backup",
+        "big",
+        "--db",
+        d,
+        "--part-size",
+        "1MiB",
+    ]);
+    let mid_way = wait_for(&mut child, || {
+        backup_dirs(&repo, "big").iter().any(|p| has_data_files(p))
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let committed = |repo: &Path| {
+        backup_dirs(repo, "big")
+            .iter()
+            .filter(|p| p.join("manifest.json").exists())
+            .count()
+    };
+    if mid_way {
+        assert_eq!(committed(&repo), 0, "a killed full backup committed");
+    }
+    // The lock it left names a dead process: the next backup goes ahead.
+    ok(&["collection", "backup", "big", "--db", d]);
+
+    // Change a third of the rows, then kill incrementals at several moments.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "UPDATE big SET n = -n WHERE id % 3 = 0; DELETE FROM big WHERE id % 1000 = 1;",
+        )
+        .unwrap();
+    let logged = count(&db, "SELECT count(*) FROM \"_coffer_log_big\"");
+    // A third updated, 150 deleted, 50 of them among the updated.
+    assert_eq!(logged, 50_000 + 150 - 50);
+    let before = committed(&repo);
+    let mut killed_mid_way = 0;
+    for delay in [0u64, 20, 80] {
+        let mut child = spawn(&[
+            "collection",
+            "backup",
+            "big",
+            "--db",
+            d,
+            "--incremental",
+            "--part-size",
+            "256KiB",
+        ]);
+        std::thread::sleep(Duration::from_millis(delay));
+        if wait_for(&mut child, || {
+            backup_dirs(&repo, "big")
+                .iter()
+                .any(|p| !p.join("manifest.json").exists() && has_data_files(p))
+        }) {
+            killed_mid_way += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if committed(&repo) > before {
+            break; // it finished first: a complete backup is fine
+        }
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM \"_coffer_log_big\""),
+            logged,
+            "a killed backup removed change log entries"
+        );
+    }
+    assert!(
+        killed_mid_way > 0,
+        "no kill landed while the backup was writing"
+    );
+    let out = json(&["collection", "backup", "big", "--db", d, "--incremental"]);
+    assert_eq!(out["deleted"], 150);
+    assert_eq!(out["rows"], 50_000 - 50);
+    assert_eq!(count(&db, "SELECT count(*) FROM \"_coffer_log_big\""), 0);
+    let shown = json(&["collection", "show", "big", "--repo", s(&repo)]);
+    assert_eq!(
+        shown["incomplete"],
+        serde_json::json!([]),
+        "leftovers stayed"
+    );
+    let target = dir.path().join("restored.db");
+    ok(&[
+        "collection",
+        "restore",
+        "big",
+        "--repo",
+        s(&repo),
+        "--into",
+        s(&target),
+    ]);
+    assert_eq!(digest(&target), digest(&db));
+}
+
+#[test]
+fn killed_restores_leave_the_target_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 150_000);
+    let d = s(&db);
+    let repo = dir.path().join("big.db.backups");
+    ok(&["collection", "create", "big", "--db", d, "--table", "big"]);
+    ok(&["collection", "backup", "big", "--db", d]);
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("UPDATE big SET n = 0 WHERE id % 5 = 0")
+        .unwrap();
+    ok(&["collection", "backup", "big", "--db", d, "--incremental"]);
+
+    // A new target: killed while it is built beside, nothing appears.
+    let target = dir.path().join("new.db");
+    let mut child = spawn(&[
+        "collection",
+        "restore",
+        "big",
+        "--repo",
+        s(&repo),
+        "--into",
+        s(&target),
+    ]);
+    let built = wait_for(&mut child, || {
+        restore_leftovers(dir.path()).iter().any(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.len() > 100_000)
+                .unwrap_or(false)
+        })
+    });
+    assert!(built, "the restore finished before it could be killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !target.exists(),
+        "a killed restore left a file at the target"
+    );
+
+    // An existing target: killed inside its transaction, it rolls back.
+    let existing = dir.path().join("existing.db");
+    let c = Connection::open(&existing).unwrap();
+    c.execute_batch("CREATE TABLE mine(x); INSERT INTO mine VALUES (1), (2);")
+        .unwrap();
+    drop(c);
+    let journal = dir.path().join("existing.db-journal");
+    let before = std::fs::read(&existing).unwrap();
+    let mut child = spawn(&[
+        "collection",
+        "restore",
+        "big",
+        "--repo",
+        s(&repo),
+        "--into",
+        s(&existing),
+    ]);
+    let writing = wait_for(&mut child, || {
+        std::fs::metadata(&existing)
+            .map(|m| m.len() as usize > before.len() + 1_000_000)
+            .unwrap_or(false)
+            && journal.exists()
+    });
+    assert!(writing, "the restore finished before it could be killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(count(&existing, "SELECT count(*) FROM mine"), 2);
+    assert_eq!(
+        count(
+            &existing,
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'big'"
+        ),
+        0,
+        "a killed restore left a table behind"
+    );
+    let check: String = Connection::open(&existing)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+
+    // Both succeed afterwards.
+    ok(&[
+        "collection",
+        "restore",
+        "big",
+        "--repo",
+        s(&repo),
+        "--into",
+        s(&target),
+    ]);
+    ok(&[
+        "collection",
+        "restore",
+        "big",
+        "--repo",
+        s(&repo),
+        "--into",
+        s(&existing),
+    ]);
+    assert_eq!(digest(&target), digest(&db));
+    assert_eq!(digest(&existing), digest(&db));
+    assert_eq!(count(&existing, "SELECT count(*) FROM mine"), 2);
+}

@@ -1,0 +1,472 @@
+//! `collection backup`: a full or incremental backup of a collection.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::runtime::Handle;
+
+use super::lock::RepoLock;
+use super::repo::{self, CollectionInfo};
+use super::{BackupMode, CollectionBackupOptions, CollectionBackupReport, capture_of, repository};
+use crate::archive;
+use crate::datafile::TableWriter;
+use crate::engine::{ChangeCapture, ChangeSnapshot, DataBatch, Engine};
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::{
+    ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Part, SchemaObject, Source,
+    Table, Tool,
+};
+use crate::progress::Progress;
+use crate::store::Store;
+
+/// The directory, inside an incremental backup, of the deleted keys.
+pub const DELETED_DIR: &str = "deleted";
+/// The `kind` of a manifest table entry that lists deleted keys.
+pub const DELETED_KIND: &str = "deleted";
+
+/// Back up collection `name` of the database `db`.
+///
+/// Takes the collection's lock in its repository, settles a backup a
+/// previous run left pending, decides between full and incremental (see
+/// [`BackupMode`]), writes the data, commits the manifest, and only then
+/// trims the change log of what the backup covered.
+pub async fn backup(
+    engine: Arc<dyn Engine>,
+    db: &str,
+    name: &str,
+    options: CollectionBackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<CollectionBackupReport> {
+    let started = Instant::now();
+    let capture = capture_of(engine.as_ref())?;
+    repo::check_name(name)?;
+    let record = capture
+        .collections(db)?
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "{db} has no collection named '{name}'; `coffer collection create` sets one up"
+            ))
+        })?;
+    let repo = repository(db, record.repo.as_deref(), &options.store, true)?;
+    let store = repo::collection_store(&repo, name);
+    let info = match repo::read_info(&store).await? {
+        Some(info) => info,
+        None => {
+            // The repository lost it (emptied, or a new location): describe
+            // the collection again; the backup will be a full one.
+            let info = CollectionInfo::of(&record, engine.name(), db);
+            repo::write_info(&store, &info).await?;
+            info
+        }
+    };
+    if info.id != record.id {
+        return Err(Error::invalid(format!(
+            "{} holds a different collection named '{name}' (from another database); give this one its own repository or name",
+            store.url()
+        )));
+    }
+    let lock = RepoLock::acquire(&store, "backup").await?;
+    let result = locked_backup(engine, db, name, &options, progress, &store, &info, &lock).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the collection lock; it lapses by itself");
+    }
+    let mut report = result?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn locked_backup(
+    engine: Arc<dyn Engine>,
+    db: &str,
+    name: &str,
+    options: &CollectionBackupOptions,
+    progress: Arc<dyn Progress>,
+    store: &Store,
+    info: &CollectionInfo,
+    lock: &RepoLock,
+) -> Result<CollectionBackupReport> {
+    let capture = capture_of(engine.as_ref())?;
+    let listing = repo::list_backups(store).await?;
+    // Directories without a manifest are what killed runs left; nothing
+    // else writes here while we hold the lock.
+    for id in &listing.incomplete {
+        tracing::info!(id, "removing the leftovers of an interrupted backup");
+        for e in store.list(id).await? {
+            store.delete(&e.path).await?;
+        }
+    }
+    // A backup that stopped between its commit and its trim is finished
+    // now; one that never committed is forgotten (its log entries stay).
+    let record = find(capture, db, name)?;
+    if let Some((pending, epoch)) = &record.pending {
+        if listing.committed.contains(pending) {
+            tracing::info!(id = %pending, "trimming the change log for a backup committed earlier");
+            capture.trim(db, name, pending, *epoch)?;
+        } else {
+            capture.set_pending(db, name, None)?;
+        }
+    }
+    let record = find(capture, db, name)?;
+    let latest = listing.committed.last().cloned();
+
+    // Can the log continue the latest chain?
+    let chain_full = match (&latest, options.mode) {
+        (_, BackupMode::Full) => None,
+        (None, mode) => refuse_or_full(
+            mode,
+            format!(
+                "collection '{name}' has no backup yet in {}; take a full backup first",
+                store.url()
+            ),
+        )?,
+        (Some(latest), mode) if record.last_backup.as_ref() != Some(latest) => refuse_or_full(
+            mode,
+            format!(
+                "the change log of {db} does not continue from {latest}, the latest backup of collection '{name}' (the database was restored, or another database wrote that backup); take a full backup"
+            ),
+        )?,
+        (Some(latest), _) => {
+            let chain = repo::chain_to(store, latest).await?;
+            Some((chain[0].0.clone(), chain[0].1.clone(), latest.clone()))
+        }
+    };
+
+    let mut snapshot = capture.begin(db, name, chain_full.is_none())?;
+    let mut backup_point = jiff::Timestamp::now();
+    let mut parent = None;
+    if let Some((full_id, full, latest)) = chain_full {
+        match incremental_blocker(snapshot.as_ref(), &full, &full_id) {
+            None => parent = Some(latest),
+            Some(why) => {
+                refuse_or_full::<()>(options.mode, why)?;
+                drop(snapshot);
+                snapshot = capture.begin(db, name, true)?;
+                backup_point = jiff::Timestamp::now();
+            }
+        }
+    }
+    let kind = if parent.is_some() {
+        ArchiveKind::Incremental
+    } else {
+        ArchiveKind::Full
+    };
+    let id = repo::next_id(kind, &listing.committed);
+    let dest = store.child(&id);
+    let epoch = snapshot.epoch();
+    tracing::info!(%id, epoch, "collection backup");
+
+    let handle = Handle::current();
+    let opts = options.clone();
+    let target = dest.clone();
+    let prog = progress.clone();
+    let engine_name = engine.name();
+    let mut manifest = tokio::task::spawn_blocking(move || {
+        write_backup(
+            snapshot,
+            kind,
+            target,
+            handle,
+            &opts,
+            prog.as_ref(),
+            engine_name,
+        )
+    })
+    .await
+    .map_err(|e| Error::internal(format!("the backup worker failed: {e}")))??;
+    manifest.parent = parent;
+    manifest.backup_point = backup_point.to_string();
+
+    capture.set_pending(db, name, Some((&id, epoch)))?;
+    lock.check().await?;
+    let now = repo::list_backups(store).await?;
+    if now.committed.last() != latest.as_ref() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "another backup of collection '{name}' was committed to {} while this one ran; nothing was committed, run it again",
+                store.url()
+            ),
+        ));
+    }
+    manifest.created_at = jiff::Timestamp::now().to_string();
+    archive::commit(&dest, &mut manifest).await?;
+    let trimmed = match capture.trim(db, name, &id, epoch) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "backup {id} is committed but the change log was not trimmed; the next backup trims it");
+            false
+        }
+    };
+    Ok(CollectionBackupReport {
+        collection: info.name.clone(),
+        id,
+        repository: store.url().to_string(),
+        manifest,
+        trimmed,
+        seconds: 0.0,
+    })
+}
+
+fn find(
+    capture: &dyn ChangeCapture,
+    db: &str,
+    name: &str,
+) -> Result<crate::engine::CollectionRecord> {
+    capture
+        .collections(db)?
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| Error::not_found(format!("{db} has no collection named '{name}'")))
+}
+
+/// With `--incremental`, the reason an incremental cannot be taken is the
+/// error; with `--auto` a full backup is taken instead.
+fn refuse_or_full<T>(mode: BackupMode, why: String) -> Result<Option<T>> {
+    match mode {
+        BackupMode::Incremental => Err(Error::invalid(format!(
+            "{why} (`--auto` takes one when needed)"
+        ))),
+        _ => {
+            tracing::info!(reason = %why, "taking a full backup");
+            Ok(None)
+        }
+    }
+}
+
+/// The schema objects that shape a table's rows: its DDL and its indexes
+/// (a unique index decides what an upsert replaces).
+fn shaping_objects<'a>(objects: &'a [SchemaObject], table: &str) -> Vec<&'a SchemaObject> {
+    let mut v: Vec<&SchemaObject> = objects
+        .iter()
+        .filter(|o| o.table == table && (o.kind == "table" || o.kind == "index"))
+        .collect();
+    v.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    v
+}
+
+/// Why the snapshot cannot be backed up as an incremental on top of the
+/// chain whose full backup is `full`, if it cannot.
+pub(crate) fn incremental_blocker(
+    snapshot: &dyn ChangeSnapshot,
+    full: &Manifest,
+    full_id: &str,
+) -> Option<String> {
+    let catalog = snapshot.catalog();
+    for table in &catalog.tables {
+        if let Some(problem) = snapshot.capture_problem(table) {
+            return Some(format!("{problem}; take a full backup"));
+        }
+        let Some(before) = full.tables.iter().find(|t| t.name == table.name) else {
+            return Some(format!(
+                "table '{}' is not in the chain's full backup {full_id}; take a full backup",
+                table.name
+            ));
+        };
+        let shape = |t: &Table| {
+            (
+                t.kind.clone(),
+                t.primary_key.clone(),
+                t.rowid_column.clone(),
+                t.columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.declared_type.clone(), c.nullable))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        if shape(before) != shape(table)
+            || shaping_objects(&full.objects, &table.name)
+                != shaping_objects(&catalog.objects, &table.name)
+        {
+            return Some(format!(
+                "the schema of table '{}' differs from the chain's full backup {full_id}; take a full backup",
+                table.name
+            ));
+        }
+    }
+    None
+}
+
+/// What one encoder job writes.
+struct Job {
+    slot: usize,
+    table: Table,
+    store: Store,
+    batches: Receiver<DataBatch>,
+}
+
+/// A scanner-side marker: the encoder went away, its own error explains why.
+const ENCODER_GONE: &str = "the encoder stopped";
+
+/// Read the snapshot (whole tables for a full backup, the changes for an
+/// incremental) and write the archive's data files; returns the manifest,
+/// not yet committed.
+fn write_backup(
+    mut snapshot: Box<dyn ChangeSnapshot>,
+    kind: ArchiveKind,
+    store: Store,
+    handle: Handle,
+    options: &CollectionBackupOptions,
+    progress: &dyn Progress,
+    engine: &str,
+) -> Result<Manifest> {
+    let catalog = snapshot.catalog().clone();
+    let incremental = kind == ArchiveKind::Incremental;
+    // Slots: per table its rows (all, or the upserted ones), and for an
+    // incremental its deleted keys.
+    let mut slots: Vec<Table> = Vec::new();
+    for t in &catalog.tables {
+        slots.push(t.clone());
+        if incremental {
+            slots.push(snapshot.key_table(t));
+        }
+    }
+    let total = if progress.wants_totals() {
+        let mut sum = 0;
+        for t in &catalog.tables {
+            sum += if incremental {
+                snapshot.count_changes(t)?
+            } else {
+                snapshot.count_rows(t)?
+            };
+        }
+        Some(sum)
+    } else {
+        None
+    };
+    progress.begin("backup", total, None);
+
+    let (job_tx, job_rx) = sync_channel::<Job>(0);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    type Outcome = (usize, Result<Vec<Part>>);
+    let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+    let mut rows = vec![0u64; slots.len()];
+    let deleted_store = store.child(DELETED_DIR);
+
+    let scan_result = std::thread::scope(|scope| {
+        for _ in 0..options.encoders.max(1) {
+            let job_rx = job_rx.clone();
+            let (handle, results) = (&handle, &results);
+            scope.spawn(move || {
+                loop {
+                    let job = job_rx.lock().expect("job queue").recv();
+                    let Ok(job) = job else { break };
+                    let mut writer = TableWriter::new(
+                        job.store.clone(),
+                        handle.clone(),
+                        &job.table,
+                        options.write.clone(),
+                    );
+                    let mut outcome = Ok(());
+                    for batch in job.batches.iter() {
+                        if let Err(e) = writer.write(batch) {
+                            outcome = Err(e);
+                            break;
+                        }
+                    }
+                    let parts = outcome.and_then(|()| writer.finish());
+                    let failed = parts.is_err();
+                    results.lock().expect("results").push((job.slot, parts));
+                    if failed {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(job_rx);
+        let job_tx: SyncSender<Job> = job_tx;
+        for (slot, spec) in slots.iter().enumerate() {
+            options.cancel.check()?;
+            let deletes = incremental && slot % 2 == 1;
+            let table = &catalog.tables[if incremental { slot / 2 } else { slot }];
+            progress.note(&table.name);
+            let (tx, rx) = sync_channel::<DataBatch>(4);
+            job_tx
+                .send(Job {
+                    slot,
+                    table: spec.clone(),
+                    store: if deletes {
+                        deleted_store.clone()
+                    } else {
+                        store.clone()
+                    },
+                    batches: rx,
+                })
+                .map_err(|_| Error::internal(ENCODER_GONE))?;
+            let count = &mut rows[slot];
+            let mut sink = |batch: DataBatch| {
+                options.cancel.check()?;
+                let n = batch.num_rows() as u64;
+                *count += n;
+                let bytes = batch.memory_size() as u64;
+                tx.send(batch).map_err(|_| Error::internal(ENCODER_GONE))?;
+                progress.advance(n, bytes);
+                Ok(())
+            };
+            if !incremental {
+                snapshot.scan(table, &mut sink)?;
+            } else if deletes {
+                snapshot.scan_deletes(table, &mut sink)?;
+            } else {
+                snapshot.scan_upserts(table, &mut sink)?;
+            }
+        }
+        Ok::<(), Error>(())
+    });
+    progress.end();
+    drop(snapshot);
+
+    let mut results = results.into_inner().expect("results");
+    if let Some(pos) = results.iter().position(|(_, r)| r.is_err()) {
+        return Err(results.swap_remove(pos).1.unwrap_err());
+    }
+    scan_result?;
+    results.sort_by_key(|(slot, _)| *slot);
+    if results.len() != slots.len() {
+        return Err(Error::internal("a table's encoder did not report"));
+    }
+    let mut tables = Vec::new();
+    for ((slot, parts), mut table) in results.into_iter().zip(slots) {
+        let mut parts = parts?;
+        table.rows = rows[slot];
+        if incremental && slot % 2 == 1 {
+            if table.rows == 0 {
+                continue;
+            }
+            for p in &mut parts {
+                p.file.path = format!("{DELETED_DIR}/{}", p.file.path);
+                if let Some(m) = &mut p.misfits {
+                    m.path = format!("{DELETED_DIR}/{}", m.path);
+                }
+            }
+            table.kind = DELETED_KIND.to_string();
+        }
+        table.parts = parts;
+        tables.push(table);
+    }
+    Ok(Manifest {
+        format: FORMAT_NAME.to_string(),
+        format_version: FORMAT_VERSION,
+        tool: Tool {
+            name: "coffer".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        kind,
+        data_format: DataFormat::Parquet,
+        created_at: String::new(),
+        backup_point: String::new(),
+        parent: None,
+        source: Source {
+            engine: engine.to_string(),
+            engine_version: catalog.engine_version,
+            database: catalog.database,
+        },
+        settings: catalog.settings,
+        objects: catalog.objects,
+        tables,
+        checksum: None,
+    })
+}

@@ -1,0 +1,307 @@
+//! One operation at a time on a collection's repository directory.
+//!
+//! `lock.json` names its holder by a random token. Many S3-compatible
+//! stores ignore conditional writes, so taking the lock never rests on
+//! them: the lock is written (create-only where the store honours it), then
+//! — after a pause longer than the gap between another process's read and
+//! write — read back, and held only if it still carries our token. The
+//! holder rewrites it every [`HEARTBEAT`] with a new expiry; a lock whose
+//! expiry has passed, or whose holder on this host is no longer running,
+//! is stale and may be taken over. Before committing, an operation checks
+//! that it still holds the lock ([`RepoLock::check`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::Store;
+
+/// The lock's object, in the collection's directory.
+pub const LOCK_FILE: &str = "lock.json";
+/// How long a lock lives without being renewed.
+pub const TTL: Duration = Duration::from_secs(120);
+/// How often the holder renews it.
+pub const HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// What `lock.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Random; identifies the holder.
+    pub token: String,
+    /// What the holder does (`backup`, `prune`, `drop`).
+    pub operation: String,
+    /// The holder's host name.
+    pub host: String,
+    /// The holder's process id.
+    pub pid: u32,
+    /// When it was taken (RFC 3339).
+    pub acquired_at: String,
+    /// When it lapses unless renewed (RFC 3339).
+    pub expires_at: String,
+}
+
+impl LockInfo {
+    fn is_stale(&self) -> bool {
+        let expired = self
+            .expires_at
+            .parse::<jiff::Timestamp>()
+            .map(|t| t < jiff::Timestamp::now())
+            .unwrap_or(true);
+        expired || (self.host == host_name() && !process_alive(self.pid))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "a {} on {} (pid {}) since {}",
+            self.operation, self.host, self.pid, self.acquired_at
+        )
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true; // no way to tell: rely on the expiry
+    }
+    proc.join(pid.to_string()).exists()
+}
+
+/// A random token.
+pub fn random_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// A held lock. Release it with [`RepoLock::release`]; if the process dies
+/// instead, the lock goes stale.
+pub struct RepoLock {
+    store: Store,
+    info: LockInfo,
+    lost: Arc<AtomicBool>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+async fn read_lock(store: &Store) -> Result<Option<LockInfo>> {
+    Ok(store
+        .get_opt(LOCK_FILE)
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+fn lock_bytes(info: &LockInfo) -> Bytes {
+    Bytes::from(serde_json::to_vec_pretty(info).expect("lock serializes"))
+}
+
+fn locked(store: &Store, holder: &LockInfo) -> Error {
+    Error::new(
+        ErrorKind::AlreadyExists,
+        format!(
+            "{} is locked by {}; wait for it to finish (a lock left by a process that died lapses at {})",
+            store.url(),
+            holder.describe(),
+            holder.expires_at
+        ),
+    )
+}
+
+impl RepoLock {
+    /// Take the lock of the collection directory `store` for `operation`,
+    /// or fail, naming the holder, if another process holds it.
+    pub async fn acquire(store: &Store, operation: &str) -> Result<RepoLock> {
+        // Local directories honour create-only writes atomically; elsewhere
+        // wait long enough that a racing writer's overwrite is visible.
+        let settle = if store.local_dir().is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1500)
+        };
+        Self::acquire_with(store, operation, settle).await
+    }
+
+    /// [`RepoLock::acquire`] with an explicit pause before the read-back.
+    pub async fn acquire_with(
+        store: &Store,
+        operation: &str,
+        settle: Duration,
+    ) -> Result<RepoLock> {
+        let now = jiff::Timestamp::now();
+        let info = LockInfo {
+            token: random_token(),
+            operation: operation.to_string(),
+            host: host_name(),
+            pid: std::process::id(),
+            acquired_at: now.to_string(),
+            expires_at: (now + TTL).to_string(),
+        };
+        match read_lock(store).await? {
+            Some(holder) if !holder.is_stale() => return Err(locked(store, &holder)),
+            Some(stale) => {
+                tracing::warn!(holder = %stale.describe(), "taking over a stale lock");
+                store.put(LOCK_FILE, lock_bytes(&info)).await?;
+            }
+            None => match store.put_new(LOCK_FILE, lock_bytes(&info)).await {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    return Err(match read_lock(store).await? {
+                        Some(holder) => locked(store, &holder),
+                        None => e,
+                    });
+                }
+                other => other?,
+            },
+        }
+        if !settle.is_zero() {
+            tokio::time::sleep(settle).await;
+        }
+        match read_lock(store).await? {
+            Some(held) if held.token == info.token => {}
+            Some(other) => return Err(locked(store, &other)),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Storage,
+                    format!(
+                        "the lock {} vanished as it was taken; another coffer is working on the collection, try again later",
+                        store.url_of(LOCK_FILE)
+                    ),
+                ));
+            }
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = tokio::spawn(renew(store.clone(), info.clone(), lost.clone()));
+        Ok(RepoLock {
+            store: store.clone(),
+            info,
+            lost,
+            heartbeat,
+        })
+    }
+
+    /// Fail unless the lock is still ours (call before committing).
+    pub async fn check(&self) -> Result<()> {
+        let held = read_lock(&self.store).await?;
+        if self.lost.load(Ordering::SeqCst)
+            || held.as_ref().map(|h| &h.token) != Some(&self.info.token)
+        {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "the lock {} was taken over by {} while this operation ran (it was unreachable past its expiry); nothing was committed, run it again",
+                    self.store.url_of(LOCK_FILE),
+                    held.map(|h| h.describe())
+                        .unwrap_or_else(|| "nobody".to_string())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Give the lock up (only if it is still ours).
+    pub async fn release(self) -> Result<()> {
+        self.heartbeat.abort();
+        if read_lock(&self.store).await?.map(|h| h.token) == Some(self.info.token.clone()) {
+            self.store.delete(LOCK_FILE).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RepoLock {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+async fn renew(store: Store, mut info: LockInfo, lost: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        match read_lock(&store).await {
+            Ok(Some(held)) if held.token == info.token => {}
+            Ok(_) => {
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the collection lock");
+                continue;
+            }
+        }
+        info.expires_at = (jiff::Timestamp::now() + TTL).to_string();
+        if let Err(e) = store.put(LOCK_FILE, lock_bytes(&info)).await {
+            tracing::warn!(error = %e, "could not renew the collection lock");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_holder_is_refused_and_stale_locks_are_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let first = RepoLock::acquire(&store, "backup").await.unwrap();
+        let err = RepoLock::acquire(&store, "backup").await.err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains("locked by a backup"), "{err}");
+        first.check().await.unwrap();
+        first.release().await.unwrap();
+        assert!(store.get_opt(LOCK_FILE).await.unwrap().is_none());
+
+        // A lock whose holder died (expired) is taken over.
+        let dead = LockInfo {
+            token: "dead".into(),
+            operation: "backup".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            acquired_at: "2000-01-01T00:00:00Z".into(),
+            expires_at: "2000-01-01T00:02:00Z".into(),
+        };
+        store.put(LOCK_FILE, lock_bytes(&dead)).await.unwrap();
+        let taken = RepoLock::acquire(&store, "prune").await.unwrap();
+        // The old holder, come back, finds it has lost the lock.
+        store.put(LOCK_FILE, lock_bytes(&dead)).await.unwrap();
+        assert!(taken.check().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_overwritten_lock_is_not_ours() {
+        // A store that ignores create-only writes: both writers "succeed";
+        // the read-back decides.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let other = LockInfo {
+            token: "other".into(),
+            operation: "backup".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            acquired_at: jiff::Timestamp::now().to_string(),
+            expires_at: (jiff::Timestamp::now() + TTL).to_string(),
+        };
+        let s2 = store.clone();
+        let racer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s2.put(LOCK_FILE, lock_bytes(&other)).await.unwrap();
+        });
+        let err = RepoLock::acquire_with(&store, "backup", Duration::from_millis(300))
+            .await
+            .err()
+            .unwrap();
+        racer.await.unwrap();
+        assert!(err.to_string().contains("elsewhere"), "{err}");
+    }
+}

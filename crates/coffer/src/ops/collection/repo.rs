@@ -1,0 +1,291 @@
+//! A collection's place in its repository: `collection.json`, the backups
+//! named by time, and the chains they form.
+//!
+//! ```text
+//! <repo>/collections/<name>/collection.json
+//! <repo>/collections/<name>/lock.json                      while an operation runs
+//! <repo>/collections/<name>/20261124T101500Z_full/         an archive (manifest.json, ...)
+//! <repo>/collections/<name>/20261124T111500Z_incremental/
+//! ```
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::archive;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::{ArchiveKind, MANIFEST, Manifest, path_segment};
+use crate::store::Store;
+
+/// The name of a collection's description in the repository.
+pub const COLLECTION_FILE: &str = "collection.json";
+/// The value of `format` in `collection.json`.
+pub const COLLECTION_FORMAT: &str = "coffer-collection";
+
+/// What `collection.json` holds: the collection as the repository knows it,
+/// enough to restore it without the source database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionInfo {
+    /// Always [`COLLECTION_FORMAT`].
+    pub format: String,
+    /// `1`.
+    pub format_version: u32,
+    /// The collection's name.
+    pub name: String,
+    /// Its identity, also recorded in the source database.
+    pub id: String,
+    /// The engine of the source database.
+    pub engine: String,
+    /// The source database's file name (never a path or credentials).
+    pub database: String,
+    /// The tables it backs up.
+    pub tables: Vec<String>,
+    /// When it was created (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+impl CollectionInfo {
+    /// The description of the collection `record` of the database `db`.
+    pub fn of(record: &crate::engine::CollectionRecord, engine: &str, db: &str) -> CollectionInfo {
+        CollectionInfo {
+            format: COLLECTION_FORMAT.to_string(),
+            format_version: 1,
+            name: record.name.clone(),
+            id: record.id.clone(),
+            engine: engine.to_string(),
+            database: std::path::Path::new(db)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| db.to_string()),
+            tables: record.tables.clone(),
+            created_at: record.created_at.clone(),
+        }
+    }
+}
+
+/// Check a collection name: it becomes a directory of the repository and
+/// a word on the command line, so it is kept plain.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "'{}' is not a valid collection name; use up to 100 letters, digits, '_', '-' and '.', not starting with '.'",
+            name.escape_debug()
+        )))
+    }
+}
+
+/// The store of collection `name` inside the repository `repo`.
+pub fn collection_store(repo: &Store, name: &str) -> Store {
+    repo.child(&format!("collections/{}", path_segment(name)))
+}
+
+/// Read `collection.json` of the collection at `store`; `None` if absent.
+pub async fn read_info(store: &Store) -> Result<Option<CollectionInfo>> {
+    let Some(bytes) = store.get_opt(COLLECTION_FILE).await? else {
+        return Ok(None);
+    };
+    let url = store.url_of(COLLECTION_FILE);
+    let info: CollectionInfo = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(format!(
+            "{url} is not a valid collection description ({e}); the repository is damaged"
+        ))
+    })?;
+    if info.format != COLLECTION_FORMAT || info.format_version != 1 {
+        return Err(Error::invalid(format!(
+            "{url} is not a collection this coffer reads (format {} version {}); use a matching coffer release",
+            info.format, info.format_version
+        )));
+    }
+    Ok(Some(info))
+}
+
+/// Read `collection.json`, failing clearly when the repository has no such
+/// collection.
+pub async fn require_info(repo: &Store, name: &str) -> Result<(Store, CollectionInfo)> {
+    check_name(name)?;
+    let store = collection_store(repo, name);
+    match read_info(&store).await? {
+        Some(info) => Ok((store, info)),
+        None => {
+            repo.probe().await?;
+            Err(Error::not_found(format!(
+                "{} holds no collection named '{name}'; `coffer collection list --repo {}` shows those it holds",
+                repo.url(),
+                repo.url()
+            )))
+        }
+    }
+}
+
+/// Write `collection.json`.
+pub async fn write_info(store: &Store, info: &CollectionInfo) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(info).expect("collection info serializes");
+    bytes.push(b'\n');
+    store.put(COLLECTION_FILE, Bytes::from(bytes)).await
+}
+
+/// A backup id: `YYYYMMDDTHHMMSSZ_full` or `..._incremental`; the name
+/// order is the time order.
+pub fn backup_id(time: jiff::Timestamp, kind: ArchiveKind) -> String {
+    let stamp = time.strftime("%Y%m%dT%H%M%SZ");
+    match kind {
+        ArchiveKind::Incremental => format!("{stamp}_incremental"),
+        _ => format!("{stamp}_full"),
+    }
+}
+
+/// The time in a backup id, if it is one.
+pub fn id_time(id: &str) -> Option<jiff::Timestamp> {
+    let (stamp, kind) = id.split_once('_')?;
+    if kind != "full" && kind != "incremental" {
+        return None;
+    }
+    let t = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", stamp).ok()?;
+    t.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// A new id for a backup starting now, later than every id in `existing`
+/// (so that name order stays time order even within one second).
+pub fn next_id(kind: ArchiveKind, existing: &[String]) -> String {
+    let mut time = jiff::Timestamp::now();
+    if let Some(last) = existing.iter().filter_map(|id| id_time(id)).max()
+        && time < last + jiff::SignedDuration::from_secs(1)
+    {
+        time = last + jiff::SignedDuration::from_secs(1);
+    }
+    backup_id(time, kind)
+}
+
+/// The backups of a collection directory: committed ones (with a manifest),
+/// and leftovers of runs that never committed.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Ids of committed backups, oldest first.
+    pub committed: Vec<String>,
+    /// Ids of directories without a manifest.
+    pub incomplete: Vec<String>,
+    /// Bytes stored per id (all its files).
+    pub bytes: std::collections::HashMap<String, u64>,
+}
+
+/// List the backups of the collection at `store` (one recursive listing).
+pub async fn list_backups(store: &Store) -> Result<Listing> {
+    let mut listing = Listing::default();
+    let mut seen = std::collections::BTreeMap::<String, bool>::new();
+    for entry in store.list("").await? {
+        let Some((top, rest)) = entry.path.split_once('/') else {
+            continue;
+        };
+        if id_time(top).is_none() {
+            continue;
+        }
+        *listing.bytes.entry(top.to_string()).or_default() += entry.size;
+        let has = seen.entry(top.to_string()).or_default();
+        *has |= rest == MANIFEST;
+    }
+    for (id, has_manifest) in seen {
+        if has_manifest {
+            listing.committed.push(id);
+        } else {
+            listing.incomplete.push(id);
+        }
+    }
+    Ok(listing)
+}
+
+/// Read the manifest of backup `id`, checking that it is a collection
+/// backup.
+pub async fn read_backup(store: &Store, id: &str) -> Result<Manifest> {
+    let m = archive::read_manifest(&store.child(id)).await?;
+    let url = store.url_of(id);
+    match (m.kind, &m.parent) {
+        (ArchiveKind::Full, None) => Ok(m),
+        (ArchiveKind::Incremental, Some(parent)) if parent.as_str() < id => Ok(m),
+        _ => Err(Error::corrupt(format!(
+            "{url} is not a valid collection backup (kind {:?}, parent {:?}); the repository is damaged",
+            m.kind, m.parent
+        ))),
+    }
+}
+
+/// Read several manifests, a few at a time.
+pub async fn read_backups(store: &Store, ids: &[String]) -> Result<Vec<(String, Manifest)>> {
+    futures::stream::iter(ids.iter().cloned())
+        .map(|id| async move {
+            let m = read_backup(store, &id).await?;
+            Ok::<_, Error>((id, m))
+        })
+        .buffered(8)
+        .try_collect()
+        .await
+}
+
+/// The chain that ends at backup `id`: its full backup first, then each
+/// incremental in order, ending with `id`.
+pub async fn chain_to(store: &Store, id: &str) -> Result<Vec<(String, Manifest)>> {
+    let mut chain = Vec::new();
+    let mut next = Some(id.to_string());
+    while let Some(id) = next {
+        let m = match read_backup(store, &id).await {
+            Err(e) if e.kind() == ErrorKind::NotFound && !chain.is_empty() => {
+                return Err(Error::corrupt(format!(
+                    "backup {} needs {id}, which is missing from {}; restore an earlier backup or take a full backup",
+                    chain
+                        .last()
+                        .map(|(i, _): &(String, Manifest)| i.as_str())
+                        .unwrap_or_default(),
+                    store.url()
+                )));
+            }
+            other => other?,
+        };
+        next = m.parent.clone();
+        chain.push((id, m));
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time_and_parse_back() {
+        let t: jiff::Timestamp = "2026-11-24T10:15:00Z".parse().unwrap();
+        assert_eq!(backup_id(t, ArchiveKind::Full), "20261124T101500Z_full");
+        assert_eq!(
+            backup_id(t, ArchiveKind::Incremental),
+            "20261124T101500Z_incremental"
+        );
+        assert_eq!(id_time("20261124T101500Z_full"), Some(t));
+        assert_eq!(id_time("20261124T101500Z_other"), None);
+        assert_eq!(id_time("collection.json"), None);
+        let later = next_id(
+            ArchiveKind::Incremental,
+            &["29991231T235959Z_full".to_string()],
+        );
+        assert_eq!(later, "30000101T000000Z_incremental");
+        assert!(later.as_str() > "29991231T235959Z_full");
+    }
+
+    #[test]
+    fn names_are_plain() {
+        for ok in ["daily", "app.orders", "a-b_c", "X1"] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", ".hidden", "a/b", "a b", "ä", &"x".repeat(101)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

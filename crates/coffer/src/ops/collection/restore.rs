@@ -1,0 +1,401 @@
+//! `collection restore`: rebuild a collection's tables as of one backup
+//! point, from the repository alone — the chain's full backup, then each
+//! incremental in order.
+
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::backup::DELETED_KIND;
+use super::repo;
+use super::{CollectionRestoreOptions, CollectionRestoreReport, RestorePoint, capture_of};
+use crate::archive;
+use crate::datafile::read_part;
+use crate::engine::{DataBatch, Engine};
+use crate::error::{Error, Result};
+use crate::manifest::{ArchiveKind, Manifest, Table};
+use crate::progress::Progress;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Rows of the full backup.
+    Load,
+    /// Keys deleted by an incremental.
+    Delete,
+    /// Rows inserted or changed by an incremental.
+    Upsert,
+}
+
+/// One table entry of one archive of the chain, applied in order.
+#[derive(Debug, Clone)]
+struct Step {
+    /// Index into the chain.
+    archive: usize,
+    /// Index into that archive's `tables`.
+    entry: usize,
+    /// Index into the selected tables of the full backup.
+    table: usize,
+    action: Action,
+}
+
+struct Fetched {
+    step: usize,
+    part: usize,
+    data: Bytes,
+    misfits: Option<Bytes>,
+}
+
+/// Choose the backup to restore.
+async fn choose_point(store: &Store, name: &str, point: &RestorePoint) -> Result<String> {
+    let listing = repo::list_backups(store).await?;
+    let show = format!(
+        "`coffer collection show {name} --repo {}` lists its backups",
+        store
+            .url()
+            .trim_end_matches(&format!("/collections/{name}"))
+    );
+    match point {
+        RestorePoint::Latest => listing.committed.last().cloned().ok_or_else(|| {
+            Error::not_found(format!(
+                "collection '{name}' has no backup in {} yet; take one with `coffer collection backup`",
+                store.url()
+            ))
+        }),
+        RestorePoint::Backup(id) => {
+            if listing.committed.contains(id) {
+                Ok(id.clone())
+            } else {
+                Err(Error::not_found(format!(
+                    "collection '{name}' has no backup {id}; {show}"
+                )))
+            }
+        }
+        RestorePoint::At(time) => {
+            // Backups of a collection run one at a time, so backup points
+            // grow with the ids: the newest at or before `time` wins.
+            for id in listing.committed.iter().rev() {
+                let m = repo::read_backup(store, id).await?;
+                let at: jiff::Timestamp = m.backup_point.parse().map_err(|_| {
+                    Error::corrupt(format!(
+                        "{} has an unreadable backup point; the repository is damaged",
+                        store.url_of(id)
+                    ))
+                })?;
+                if at <= *time {
+                    return Ok(id.clone());
+                }
+            }
+            Err(Error::not_found(format!(
+                "collection '{name}' has no backup at or before {time}; {show}"
+            )))
+        }
+    }
+}
+
+/// Restore collection `name` from the repository `repo` into `target`.
+pub async fn restore(
+    engine: Arc<dyn Engine>,
+    repo: &Store,
+    name: &str,
+    target: &str,
+    options: CollectionRestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<CollectionRestoreReport> {
+    let started = Instant::now();
+    capture_of(engine.as_ref())?;
+    let (store, info) = repo::require_info(repo, name).await?;
+    if info.engine != engine.name() {
+        return Err(Error::invalid(format!(
+            "collection '{name}' at {} holds {} tables and cannot be restored as {}",
+            repo.url(),
+            info.engine,
+            engine.name()
+        )));
+    }
+    let point = choose_point(&store, name, &options.point).await?;
+    let chain = repo::chain_to(&store, &point).await?;
+    let full = &chain[0].1;
+    if full.kind != ArchiveKind::Full {
+        return Err(Error::corrupt(format!(
+            "{} does not start with a full backup; the repository is damaged",
+            store.url_of(&point)
+        )));
+    }
+    let base: Vec<&Table> = full
+        .tables
+        .iter()
+        .filter(|t| t.kind != DELETED_KIND)
+        .collect();
+    for n in &options.tables {
+        if !base.iter().any(|t| &t.name == n) {
+            return Err(Error::invalid(format!(
+                "table '{n}' is not in collection '{name}'; its tables are {}",
+                base.iter()
+                    .map(|t| format!("'{}'", t.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let selected: Vec<Table> = base
+        .into_iter()
+        .filter(|t| options.tables.is_empty() || options.tables.contains(&t.name))
+        .cloned()
+        .collect();
+    let steps = plan(&chain, &selected, &store)?;
+    let manifests: Arc<Vec<Manifest>> = Arc::new(chain.iter().map(|(_, m)| m.clone()).collect());
+    let chain_ids: Vec<String> = chain.iter().map(|(id, _)| id.clone()).collect();
+    let steps = Arc::new(steps);
+
+    let (tx, mut rx) = mpsc::channel::<Result<Fetched>>(2);
+    let fetcher = {
+        let (manifests, steps, cancel) = (manifests.clone(), steps.clone(), options.cancel.clone());
+        let archives: Vec<Store> = chain_ids.iter().map(|id| store.child(id)).collect();
+        tokio::spawn(async move {
+            for (s, step) in steps.iter().enumerate() {
+                let entry = &manifests[step.archive].tables[step.entry];
+                let src = &archives[step.archive];
+                for (n, part) in entry.parts.iter().enumerate() {
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    let fetched = async {
+                        let data = archive::fetch_checked(src, &part.file).await?;
+                        let misfits = match &part.misfits {
+                            Some(m) => Some(archive::fetch_checked(src, m).await?),
+                            None => None,
+                        };
+                        Ok(Fetched {
+                            step: s,
+                            part: n,
+                            data,
+                            misfits,
+                        })
+                    }
+                    .await;
+                    let failed = fetched.is_err();
+                    if tx.send(fetched).await.is_err() || failed {
+                        return;
+                    }
+                }
+            }
+        })
+    };
+
+    let target_owned = target.to_string();
+    let opts = options.clone();
+    let (m, st, sel) = (manifests.clone(), steps.clone(), selected.clone());
+    let archive_urls: Vec<String> = chain_ids.iter().map(|id| store.url_of(id)).collect();
+    let engine_ref = engine.clone();
+    let applied = tokio::task::spawn_blocking(move || {
+        apply(
+            engine_ref.as_ref(),
+            &target_owned,
+            &m,
+            &st,
+            &sel,
+            &archive_urls,
+            &opts,
+            progress.as_ref(),
+            &mut rx,
+        )
+    })
+    .await
+    .map_err(|e| Error::internal(format!("the restore worker failed: {e}")))?;
+    fetcher.abort();
+    let counts = applied?;
+    Ok(CollectionRestoreReport {
+        collection: name.to_string(),
+        repository: store.url().to_string(),
+        chain: chain_ids,
+        point: manifests.last().expect("a chain has a backup").clone(),
+        tables: selected.iter().map(|t| t.name.clone()).collect(),
+        rows_loaded: counts.0,
+        rows_upserted: counts.1,
+        rows_deleted: counts.2,
+        bytes: counts.3,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The steps that rebuild `selected` from `chain`: the full backup's rows,
+/// then per incremental each table's deletes and upserts.
+fn plan(chain: &[(String, Manifest)], selected: &[Table], store: &Store) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for (a, (id, m)) in chain.iter().enumerate() {
+        for (t, table) in selected.iter().enumerate() {
+            let url = store.url_of(id);
+            let entries = m
+                .tables
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.name == table.name);
+            let mut rows_entry = false;
+            for (entry, e) in entries {
+                let action = match (a, e.kind == DELETED_KIND) {
+                    (0, false) => Action::Load,
+                    (0, true) => {
+                        return Err(Error::corrupt(format!(
+                            "{url} is a full backup but lists deleted keys; the repository is damaged"
+                        )));
+                    }
+                    (_, true) => Action::Delete,
+                    (_, false) => Action::Upsert,
+                };
+                let names =
+                    |t: &Table| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+                let fits = match action {
+                    Action::Delete => e
+                        .columns
+                        .iter()
+                        .all(|c| table.columns.iter().any(|x| x.name == c.name)),
+                    _ => names(e) == names(table),
+                };
+                if !fits {
+                    return Err(Error::corrupt(format!(
+                        "{url} holds table '{}' with other columns than the chain's full backup; the repository is damaged",
+                        table.name
+                    )));
+                }
+                rows_entry |= action != Action::Delete;
+                steps.push(Step {
+                    archive: a,
+                    entry,
+                    table: t,
+                    action,
+                });
+            }
+            if !rows_entry {
+                return Err(Error::corrupt(format!(
+                    "{url} does not hold table '{}' of the collection; the repository is damaged",
+                    table.name
+                )));
+            }
+        }
+    }
+    // Within one archive a table's deletes come before its upserts.
+    steps.sort_by_key(|s| (s.archive, s.table, s.action != Action::Delete));
+    Ok(steps)
+}
+
+/// Decode the fetched parts and apply them in order; returns rows loaded,
+/// upserted and deleted, and bytes read.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    engine: &dyn Engine,
+    target: &str,
+    manifests: &[Manifest],
+    steps: &[Step],
+    selected: &[Table],
+    archive_urls: &[String],
+    options: &CollectionRestoreOptions,
+    progress: &dyn Progress,
+    fetched: &mut mpsc::Receiver<Result<Fetched>>,
+) -> Result<(u64, u64, u64, u64)> {
+    let capture = capture_of(engine)?;
+    let full = &manifests[0];
+    let tables: Vec<&Table> = selected.iter().collect();
+    let mut restorer = capture.chain_restorer(target, options.replace, options.cancel.clone())?;
+    restorer.begin(full, &tables)?;
+    let entry = |s: &Step| &manifests[s.archive].tables[s.entry];
+    let total_rows: u64 = steps.iter().map(|s| entry(s).rows).sum();
+    let total_bytes: u64 = steps
+        .iter()
+        .flat_map(|s| &entry(s).parts)
+        .map(|p| p.file.size + p.misfits.as_ref().map_or(0, |m| m.size))
+        .sum();
+    progress.begin("restore", Some(total_rows), Some(total_bytes));
+    let parts: usize = steps.iter().map(|s| entry(s).parts.len()).sum();
+    let (batch_tx, batch_rx) = sync_channel::<(usize, DataBatch)>(4);
+    let outcome = std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || -> Result<u64> {
+            let mut bytes = 0;
+            for _ in 0..parts {
+                let f = fetched
+                    .blocking_recv()
+                    .ok_or_else(|| Error::internal("the archive reader stopped early"))??;
+                let step = &steps[f.step];
+                let table = entry(step);
+                let part = &table.parts[f.part];
+                let origin = format!("{}/{}", archive_urls[step.archive], part.file.path);
+                let misfit_origin = part
+                    .misfits
+                    .as_ref()
+                    .map(|m| format!("{}/{}", archive_urls[step.archive], m.path))
+                    .unwrap_or_default();
+                let size = part.file.size + part.misfits.as_ref().map_or(0, |m| m.size);
+                bytes += size;
+                let misfits = f.misfits.map(|b| (b, misfit_origin.as_str()));
+                let rows = read_part(table, f.data, misfits, &origin, &mut |batch| {
+                    batch_tx
+                        .send((f.step, batch))
+                        .map_err(|_| Error::internal("the loader stopped"))
+                })?;
+                progress.advance(0, size);
+                if rows != part.rows {
+                    return Err(Error::corrupt(format!(
+                        "{origin} holds {rows} rows but the manifest says {}",
+                        part.rows
+                    )));
+                }
+            }
+            Ok(bytes)
+        });
+        let mut counts = (0u64, 0u64, 0u64);
+        let mut changing = false;
+        let mut result = Ok(());
+        for (s, batch) in batch_rx.iter() {
+            let step = &steps[s];
+            let table = &selected[step.table];
+            let n = batch.num_rows() as u64;
+            let applied = options.cancel.check().and_then(|()| {
+                if step.action != Action::Load && !changing {
+                    changing = true;
+                    restorer.begin_changes(full, &tables)?;
+                }
+                match step.action {
+                    Action::Load => {
+                        counts.0 += n;
+                        restorer.load(table, &batch)
+                    }
+                    Action::Delete => {
+                        counts.2 += n;
+                        restorer.delete(table, entry(step), &batch)
+                    }
+                    Action::Upsert => {
+                        counts.1 += n;
+                        restorer.upsert(table, &batch)
+                    }
+                }
+            });
+            if let Err(e) = applied {
+                result = Err(e);
+                break;
+            }
+            progress.advance(n, 0);
+        }
+        drop(batch_rx);
+        let decoded = decoder
+            .join()
+            .map_err(|_| Error::internal("the archive decoder panicked"))?;
+        let counts = match (decoded, result) {
+            (Err(e), _) if e.message() != "the loader stopped" => Err(e),
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(e),
+            (Ok(bytes), Ok(())) => Ok((counts.0, counts.1, counts.2, bytes)),
+        }?;
+        if !changing {
+            restorer.begin_changes(full, &tables)?;
+        }
+        Ok::<_, Error>(counts)
+    });
+    progress.end();
+    let counts = outcome?;
+    options.cancel.check()?;
+    restorer.finish(manifests.last().expect("a chain"), &tables)?;
+    Ok(counts)
+}

@@ -1,0 +1,150 @@
+//! `export`: a portable snapshot of chosen tables, for other tools and other
+//! databases.
+//!
+//! An export is a [`backup`](super::backup::backup) with
+//! [`ArchiveKind::Export`]: the same consistent snapshot, pipeline and
+//! commit protocol, with these differences (all decided here, from the
+//! snapshot's own catalog, before any data is written):
+//!
+//! * by default every table of the database except the engine's own
+//!   (SQLite's `sqlite_sequence` and `sqlite_stat*`); `tables` names them
+//!   instead, and `exclude` drops the tables whose whole name a pattern
+//!   matches;
+//! * the manifest's `objects` are only the exported tables and their
+//!   indexes (no views or triggers: an import creates tables and indexes);
+//! * columns whose declared type is a date, timestamp or decimal take that
+//!   portable type when every value converts losslessly
+//!   ([`crate::portable`]), which costs a first pass over those tables;
+//! * the data files may be CSV ([`crate::datafile::csv`]).
+
+use std::sync::Arc;
+
+use crate::engine::{Catalog, Engine, Snapshot};
+use crate::error::{Error, Result};
+use crate::manifest::{ArchiveKind, DataFormat, SchemaObject, Table};
+use crate::ops::backup::{BackupOptions, BackupReport, backup};
+use crate::portable::TypeProbe;
+use crate::progress::Progress;
+use crate::store::Store;
+
+/// Options of an export: those of a backup (its `kind` is set to export).
+pub type ExportOptions = BackupOptions;
+
+/// Export `db` with `engine` into a new archive at `dest`.
+pub async fn export(
+    engine: Arc<dyn Engine>,
+    db: &str,
+    dest: &Store,
+    mut options: ExportOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupReport> {
+    options.kind = ArchiveKind::Export;
+    backup(engine, db, dest, options, progress).await
+}
+
+/// Whether `pattern` (a regular expression) matches the whole of `name`,
+/// as `--exclude` does: `tmp_.*` matches `tmp_x` but not `my_tmp_x`, and
+/// `.` matches any character, a newline too.
+pub fn excludes(pattern: &regex::Regex, name: &str) -> bool {
+    match regex::Regex::new(&format!("^(?s:{})$", pattern.as_str())) {
+        Ok(anchored) => anchored.is_match(name),
+        Err(_) => pattern.is_match(name),
+    }
+}
+
+/// The tables and schema objects an archive records, from the tables the
+/// backup selected (all, or those named): applies `exclude`, and for an
+/// export drops the engine's own tables unless named, keeps only the
+/// exported tables' own objects and settles the portable column types.
+pub(crate) fn prepare(
+    snapshot: &mut dyn Snapshot,
+    catalog: &Catalog,
+    mut tables: Vec<Table>,
+    options: &BackupOptions,
+    db: &str,
+) -> Result<(Vec<Table>, Vec<SchemaObject>)> {
+    let export = options.kind == ArchiveKind::Export;
+    if options.write.data_format == DataFormat::Csv && !export {
+        return Err(Error::invalid(
+            "CSV data files are for exports only; use `coffer export --format csv`",
+        ));
+    }
+    if export && options.tables.is_none() {
+        tables.retain(|t| t.kind != "internal");
+    }
+    for pattern in &options.exclude {
+        if let Some(named) = options
+            .tables
+            .iter()
+            .flatten()
+            .find(|n| excludes(pattern, n))
+        {
+            return Err(Error::invalid(format!(
+                "table '{named}' is both named with --table and excluded by --exclude '{pattern}'; drop one of the two"
+            )));
+        }
+    }
+    tables.retain(|t| !options.exclude.iter().any(|p| excludes(p, &t.name)));
+    if !export {
+        return Ok((tables, catalog.objects.clone()));
+    }
+    if tables.is_empty() {
+        return Err(Error::invalid(format!(
+            "there is no table to export from {db}: it has none, or --exclude leaves none"
+        )));
+    }
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let objects = catalog
+        .objects
+        .iter()
+        .filter(|o| (o.kind == "table" || o.kind == "index") && names.contains(&o.table.as_str()))
+        .cloned()
+        .collect();
+    let mut refined = Vec::with_capacity(tables.len());
+    for table in tables {
+        refined.push(settle_types(snapshot, table, options)?);
+    }
+    Ok((refined, objects))
+}
+
+/// The marker error that stops a probing scan once nothing is left to learn.
+const SETTLED: &str = "the column types are settled";
+
+/// `table` with its portable column types, decided from a pass over its rows.
+fn settle_types(
+    snapshot: &mut dyn Snapshot,
+    table: Table,
+    options: &BackupOptions,
+) -> Result<Table> {
+    let Some(mut probe) = TypeProbe::new(&table) else {
+        return Ok(table);
+    };
+    let scanned = snapshot.scan(&table, &mut |batch| {
+        options.cancel.check()?;
+        probe.feed(&batch);
+        if probe.settled() {
+            return Err(Error::internal(SETTLED));
+        }
+        Ok(())
+    });
+    match scanned {
+        Err(e) if e.message() != SETTLED => Err(e),
+        _ => Ok(probe.refine(&table)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusion_matches_whole_names() {
+        let re = |s: &str| regex::Regex::new(s).unwrap();
+        assert!(excludes(&re("tmp_.*"), "tmp_x"));
+        assert!(!excludes(&re("tmp_.*"), "my_tmp_x"));
+        assert!(excludes(&re("a|ab"), "ab"));
+        assert!(!excludes(&re("log"), "catalog"));
+        assert!(excludes(&re("sqlite_.*"), "sqlite_stat1"));
+        assert!(excludes(&re(".*"), "line\nbreak"));
+    }
+}
