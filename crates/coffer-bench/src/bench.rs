@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::generate::{Counts, GENERATOR_VERSION};
 use crate::proc::{self, Cmd, Job, Measured};
+use crate::s3::{S3Helper, S3Info};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -27,7 +28,12 @@ pub struct Options {
 #[derive(Clone, Debug)]
 pub struct Dataset {
     pub path: PathBuf,
+    /// The scale of a full dataset; for a big-table one, its `orders` count
+    /// over the scale-1 dataset's.
     pub scale: f64,
+    /// A single `orders` table (`coffer-bench generate --big-table ROWS`)
+    /// rather than the four tables of a full dataset.
+    pub big_table: bool,
     pub bytes: u64,
     pub counts: Counts,
     /// Seconds it took to generate, or None when reused from an earlier run.
@@ -39,9 +45,22 @@ impl Dataset {
         mb(self.bytes)
     }
 
-    /// A short name for paths: `s1`, `s0.002`, ...
+    /// A short name for paths: `s1`, `s0.002`, `big10000000`...
     pub fn tag(&self) -> String {
-        format!("s{}", self.scale)
+        if self.big_table {
+            format!("big{}", self.counts.orders)
+        } else {
+            format!("s{}", self.scale)
+        }
+    }
+
+    /// What it is, for the report: `1` (a scale) or `orders alone`.
+    pub fn kind(&self) -> String {
+        if self.big_table {
+            "orders alone".to_string()
+        } else {
+            self.scale.to_string()
+        }
     }
 }
 
@@ -107,6 +126,8 @@ pub struct Ctx {
     pub targets: BTreeMap<&'static str, f64>,
     /// Notes for the targets table, by target id.
     pub target_notes: BTreeMap<&'static str, String>,
+    /// The S3 server, started by the first scenario that needs it.
+    s3: Option<S3Helper>,
 }
 
 impl Ctx {
@@ -118,7 +139,21 @@ impl Ctx {
             benches: BTreeMap::new(),
             targets: BTreeMap::new(),
             target_notes: BTreeMap::new(),
+            s3: None,
         }
+    }
+
+    /// The S3 server (started on first use, stopped with the `Ctx`).
+    pub fn s3(&mut self) -> Result<S3Info> {
+        if self.s3.is_none() {
+            self.s3 = Some(S3Helper::start()?);
+        }
+        Ok(self.s3.as_ref().expect("just started").info.clone())
+    }
+
+    /// Runs per command for the scenarios on big inputs: at most `max`.
+    pub fn runs_at_most(&self, max: usize) -> usize {
+        self.opts.runs.min(max).max(1)
     }
 
     pub fn datasets_dir(&self) -> PathBuf {
@@ -143,25 +178,43 @@ impl Ctx {
             "bench-g{GENERATOR_VERSION}-seed{}-scale{}.db",
             self.opts.seed, scale
         );
+        let args = vec!["--scale".to_string(), scale.to_string()];
+        self.cached_dataset(name, scale, false, Counts::for_scale(scale), args)
+    }
+
+    /// A database of one `orders` table of `rows` rows, generated if not
+    /// cached.
+    pub fn big_table_dataset(&mut self, rows: u64) -> Result<Dataset> {
+        let name = format!(
+            "bench-g{GENERATOR_VERSION}-seed{}-orders{rows}.db",
+            self.opts.seed
+        );
+        let scale = rows as f64 / Counts::for_scale(1.0).orders as f64;
+        let args = vec!["--big-table".to_string(), rows.to_string()];
+        self.cached_dataset(name, scale, true, Counts::big_table(rows), args)
+    }
+
+    fn cached_dataset(
+        &mut self,
+        name: String,
+        scale: f64,
+        big_table: bool,
+        counts: Counts,
+        generate_args: Vec<String>,
+    ) -> Result<Dataset> {
         if let Some(d) = self.datasets.get(&name) {
             return Ok(d.clone());
         }
         let dir = self.datasets_dir();
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(&name);
-        let ds = if path.exists() {
+        let generated_secs = if path.exists() {
             eprintln!("coffer-bench: reusing dataset {}", path.display());
-            Dataset {
-                bytes: fs::metadata(&path)?.len(),
-                path,
-                scale,
-                counts: Counts::for_scale(scale),
-                generated_secs: None,
-            }
+            None
         } else {
             eprintln!(
-                "coffer-bench: generating dataset at scale {scale} ({} rows) into {}",
-                Counts::for_scale(scale).total(),
+                "coffer-bench: generating dataset {name} ({} rows) into {}",
+                counts.total(),
                 path.display()
             );
             // In a child process: a child's peak RSS as wait4 reports it
@@ -169,26 +222,21 @@ impl Ctx {
             // from), so this process must stay small.
             let start = Instant::now();
             let exe = std::env::current_exe().context("locating this program")?;
-            let out = proc::capture(
-                &exe,
-                &[
-                    "generate",
-                    &path.to_string_lossy(),
-                    "--scale",
-                    &scale.to_string(),
-                    "--seed",
-                    &self.opts.seed.to_string(),
-                ],
-            )?;
-            let secs = start.elapsed().as_secs_f64();
+            let path_arg = path.to_string_lossy().into_owned();
+            let seed = self.opts.seed.to_string();
+            let mut args = vec!["generate", path_arg.as_str(), "--seed", seed.as_str()];
+            args.extend(generate_args.iter().map(String::as_str));
+            let out = proc::capture(&exe, &args)?;
             eprintln!("{out}");
-            Dataset {
-                bytes: fs::metadata(&path)?.len(),
-                path,
-                scale,
-                counts: Counts::for_scale(scale),
-                generated_secs: Some(secs),
-            }
+            Some(start.elapsed().as_secs_f64())
+        };
+        let ds = Dataset {
+            bytes: fs::metadata(&path)?.len(),
+            path,
+            scale,
+            big_table,
+            counts,
+            generated_secs,
         };
         self.datasets.insert(name, ds.clone());
         Ok(ds)
@@ -212,27 +260,43 @@ impl Ctx {
         if let Some(b) = self.benches.get(&key) {
             return Ok((b.clone(), false));
         }
+        let runs = self.opts.runs;
+        let bench = self.measure_each(label, job, runs, |_| before(), |_, _| Ok(()))?;
+        self.benches.insert(key, bench.clone());
+        Ok((bench, true))
+    }
+
+    /// Runs `job` `runs` times, calling `before(i)` before and `after(i, m)`
+    /// after run `i` (both untimed). Not shared with other calls: for
+    /// commands whose effect depends on the state they find (an incremental
+    /// backup), or for a number of runs other than `opts.runs`.
+    pub fn measure_each(
+        &mut self,
+        label: &str,
+        job: Job,
+        runs: usize,
+        mut before: impl FnMut(usize) -> Result<()>,
+        mut after: impl FnMut(usize, &Measured) -> Result<()>,
+    ) -> Result<Bench> {
         let log = self.log_path(label);
-        let mut runs = Vec::with_capacity(self.opts.runs);
-        for i in 0..self.opts.runs {
-            before()?;
+        let mut measured = Vec::with_capacity(runs);
+        for i in 0..runs {
+            before(i)?;
             let m = proc::run(&job, &log)?;
             eprintln!(
-                "coffer-bench: {label}: run {}/{}: {:.3} s, {:.1} MB peak RSS",
+                "coffer-bench: {label}: run {}/{runs}: {:.3} s, {:.1} MB peak RSS",
                 i + 1,
-                self.opts.runs,
                 m.wall.as_secs_f64(),
                 m.max_rss_kib as f64 / 1024.0
             );
-            runs.push(m);
+            after(i, &m)?;
+            measured.push(m);
         }
-        let bench = Bench {
+        Ok(Bench {
             label: label.to_string(),
-            command: key.clone(),
-            runs,
-        };
-        self.benches.insert(key, bench.clone());
-        Ok((bench, true))
+            command: job.display(),
+            runs: measured,
+        })
     }
 
     /// Runs an untimed preparation step once.
@@ -324,9 +388,16 @@ impl Ctx {
     /// counts (and, in quick mode, passes `PRAGMA integrity_check`), so that a
     /// fast but broken restore is not reported as a win.
     pub fn check_restored(&self, restored: &Path, ds: &Dataset) -> Result<()> {
+        self.check_counts(restored, &ds.counts.by_table())
+    }
+
+    /// Checks that `db` has exactly `expected` rows in each table named
+    /// (and, in quick mode, passes `PRAGMA integrity_check`).
+    pub fn check_counts(&self, db: &Path, expected: &[(&str, u64)]) -> Result<()> {
+        let restored = db;
         let conn = Connection::open_with_flags(restored, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("opening restored database {}", restored.display()))?;
-        for (table, expected) in ds.counts.by_table() {
+        for &(table, expected) in expected {
             let n: u64 = conn
                 .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
                 .with_context(|| format!("counting {table} in {}", restored.display()))?;

@@ -96,13 +96,28 @@ impl Counts {
         self.users + self.orders + self.events + self.sessions
     }
 
-    pub fn by_table(&self) -> [(&'static str, u64); 4] {
+    /// The dataset's tables and their row counts (a table with no rows is
+    /// not in the dataset: see [`Counts::big_table`]).
+    pub fn by_table(&self) -> Vec<(&'static str, u64)> {
         [
             ("users", self.users),
             ("orders", self.orders),
             ("events", self.events),
             ("sessions", self.sessions),
         ]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .collect()
+    }
+
+    /// The counts of a big-table dataset: `orders` alone.
+    pub fn big_table(rows: u64) -> Counts {
+        Counts {
+            users: 0,
+            orders: rows,
+            events: 0,
+            sessions: 0,
+        }
     }
 }
 
@@ -120,6 +135,62 @@ pub fn generate(path: &Path, scale: f64, seed: u64) -> Result<Generated> {
     if !(scale.is_finite() && scale > 0.0) {
         bail!("scale must be a positive number, got {scale}");
     }
+    let counts = Counts::for_scale(scale);
+    build(path, counts, |tx| {
+        tx.execute_batch(SCHEMA)?;
+        let names = NamePools::new(seed);
+        fill_users(tx, seed, counts.users, &names)?;
+        fill_orders(tx, seed, &counts)?;
+        fill_events(tx, seed, &counts)?;
+        fill_sessions(tx, seed, &counts)?;
+        tx.execute_batch(INDEXES)?;
+        Ok(())
+    })
+}
+
+/// The one table of a big-table database: `orders` as in [`SCHEMA`], without
+/// the reference to a `users` table it does not have, and its index.
+pub const BIG_TABLE_SCHEMA: &str = "
+CREATE TABLE orders (
+    user_id INTEGER NOT NULL,
+    product_id INTEGER NOT NULL,
+    quantity INTEGER NOT NULL,
+    unit_price REAL NOT NULL,
+    discount REAL NOT NULL,
+    total REAL NOT NULL,
+    status INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+";
+
+pub const BIG_TABLE_INDEXES: &str = "CREATE INDEX idx_orders_user ON orders(user_id);";
+
+/// Generates a database at `path` holding one table, `orders`, of `rows`
+/// rows made as the `orders` of a full dataset are (user ids drawn from the
+/// scale-1 number of users), for the memory targets on one big table.
+/// Cheaper to build than a full dataset with as many orders.
+pub fn generate_big_table(path: &Path, rows: u64, seed: u64) -> Result<Generated> {
+    if rows == 0 {
+        bail!("a big table needs at least one row");
+    }
+    let counts = Counts::big_table(rows);
+    build(path, counts, |tx| {
+        tx.execute_batch(BIG_TABLE_SCHEMA)?;
+        let users = Counts::for_scale(1.0).users;
+        fill_orders(tx, seed, &Counts { users, ..counts })?;
+        tx.execute_batch(BIG_TABLE_INDEXES)?;
+        Ok(())
+    })
+}
+
+/// Builds a database at `path` (which must not exist) with `fill`, in one
+/// transaction with journaling off, under a temporary name renamed into
+/// place, and leaves it in rollback-journal mode.
+fn build(
+    path: &Path,
+    counts: Counts,
+    fill: impl FnOnce(&rusqlite::Transaction) -> Result<()>,
+) -> Result<Generated> {
     if path.exists() {
         bail!("{} already exists", path.display());
     }
@@ -133,7 +204,6 @@ pub fn generate(path: &Path, scale: f64, seed: u64) -> Result<Generated> {
             fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
         }
     }
-    let counts = Counts::for_scale(scale);
     {
         let mut conn = Connection::open(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
@@ -146,13 +216,7 @@ pub fn generate(path: &Path, scale: f64, seed: u64) -> Result<Generated> {
              PRAGMA cache_size=-262144;"
         ))?;
         let tx = conn.transaction()?;
-        tx.execute_batch(SCHEMA)?;
-        let names = NamePools::new(seed);
-        fill_users(&tx, seed, counts.users, &names)?;
-        fill_orders(&tx, seed, &counts)?;
-        fill_events(&tx, seed, &counts)?;
-        fill_sessions(&tx, seed, &counts)?;
-        tx.execute_batch(INDEXES)?;
+        fill(&tx)?;
         tx.commit()?;
         conn.execute_batch("PRAGMA journal_mode=DELETE;")?;
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
@@ -644,6 +708,31 @@ mod tests {
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .unwrap();
         assert_eq!(page, PAGE_SIZE);
+    }
+
+    #[test]
+    fn big_table_has_orders_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("big.db");
+        let g = generate_big_table(&a, 1234, 7).unwrap();
+        assert_eq!(g.counts.by_table(), vec![("orders", 1234)]);
+        let conn = Connection::open(&a).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(tables, ["orders"]);
+        let n: u64 = conn
+            .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1234);
+        let ok: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
     }
 
     #[test]

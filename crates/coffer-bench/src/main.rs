@@ -6,7 +6,9 @@ mod generate;
 mod proc;
 mod report;
 mod rng;
+mod s3;
 mod scenarios;
+mod workload;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,12 +41,44 @@ enum Command {
         /// Multiplies the row counts; 1.0 is ≈ 3 M rows, ≈ 250 MB.
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// Instead of the four tables, make one `orders` table of this many
+        /// rows (the `bigtable` scenario's dataset).
+        #[arg(long, value_name = "ROWS", conflicts_with = "scale")]
+        big_table: Option<u64>,
         #[arg(long, default_value_t = DEFAULT_SEED)]
         seed: u64,
         /// Replace PATH if it exists.
         #[arg(long)]
         force: bool,
     },
+    /// Change a fraction of the rows of a generated database (updates, and
+    /// a few inserts and deletes), as the `collection` scenario does between
+    /// incremental backups.
+    Mutate {
+        path: PathBuf,
+        /// Fraction of each table's rows to change, e.g. 0.001 for 0.1%.
+        #[arg(long)]
+        fraction: f64,
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+    },
+    /// Run the `capture` scenario's write workload on a database made with
+    /// `--init` (internal: the harness runs it as a child and reads its timings).
+    #[command(hide = true)]
+    Workload {
+        path: PathBuf,
+        /// Create the empty workload database (WAL) instead.
+        #[arg(long)]
+        init: bool,
+        #[arg(long, default_value_t = 1000)]
+        rows: u64,
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+    },
+    /// Serve S3 (s3s-fs over a temporary directory) until stdin closes
+    /// (internal: the export and import scenarios' server).
+    #[command(hide = true)]
+    ServeS3,
     /// Run the scenarios and print a Markdown report.
     Run(RunArgs),
     /// List the scenarios.
@@ -101,16 +135,24 @@ fn real_main() -> Result<ExitCode> {
         Command::Generate {
             path,
             scale,
+            big_table,
             seed,
             force,
         } => {
             if force {
                 bench::remove_db(&path)?;
             }
-            let g = generate::generate(&path, scale, seed)?;
+            let g = match big_table {
+                Some(rows) => generate::generate_big_table(&path, rows, seed)?,
+                None => generate::generate(&path, scale, seed)?,
+            };
             println!("{}", path.display());
             println!(
-                "  scale {scale}, seed {seed}, page size {}, journal_mode delete",
+                "  {}, seed {seed}, page size {}, journal_mode delete",
+                match big_table {
+                    Some(_) => "one big table".to_string(),
+                    None => format!("scale {scale}"),
+                },
                 generate::PAGE_SIZE
             );
             println!("  size: {:.1} MB ({} bytes)", mb(g.bytes), g.bytes);
@@ -119,6 +161,31 @@ fn real_main() -> Result<ExitCode> {
             }
             println!("  total     {:>10} rows", g.counts.total());
             println!("  generated in {:.1} s", g.elapsed.as_secs_f64());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mutate {
+            path,
+            fraction,
+            seed,
+        } => {
+            println!("{}", workload::mutate(&path, fraction, seed)?.line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workload {
+            path,
+            init,
+            rows,
+            seed,
+        } => {
+            if init {
+                workload::init_workload_db(&path)?;
+            } else {
+                println!("{}", workload::run_workload(&path, rows, seed)?.line());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ServeS3 => {
+            s3::serve()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Scenarios => {

@@ -11,13 +11,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// One command line, with optional stdin/stdout redirections to files.
+/// One command line, with optional stdin/stdout redirections to files and
+/// extra environment variables.
 #[derive(Clone, Debug)]
 pub struct Cmd {
     pub program: OsString,
     pub args: Vec<OsString>,
     pub stdin: Option<PathBuf>,
     pub stdout: Option<PathBuf>,
+    /// Set in the child's environment; shown by name only (they carry
+    /// credentials).
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Cmd {
@@ -27,7 +31,15 @@ impl Cmd {
             args: Vec::new(),
             stdin: None,
             stdout: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `key` in the child's environment. The value is never displayed.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
     }
 
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
@@ -45,9 +57,14 @@ impl Cmd {
         self
     }
 
-    /// The command as a shell would read it.
+    /// The command as a shell would read it; environment values are elided.
     pub fn display(&self) -> String {
-        let mut s = shell_quote(&self.program.to_string_lossy());
+        let mut s = String::new();
+        for (k, _) in &self.env {
+            s.push_str(&k.to_string_lossy());
+            s.push_str("=… ");
+        }
+        s.push_str(&shell_quote(&self.program.to_string_lossy()));
         for a in &self.args {
             s.push(' ');
             s.push_str(&shell_quote(&a.to_string_lossy()));
@@ -178,6 +195,7 @@ fn stdout_for(cmd: &Cmd, log: &File) -> Result<Stdio> {
 fn spawn(cmd: &Cmd, stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<Child> {
     Command::new(&cmd.program)
         .args(&cmd.args)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr)
@@ -303,6 +321,22 @@ mod tests {
 
         let fail = Job::Pipe(Cmd::new("false"), Cmd::new("cat"));
         assert!(run(&fail, &log).is_err());
+    }
+
+    #[test]
+    fn environment_is_passed_but_not_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let cmd = Cmd::new("sh")
+            .arg("-c")
+            .arg("printf %s \"$COFFER_BENCH_TEST\"")
+            .env("COFFER_BENCH_TEST", "s3cr3t")
+            .stdout(&out);
+        run(&cmd.clone().into(), &dir.path().join("log")).unwrap();
+        assert_eq!(fs::read_to_string(&out).unwrap(), "s3cr3t");
+        let shown = cmd.display();
+        assert!(shown.starts_with("COFFER_BENCH_TEST=… sh -c"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 
     #[test]

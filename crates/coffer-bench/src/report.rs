@@ -15,21 +15,49 @@ pub const INTRO: &str = "\
 
 This page is written by `coffer-bench run` (crate `crates/coffer-bench`): do not edit it by \
 hand, re-run the benchmark instead. Each scenario runs `coffer` and what a user would \
-otherwise run (the `sqlite3` shell's `.backup`, `VACUUM INTO`, `.dump`, `cp`) as whole \
-processes on the same generated database, and reports the median wall time over the runs, \
-the peak resident memory (RSS, from `wait4`) and coffer's time as a ratio of each \
-alternative's. Every database that a restore produces is checked for its row counts.
+otherwise run (the `sqlite3` shell's `.backup`, `VACUUM INTO`, `.dump`, `cp`, CSV export and \
+`.import`) as whole processes on the same generated database, and reports the median wall \
+time over the runs, the peak resident memory (RSS, from `wait4`) and coffer's time as a ratio \
+of each alternative's. Every database that a restore or an import produces is checked for its \
+row counts.
 
 The database is made by `coffer-bench generate`: deterministic for a seed and a scale \
 (scale 1 ≈ 3 M rows, ≈ 250 MB; page size 4096, rollback journal), with tables `users`, \
 `orders` (implicit rowid), `events` (BLOB payloads, partly incompressible) and `sessions` \
 (`WITHOUT ROWID`), and four secondary indexes. Data is built from syllables and a word \
 list, so it compresses the way real data does rather than not at all or completely. \
-Files are in the page cache during the runs (the database was just generated or read): \
-these are warm-cache numbers. MB means 2^20 bytes. Peak RSS comes from `wait4`; it can \
-not go below the harness's own few MB, from which each child is spawned.
+The `bigtable` scenario uses a database of one `orders` table of 10 M rows \
+(`generate --big-table`). Files are in the page cache during the runs (the database was just \
+generated or read): these are warm-cache numbers. MB means 2^20 bytes. Peak RSS comes from \
+`wait4`; it can not go below the harness's own few MB, from which each child is spawned (so \
+the harness does its own heavy work — the S3 server, row changes, the capture workload — in \
+helper processes, to stay small).
 
-To reproduce:
+## What is measured
+
+| scenario | coffer | compared with | runs (default) |
+| --- | --- | --- | --- |
+| `backup` | `coffer backup DB DIR` | `sqlite3 DB \".backup OUT\"`, `sqlite3 DB \"VACUUM INTO 'OUT'\"` | 3 |
+| `restore` | `coffer restore DIR NEW.db` | `sqlite3 NEW.db < dump.sql` (the restore half of a dump), `sqlite3 DB .dump \\| sqlite3 NEW.db` (both halves), `cp backup.db NEW.db` | 3 |
+| `size` | size of the archive directory | the database file, a `.backup` file, a `.dump`, `zstd -3` of the file | — |
+| `scaling` | backup and restore at 1×, 2× and 4× the scale | `VACUUM INTO` at each scale | 3 |
+| `export` | `coffer export DB DIR`, `coffer export DB s3://…` (an in-process S3 server: s3s-fs on 127.0.0.1), `coffer export --format csv` | `sqlite3 -csv -header DB \"SELECT * FROM T\" > T.csv` for every table, as one job | 3 |
+| `import` | `coffer import DIR NEW.db`, `coffer import s3://… NEW.db` | `sqlite3 NEW.db < script`: the schema, `.import --csv --skip 1` of each CSV file, the indexes | 3 |
+| `bigtable` | peak RSS of `coffer export --table orders` and `coffer import` of a 10 M-row table | — | 1 |
+| `collection` | `coffer collection backup` full, then `--incremental` after 0.01%, 0.1%, 1% and 10% of the rows changed; `coffer collection restore` of a full + 10 incrementals | the full backup; restoring the full alone (`--backup ID`) | 3 |
+| `capture` | an application's writes (rusqlite, WAL, one prepared statement per row, 100 rows per transaction): inserts, then updates by rowid, on a table of a collection | the same writes on the same table without a collection | 3 |
+| `verify` (not by default) | `coffer verify DIR` | `sqlite3 DB \"PRAGMA integrity_check\"` | 3 |
+
+Targets: coffer restore ≥ 5× faster than `sqlite3 DB .dump | sqlite3 NEW.db`; coffer backup \
+≤ 2× the wall time of `VACUUM INTO`; archive ≤ 0.5 × database size; peak RSS of coffer backup \
+and restore < 200 MB; export to S3 at ≥ 80% of the speed of exporting to a directory; peak \
+RSS < 256 MB exporting and importing a 10 M-row table; an incremental backup after 0.1% of \
+the rows changed in ≤ 5% of a full backup's wall time and ≤ 2% of its bytes; restoring a \
+chain of a full and 10 incrementals in ≤ 1.5× the time of restoring the full alone; change \
+capture slowing inserts by ≤ 40% and updates by ≤ 60%.
+
+To reproduce (under 15 minutes on 2 cores once the datasets are cached; generating them \
+takes a few minutes more the first time):
 
 ```sh
 cargo build --release -p coffer-cli -p coffer-bench
@@ -59,9 +87,11 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     s
 }
 
-/// A ratio with two decimals, or three below 0.1.
+/// A ratio with two decimals, three below 0.1, four below 0.01.
 pub fn ratio(v: f64) -> String {
-    if v.abs() < 0.1 {
+    if v.abs() < 0.01 {
+        format!("{v:.4}")
+    } else if v.abs() < 0.1 {
         format!("{v:.3}")
     } else {
         format!("{v:.2}")
@@ -206,7 +236,7 @@ pub fn render(ctx: &Ctx, sections: &[Section]) -> String {
                 .iter()
                 .map(|d| {
                     vec![
-                        d.scale.to_string(),
+                        d.kind(),
                         format!("{:.1}", d.mb()),
                         d.counts.users.to_string(),
                         d.counts.orders.to_string(),
@@ -264,6 +294,21 @@ mod tests {
     fn tables_are_markdown() {
         let t = table(&["a", "b"], vec![vec!["x | y".into(), "1".into()]]);
         assert_eq!(t, "| a | b |\n| --- | ---: |\n| x \\| y | 1 |\n");
+    }
+
+    #[test]
+    fn ratios_keep_their_digits() {
+        assert_eq!(ratio(1.234), "1.23");
+        assert_eq!(ratio(0.0421), "0.042");
+        assert_eq!(ratio(0.00042), "0.0004");
+    }
+
+    #[test]
+    fn intro_names_every_default_scenario_and_target() {
+        for s in crate::scenarios::SCENARIOS {
+            assert!(INTRO.contains(&format!("| `{}`", s.name)), "{}", s.name);
+        }
+        assert_eq!(TARGETS.len(), 13);
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! [`SCENARIOS`]. A target is one entry in [`TARGETS`], fed by a scenario
 //! with `ctx.record_target`.
 
+mod collection;
+mod transfer;
+
 use std::path::Path;
 
 use anyhow::Result;
@@ -45,6 +48,40 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "coffer backup and restore at 1x, 2x and 4x the scale (1x only with --quick)",
         default: true,
         run: scaling,
+    },
+    Scenario {
+        name: "export",
+        about: "`coffer export` to a directory and to S3 (in-process server), and as CSV, \
+                vs the sqlite3 shell's CSV export",
+        default: true,
+        run: transfer::export,
+    },
+    Scenario {
+        name: "import",
+        about: "`coffer import` from a directory and from S3 vs `.import --csv` in the sqlite3 shell",
+        default: true,
+        run: transfer::import,
+    },
+    Scenario {
+        name: "bigtable",
+        about: "peak RSS of `coffer export` and `coffer import` of one 10M-row table \
+                (20k rows with --quick)",
+        default: true,
+        run: transfer::bigtable,
+    },
+    Scenario {
+        name: "collection",
+        about: "collection backups: full, incremental after 0.01%, 0.1%, 1% and 10% of rows \
+                changed; restoring a chain of a full and 10 incrementals vs the full alone",
+        default: true,
+        run: collection::collection,
+    },
+    Scenario {
+        name: "capture",
+        about: "change-capture overhead: an application's inserts and updates with and \
+                without a collection on the table",
+        default: true,
+        run: collection::capture,
     },
     Scenario {
         name: "verify",
@@ -91,6 +128,54 @@ pub const TARGETS: &[Target] = &[
         what: "coffer restore peak RSS < 200 MB",
         show: |v| format!("{v:.1} MB"),
         met: |v| v < 200.0,
+    },
+    Target {
+        id: "export_s3_speed",
+        what: "coffer export to S3 ≥ 80% of the speed of exporting to a directory",
+        show: |v| format!("{:.0}% of local speed", v * 100.0),
+        met: |v| v >= 0.8,
+    },
+    Target {
+        id: "bigtable_export_rss",
+        what: "coffer export of a 10M-row table: peak RSS < 256 MB",
+        show: |v| format!("{v:.1} MB"),
+        met: |v| v < 256.0,
+    },
+    Target {
+        id: "bigtable_import_rss",
+        what: "coffer import of a 10M-row table: peak RSS < 256 MB",
+        show: |v| format!("{v:.1} MB"),
+        met: |v| v < 256.0,
+    },
+    Target {
+        id: "incremental_time",
+        what: "collection incremental after 0.1% of rows changed ≤ 5% of a full backup's wall time",
+        show: |v| format!("{:.1}% of the full's time", v * 100.0),
+        met: |v| v <= 0.05,
+    },
+    Target {
+        id: "incremental_bytes",
+        what: "collection incremental after 0.1% of rows changed ≤ 2% of a full backup's bytes",
+        show: |v| format!("{:.2}% of the full's bytes", v * 100.0),
+        met: |v| v <= 0.02,
+    },
+    Target {
+        id: "chain_restore",
+        what: "collection restore of a full + 10 incrementals ≤ 1.5× restoring the full alone",
+        show: |v| format!("{v:.2}×"),
+        met: |v| v <= 1.5,
+    },
+    Target {
+        id: "capture_insert",
+        what: "change capture slows an application's inserts by ≤ 40%",
+        show: |v| format!("{:+.0}% ({v:.2}×)", (v - 1.0) * 100.0),
+        met: |v| v <= 1.4,
+    },
+    Target {
+        id: "capture_update",
+        what: "change capture slows an application's updates by ≤ 60%",
+        show: |v| format!("{:+.0}% ({v:.2}×)", (v - 1.0) * 100.0),
+        met: |v| v <= 1.6,
     },
 ];
 
