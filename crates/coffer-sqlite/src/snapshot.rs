@@ -18,7 +18,7 @@ use crate::{Error, Result, quote, sql_error};
 const BATCH_ROWS: usize = 16 * 1024;
 /// A batch is handed on once its values reach about this many bytes, so
 /// memory stays bounded whatever the row width.
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// A read transaction on one connection: everything read through it
 /// reflects one moment.

@@ -23,7 +23,7 @@ use crate::engine::{DataBatch, Misfit, RawValue};
 use crate::error::{Error, Result};
 use crate::manifest::{DataFormat, LogicalType, Part, Table, path_segment};
 use crate::store::Store;
-use crate::upload::Upload;
+use crate::upload::{Pending, Upload};
 
 pub mod csv;
 
@@ -138,7 +138,7 @@ fn writer_properties(compression: Compression) -> WriterProperties {
     };
     WriterProperties::builder()
         .set_compression(c)
-        .set_max_row_group_row_count(Some(256 * 1024))
+        .set_max_row_group_row_count(Some(128 * 1024))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by(format!("coffer {}", env!("CARGO_PKG_VERSION")))
         .build()
@@ -170,6 +170,8 @@ pub struct TableWriter {
     props: WriterProperties,
     current: Option<OpenPart>,
     parts: Vec<Part>,
+    /// The last closed part, still completing its upload in the background.
+    completing: Option<Pending>,
     /// The table, when some of its columns have portable types that the
     /// scanned batches carry as plain ones (exports; see crate::portable).
     portable: Option<Table>,
@@ -195,6 +197,7 @@ impl TableWriter {
             options,
             current: None,
             parts: Vec::new(),
+            completing: None,
         }
     }
 
@@ -245,7 +248,7 @@ impl TableWriter {
         let size = (part.writer.bytes_written() + part.writer.in_progress_size()) as u64;
         if size >= limit {
             self.close_part()?;
-        } else if part.writer.in_progress_size() > 64 * 1024 * 1024 {
+        } else if part.writer.in_progress_size() > 32 * 1024 * 1024 {
             part.writer
                 .flush()
                 .map_err(|e| Error::internal(format!("could not encode {url}: {e}")))?;
@@ -262,7 +265,13 @@ impl TableWriter {
         let upload = part.writer.into_inner().map_err(|e| {
             Error::internal(format!("could not finish {}: {e}", self.store.url_of(&rel)))
         })?;
-        let file = upload.finish()?;
+        // Let the upload complete while the next part is encoded; at most
+        // one part is in flight that way, which bounds memory.
+        let pending = upload.finish_later()?;
+        let file = pending.file().clone();
+        if let Some(previous) = self.completing.replace(pending) {
+            previous.wait()?;
+        }
         let misfits = if part.misfits.is_empty() {
             None
         } else {
@@ -297,6 +306,9 @@ impl TableWriter {
             return csv.finish();
         }
         self.close_part()?;
+        if let Some(last) = self.completing.take() {
+            last.wait()?;
+        }
         Ok(self.parts)
     }
 }

@@ -55,22 +55,37 @@ impl Upload {
     }
 
     /// Complete the object and return its entry for the manifest.
-    pub fn finish(mut self) -> Result<FileRef> {
+    pub fn finish(self) -> Result<FileRef> {
+        self.finish_later()?.wait()
+    }
+
+    /// Hand the last bytes to the store and complete the object in the
+    /// background (the final part and, for multipart uploads, the completion
+    /// request), so the caller can go on encoding; [`Pending::wait`] returns
+    /// its manifest entry once the store has it.
+    pub fn finish_later(mut self) -> Result<Pending> {
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
         self.push()?;
         let url = self.url.clone();
-        self.handle.block_on(self.writer.shutdown()).map_err(|e| {
-            Error::new(
-                crate::ErrorKind::Storage,
-                format!("could not write {url}: {e}"),
-            )
-        })?;
-        Ok(FileRef {
-            path: self.rel,
-            size: self.size,
-            sha256: hex::encode(self.hasher.finalize()),
+        let mut writer = self.writer;
+        let task = self.handle.spawn(async move {
+            writer.shutdown().await.map_err(|e| {
+                Error::new(
+                    crate::ErrorKind::Storage,
+                    format!("could not write {url}: {e}"),
+                )
+            })
+        });
+        Ok(Pending {
+            file: FileRef {
+                path: self.rel,
+                size: self.size,
+                sha256: hex::encode(self.hasher.finalize()),
+            },
+            task,
+            handle: self.handle,
         })
     }
 
@@ -82,6 +97,29 @@ impl Upload {
     /// The error that made a write fail, if one did.
     pub fn take_failure(&mut self) -> Option<Error> {
         self.failure.take()
+    }
+}
+
+/// An object whose bytes are all handed to the store and whose upload is
+/// completing in the background.
+pub struct Pending {
+    file: FileRef,
+    task: tokio::task::JoinHandle<Result<()>>,
+    handle: Handle,
+}
+
+impl Pending {
+    /// The object's manifest entry (valid once [`Pending::wait`] succeeds).
+    pub fn file(&self) -> &FileRef {
+        &self.file
+    }
+
+    /// Wait until the store has the whole object; its manifest entry.
+    pub fn wait(self) -> Result<FileRef> {
+        self.handle
+            .block_on(self.task)
+            .map_err(|e| Error::internal(format!("an upload task failed: {e}")))??;
+        Ok(self.file)
     }
 }
 

@@ -207,7 +207,7 @@ fn write_tables(
                         };
                         options.cancel.check()?;
                         progress.note(&table.name);
-                        let (tx, rx) = sync_channel::<DataBatch>(4);
+                        let (tx, rx) = sync_channel::<DataBatch>(2);
                         job_tx
                             .send((i, rx))
                             .map_err(|_| Error::internal(ENCODER_GONE))?;
