@@ -6,32 +6,8 @@ mod common;
 use common::*;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Wait until `cond` holds (true) or the child exits (false).
-fn wait_for(child: &mut Child, cond: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!("timed out waiting");
-}
+use std::process::Command;
+use std::time::Duration;
 
 fn has_files(dir: &Path) -> bool {
     dir.join("tables").exists() && walk(&dir.join("tables")).iter().any(|p| p.is_file())

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Run `coffer` with `args`; returns its output.
 pub fn coffer(args: &[&str]) -> Output {
@@ -77,4 +78,31 @@ pub fn create_big_db(path: &Path, rows: u64) {
          CREATE INDEX big_n ON big(n);"
     ))
     .unwrap();
+}
+
+/// Start `coffer` with `args` in the background (stdout discarded, stderr
+/// piped), to be killed or interrupted mid-way.
+pub fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until `cond` holds (true) or the child exits (false); panics after
+/// two minutes.
+pub fn wait_for(child: &mut Child, cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("timed out waiting");
 }
