@@ -24,7 +24,9 @@ use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::catalog::rowid_alias;
-use crate::restorer::{SqliteRestorer, execute_rows, io_error, retire_target, temp_files};
+use crate::restorer::{
+    SqliteRestorer, create_beside, execute_rows, io_error, retire_target, temp_files,
+};
 use crate::{Result, quote, sql_error};
 
 enum Mode {
@@ -74,38 +76,7 @@ impl SqliteChainRestorer {
             .map_err(|e| sql_error("open", &target.display().to_string(), e))?;
             (Mode::InPlace, conn)
         } else {
-            let parent = match target.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if !parent.is_dir() {
-                return Err(Error::not_found(format!(
-                    "the directory {} of {} does not exist; create it first",
-                    parent.display(),
-                    target.display()
-                )));
-            }
-            let file_name = target
-                .file_name()
-                .ok_or_else(|| Error::invalid(format!("{} names no file", target.display())))?
-                .to_string_lossy()
-                .into_owned();
-            let temp = parent.join(format!(
-                ".{file_name}.coffer-restore-{}.tmp",
-                std::process::id()
-            ));
-            for f in temp_files(&temp) {
-                let _ = std::fs::remove_file(f);
-            }
-            let conn = Connection::open(&temp)
-                .map_err(|e| sql_error("create", &temp.display().to_string(), e))?;
-            conn.execute_batch(
-                "PRAGMA journal_mode = OFF;
-                 PRAGMA synchronous = OFF;
-                 PRAGMA locking_mode = EXCLUSIVE;
-                 PRAGMA cache_size = -65536;",
-            )
-            .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
+            let (temp, conn) = create_beside(&target, "restore")?;
             (Mode::Fresh { temp }, conn)
         };
         // Rows are restored as they were: no foreign-key checks, and above

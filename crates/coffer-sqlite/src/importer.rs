@@ -34,7 +34,7 @@ use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::catalog::rowid_alias;
-use crate::restorer::{execute_rows, io_error, retire_target, temp_files};
+use crate::restorer::{create_beside, execute_rows, io_error, retire_target, temp_files};
 use crate::{Result, quote, sql_error};
 
 struct Plan {
@@ -97,35 +97,15 @@ impl SqliteImporter {
             .map_err(|e| sql_error("open", &name, e))?;
             conn.execute_batch(
                 "PRAGMA foreign_keys = OFF;
-                 PRAGMA cache_size = -65536;
+                 PRAGMA cache_size = -16384;
                  BEGIN IMMEDIATE;",
             )
             .map_err(|e| sql_error("start the import into", &name, e))?;
             (conn, None)
         } else {
-            let file_name = target
-                .file_name()
-                .ok_or_else(|| Error::invalid(format!("{name} names no file")))?
-                .to_string_lossy()
-                .into_owned();
-            let temp = parent.join(format!(
-                ".{file_name}.coffer-import-{}.tmp",
-                std::process::id()
-            ));
-            for f in temp_files(&temp) {
-                let _ = std::fs::remove_file(f);
-            }
-            let conn =
-                Connection::open(&temp).map_err(|e| sql_error("create", &display(&temp), e))?;
-            conn.execute_batch(
-                "PRAGMA journal_mode = OFF;
-                 PRAGMA synchronous = OFF;
-                 PRAGMA locking_mode = EXCLUSIVE;
-                 PRAGMA cache_size = -65536;
-                 PRAGMA foreign_keys = OFF;
-                 BEGIN;",
-            )
-            .map_err(|e| sql_error("set up", &display(&temp), e))?;
+            let (temp, conn) = create_beside(&target, "import")?;
+            conn.execute_batch("BEGIN")
+                .map_err(|e| sql_error("set up", &display(&temp), e))?;
             (conn, Some(temp))
         };
         conn.progress_handler(10_000, Some(move || cancel.is_cancelled()));

@@ -35,6 +35,50 @@ fn is_internal(name: &str) -> bool {
     INTERNAL_TABLES.contains(&name)
 }
 
+/// Create the private file in which a database is built beside `target`:
+/// `.NAME.coffer-PURPOSE-PID.tmp` in the target's directory, so that the
+/// final rename stays on one filesystem. Nobody sees it until it is renamed,
+/// so journaling and syncs are off; a 16 MiB page cache and one sorter
+/// thread (more only cost memory, see docs/DECISIONS.md); foreign keys off,
+/// since rows arrive in table order, not in dependency order.
+pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Connection)> {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::not_found(format!(
+            "the directory {} of {} does not exist; create it first",
+            parent.display(),
+            target.display()
+        )));
+    }
+    let file_name = target
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{} names no file", target.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let temp = parent.join(format!(
+        ".{file_name}.coffer-{purpose}-{}.tmp",
+        std::process::id()
+    ));
+    for f in temp_files(&temp) {
+        let _ = std::fs::remove_file(f);
+    }
+    let conn =
+        Connection::open(&temp).map_err(|e| sql_error("create", &temp.display().to_string(), e))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = OFF;
+         PRAGMA synchronous = OFF;
+         PRAGMA locking_mode = EXCLUSIVE;
+         PRAGMA cache_size = -16384;
+         PRAGMA threads = 1;
+         PRAGMA foreign_keys = OFF;",
+    )
+    .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
+    Ok((temp, conn))
+}
+
 pub(crate) fn temp_files(temp: &Path) -> Vec<PathBuf> {
     let mut out = vec![temp.to_path_buf()];
     for suffix in ["-journal", "-wal", "-shm"] {
@@ -67,40 +111,7 @@ impl SqliteRestorer {
                 ),
             ));
         }
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !parent.is_dir() {
-            return Err(Error::not_found(format!(
-                "the directory {} of {} does not exist; create it first",
-                parent.display(),
-                target.display()
-            )));
-        }
-        let file_name = target
-            .file_name()
-            .ok_or_else(|| Error::invalid(format!("{} names no file", target.display())))?
-            .to_string_lossy()
-            .into_owned();
-        let temp = parent.join(format!(
-            ".{file_name}.coffer-restore-{}.tmp",
-            std::process::id()
-        ));
-        for f in temp_files(&temp) {
-            let _ = std::fs::remove_file(f);
-        }
-        let conn = Connection::open(&temp)
-            .map_err(|e| sql_error("create", &temp.display().to_string(), e))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = OFF;
-             PRAGMA synchronous = OFF;
-             PRAGMA locking_mode = EXCLUSIVE;
-             PRAGMA cache_size = -16384;
-             PRAGMA threads = 1;
-             PRAGMA foreign_keys = OFF;",
-        )
-        .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
+        let (temp, conn) = create_beside(&target, "restore")?;
         // Long statements (index builds) stop when the user asks.
         conn.progress_handler(10_000, Some(move || cancel.is_cancelled()));
         Ok(SqliteRestorer {
