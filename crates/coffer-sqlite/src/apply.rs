@@ -15,7 +15,7 @@
 //! without firing a delete trigger.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use coffer::engine::{ChainRestorer, DataBatch};
 use coffer::manifest::{Manifest, Table};
@@ -24,9 +24,7 @@ use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::catalog::rowid_alias;
-use crate::restorer::{
-    SqliteRestorer, create_beside, execute_rows, io_error, retire_target, temp_files,
-};
+use crate::restorer::{SqliteRestorer, create_beside, execute_rows, move_into_place, temp_files};
 use crate::{Result, quote, sql_error};
 
 enum Mode {
@@ -310,22 +308,7 @@ impl ChainRestorer for SqliteChainRestorer {
         let conn = self.conn.take().expect("open");
         conn.close()
             .map_err(|(_, e)| sql_error("close", "the restored database", e))?;
-        std::fs::File::open(&temp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io_error("sync", &temp, e))?;
-        retire_target(&self.target)?;
-        std::fs::rename(&temp, &self.target)
-            .map_err(|e| io_error("move into place", &self.target, e))?;
-        if let Some(dir) = self.target.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        move_into_place(&temp, &self.target)?;
         self.finished = true;
         Ok(())
     }

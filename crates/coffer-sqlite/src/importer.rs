@@ -34,7 +34,7 @@ use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::catalog::rowid_alias;
-use crate::restorer::{create_beside, execute_rows, io_error, retire_target, temp_files};
+use crate::restorer::{create_beside, execute_rows, move_into_place, temp_files};
 use crate::{Result, quote, sql_error};
 
 struct Plan {
@@ -410,22 +410,7 @@ impl Restorer for SqliteImporter {
         conn.close()
             .map_err(|(_, e)| sql_error("close", &self.name(), e))?;
         if let Some(temp) = self.temp.clone() {
-            std::fs::File::open(&temp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io_error("sync", &temp, e))?;
-            retire_target(&self.target)?;
-            std::fs::rename(&temp, &self.target)
-                .map_err(|e| io_error("move into place", &self.target, e))?;
-            if let Some(dir) = self.target.parent() {
-                let dir = if dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    dir
-                };
-                if let Ok(d) = std::fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
-            }
+            move_into_place(&temp, &self.target)?;
         }
         self.finished = true;
         Ok(())

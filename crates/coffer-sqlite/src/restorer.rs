@@ -380,22 +380,7 @@ impl Restorer for SqliteRestorer {
         let conn = self.conn.take().expect("open");
         conn.close()
             .map_err(|(_, e)| sql_error("close", "the restored database", e))?;
-        std::fs::File::open(&self.temp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io_error("sync", &self.temp, e))?;
-        retire_target(&self.target)?;
-        std::fs::rename(&self.temp, &self.target)
-            .map_err(|e| io_error("move into place", &self.target, e))?;
-        if let Some(dir) = self.target.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        move_into_place(&self.temp, &self.target)?;
         self.finished = true;
         Ok(())
     }
@@ -433,6 +418,25 @@ fn keep_rows_for(batch: &DataBatch, wanted: &[&str], all: bool) -> DataBatch {
         })
         .collect();
     DataBatch { columns, misfits }
+}
+
+/// Make a finished database at `temp` the database at `target`: sync it,
+/// retire the target's WAL, rename it over the target, and sync the
+/// directory so the rename itself survives a crash.
+pub(crate) fn move_into_place(temp: &Path, target: &Path) -> Result<()> {
+    std::fs::File::open(temp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_error("sync", temp, e))?;
+    retire_target(target)?;
+    std::fs::rename(temp, target).map_err(|e| io_error("move into place", target, e))?;
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Before a replacing rename: fold an existing target's WAL into it (or,
