@@ -24,7 +24,7 @@ use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::catalog::rowid_alias;
-use crate::restorer::{SqliteRestorer, create_beside, execute_rows, move_into_place, temp_files};
+use crate::restorer::{SqliteRestorer, complete_beside, create_beside, execute_rows, temp_files};
 use crate::{Result, quote, sql_error};
 
 enum Mode {
@@ -43,6 +43,7 @@ pub struct SqliteChainRestorer {
     inserts: HashMap<String, String>,
     upserts: HashMap<String, String>,
     deletes: HashMap<String, String>,
+    cancel: Cancel,
     finished: bool,
 }
 
@@ -81,7 +82,8 @@ impl SqliteChainRestorer {
         // all no ON DELETE actions when an upsert replaces a row.
         conn.execute_batch("PRAGMA foreign_keys = OFF")
             .map_err(|e| sql_error("set up", &target.display().to_string(), e))?;
-        conn.progress_handler(10_000, Some(move || cancel.is_cancelled()));
+        let stop = cancel.clone();
+        conn.progress_handler(10_000, Some(move || stop.is_cancelled()));
         Ok(SqliteChainRestorer {
             target,
             mode,
@@ -90,6 +92,7 @@ impl SqliteChainRestorer {
             inserts: HashMap::new(),
             upserts: HashMap::new(),
             deletes: HashMap::new(),
+            cancel,
             finished: false,
         })
     }
@@ -166,15 +169,10 @@ impl SqliteChainRestorer {
         Ok(())
     }
 
+    /// Check the restored tables in place, inside the write transaction.
     fn check(&self, tables: &[&Table]) -> Result<()> {
-        let checks: Vec<String> = match self.mode {
-            Mode::Fresh { .. } => vec!["PRAGMA integrity_check".to_string()],
-            Mode::InPlace => tables
-                .iter()
-                .map(|t| format!("PRAGMA main.integrity_check({})", quote(&t.name)))
-                .collect(),
-        };
-        for sql in checks {
+        for t in tables {
+            let sql = format!("PRAGMA main.integrity_check({})", quote(&t.name));
             let answer: String = self
                 .conn()
                 .query_row(&sql, [], |r| r.get(0))
@@ -292,23 +290,18 @@ impl ChainRestorer for SqliteChainRestorer {
     fn finish(mut self: Box<Self>, point: &Manifest, tables: &[&Table]) -> Result<()> {
         self.objects(point, "trigger", tables)?;
         self.sequences(point, tables)?;
-        self.check(tables)?;
-        self.exec("COMMIT", &self.target.display().to_string())?;
         let Mode::Fresh { temp } = &self.mode else {
+            // In place: checked before the commit, which a failure rolls back.
+            self.check(tables)?;
+            self.exec("COMMIT", &self.target.display().to_string())?;
             self.finished = true;
             return Ok(());
         };
         let temp = temp.clone();
-        if point.settings.get("journal_mode").and_then(|v| v.as_str()) == Some("wal") {
-            self.exec(
-                "PRAGMA locking_mode = NORMAL; PRAGMA journal_mode = WAL;",
-                "the journal mode",
-            )?;
-        }
+        self.exec("COMMIT", &self.target.display().to_string())?;
+        let wal = point.settings.get("journal_mode").and_then(|v| v.as_str()) == Some("wal");
         let conn = self.conn.take().expect("open");
-        conn.close()
-            .map_err(|(_, e)| sql_error("close", "the restored database", e))?;
-        move_into_place(&temp, &self.target)?;
+        complete_beside(conn, &temp, &self.target, wal, point, &self.cancel)?;
         self.finished = true;
         Ok(())
     }

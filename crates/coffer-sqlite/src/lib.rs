@@ -19,6 +19,7 @@
 pub mod apply;
 pub mod capture;
 pub mod catalog;
+mod check;
 pub mod importer;
 pub mod restorer;
 pub mod snapshot;

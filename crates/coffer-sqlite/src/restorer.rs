@@ -28,6 +28,7 @@ pub struct SqliteRestorer {
     conn: Option<Connection>,
     inserts: HashMap<String, String>,
     internal_rows: Vec<(String, DataBatch)>,
+    cancel: Cancel,
     finished: bool,
 }
 
@@ -113,13 +114,15 @@ impl SqliteRestorer {
         }
         let (temp, conn) = create_beside(&target, "restore")?;
         // Long statements (index builds) stop when the user asks.
-        conn.progress_handler(10_000, Some(move || cancel.is_cancelled()));
+        let stop = cancel.clone();
+        conn.progress_handler(10_000, Some(move || stop.is_cancelled()));
         Ok(SqliteRestorer {
             target,
             temp,
             conn: Some(conn),
             inserts: HashMap::new(),
             internal_rows: Vec::new(),
+            cancel,
             finished: false,
         })
     }
@@ -352,35 +355,17 @@ impl Restorer for SqliteRestorer {
                 self.exec(&format!("PRAGMA main.{name} = {n}"), name)?;
             }
         }
-        let check: String = self
-            .conn()
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .map_err(|e| sql_error("check", "the restored database", e))?;
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            "integrity check done"
-        );
-        if check != "ok" {
-            return Err(Error::corrupt(format!(
-                "the restored database failed its integrity check ({check}); {} was left unchanged",
-                self.target.display()
-            )));
-        }
-        if manifest
+        let conn = self.conn.take().expect("open");
+        let wal = manifest
             .settings
             .get("journal_mode")
             .and_then(|v| v.as_str())
-            == Some("wal")
-        {
-            self.exec(
-                "PRAGMA locking_mode = NORMAL; PRAGMA journal_mode = WAL;",
-                "the journal mode",
-            )?;
-        }
-        let conn = self.conn.take().expect("open");
-        conn.close()
-            .map_err(|(_, e)| sql_error("close", "the restored database", e))?;
-        move_into_place(&self.temp, &self.target)?;
+            == Some("wal");
+        complete_beside(conn, &self.temp, &self.target, wal, manifest, &self.cancel)?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "integrity check done, moved into place"
+        );
         self.finished = true;
         Ok(())
     }
@@ -418,6 +403,43 @@ fn keep_rows_for(batch: &DataBatch, wanted: &[&str], all: bool) -> DataBatch {
         })
         .collect();
     DataBatch { columns, misfits }
+}
+
+/// Complete a database built by [`create_beside`] whose last transaction
+/// `conn` has committed: close it, check the file (`PRAGMA integrity_check`,
+/// split over the cores by [`crate::check`]), switch it to WAL mode if `wal`,
+/// and move it over `target`. Nothing at `target` changes unless every
+/// check passes.
+pub(crate) fn complete_beside(
+    conn: Connection,
+    temp: &Path,
+    target: &Path,
+    wal: bool,
+    manifest: &Manifest,
+    cancel: &Cancel,
+) -> Result<()> {
+    let what = temp.display().to_string();
+    conn.close()
+        .map_err(|(_, e)| sql_error("close", &what, e))?;
+    let rows = manifest
+        .tables
+        .iter()
+        .map(|t| (t.name.clone(), t.rows))
+        .collect();
+    if let Some(problem) = crate::check::integrity_check(temp, &rows, cancel)? {
+        return Err(Error::corrupt(format!(
+            "the restored database failed its integrity check ({problem}); {} was left unchanged",
+            target.display()
+        )));
+    }
+    if wal {
+        let conn = Connection::open(temp).map_err(|e| sql_error("open", &what, e))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL;")
+            .map_err(|e| sql_error("set the journal mode of", &what, e))?;
+        conn.close()
+            .map_err(|(_, e)| sql_error("close", &what, e))?;
+    }
+    move_into_place(temp, target)
 }
 
 /// Make a finished database at `temp` the database at `target`: sync it,
