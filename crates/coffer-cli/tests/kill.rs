@@ -135,3 +135,42 @@ fn ctrl_c_stops_a_restore_cleanly() {
         "Ctrl-C left a temporary file"
     );
 }
+
+#[test]
+fn ctrl_c_stops_a_backup_and_removes_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 150_000);
+    let archive = dir.path().join("archive");
+    let mut child = spawn(&["backup", s(&db), s(&archive), "--part-size", "1MiB"]);
+    assert!(wait_for(&mut child, || has_files(&archive)));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // The directory the backup created is gone with the parts and the lock.
+    assert!(!archive.exists(), "left behind: {:?}", walk(&archive));
+}
+
+#[test]
+fn a_second_backup_into_a_location_being_written_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 150_000);
+    let archive = dir.path().join("archive");
+    let mut first = spawn(&["backup", s(&db), s(&archive), "--part-size", "1MiB"]);
+    assert!(wait_for(&mut first, || has_files(&archive)));
+    let err = fails(&["backup", s(&db), s(&archive)]);
+    assert!(
+        err.contains(s(&archive)) && err.contains("is locked by a backup"),
+        "{err}"
+    );
+    // The refused backup removed nothing: the first one commits intact.
+    assert!(first.wait().unwrap().success());
+    ok(&["verify", s(&archive)]);
+    assert!(!archive.join(".coffer-lock.json").exists());
+}

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::lock::ARCHIVE_LOCK_FILE;
 use crate::manifest::{FileRef, MANIFEST, Manifest, SHA256SUMS};
 use crate::store::Store;
 
@@ -29,9 +30,9 @@ pub async fn read_manifest(store: &Store) -> Result<Manifest> {
     }
 }
 
-/// Check that `store` can take a new archive: it must hold no manifest and
-/// nothing but the leftovers of an interrupted coffer run, which are removed.
-pub async fn prepare_destination(store: &Store) -> Result<()> {
+/// Fail, naming the location, if `store` already holds an archive or
+/// cannot be reached (a missing bucket reads as a missing manifest).
+pub async fn refuse_existing(store: &Store) -> Result<()> {
     if store.size_of(MANIFEST).await?.is_some() {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -41,6 +42,15 @@ pub async fn prepare_destination(store: &Store) -> Result<()> {
             ),
         ));
     }
+    store.probe().await
+}
+
+/// Check that `store` can take a new archive: it must hold no manifest and
+/// nothing but the leftovers of an interrupted coffer run, which are removed.
+/// Call it holding the destination's lock ([`ARCHIVE_LOCK_FILE`]), which is
+/// kept.
+pub async fn prepare_destination(store: &Store) -> Result<()> {
+    refuse_existing(store).await?;
     let entries = store.list("").await?;
     if let Some(foreign) = entries.iter().find(|e| {
         let top = e.path.split('/').next().unwrap_or_default();
@@ -55,9 +65,25 @@ pub async fn prepare_destination(store: &Store) -> Result<()> {
             ),
         ));
     }
-    for e in entries {
+    for e in entries.iter().filter(|e| e.path != ARCHIVE_LOCK_FILE) {
         tracing::debug!(path = %e.path, "removing leftover of an interrupted run");
         store.delete(&e.path).await?;
+    }
+    Ok(())
+}
+
+/// Remove what a failed or cancelled run wrote into `store` before it
+/// committed (call it holding the destination's lock). Nothing is removed if
+/// the location holds a manifest.
+pub async fn discard(store: &Store) -> Result<()> {
+    if store.size_of(MANIFEST).await?.is_some() {
+        return Ok(());
+    }
+    for e in store.list("").await? {
+        let top = e.path.split('/').next().unwrap_or_default();
+        if ARCHIVE_NAMES.contains(&top) {
+            store.delete(&e.path).await?;
+        }
     }
     Ok(())
 }

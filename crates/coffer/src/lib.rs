@@ -21,6 +21,7 @@ pub mod archive;
 pub mod datafile;
 pub mod engine;
 pub mod error;
+pub mod lock;
 pub mod manifest;
 pub mod ops;
 pub mod portable;

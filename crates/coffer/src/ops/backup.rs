@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
@@ -12,6 +12,7 @@ use crate::archive;
 use crate::datafile::{TableWriter, WriteOptions};
 use crate::engine::{DataBatch, Engine};
 use crate::error::{Error, Result};
+use crate::lock::{ARCHIVE_LOCK_FILE, RepoLock};
 use crate::manifest::{ArchiveKind, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, Tool};
 use crate::progress::{Cancel, Progress};
 use crate::store::Store;
@@ -61,8 +62,11 @@ pub struct BackupReport {
 
 /// Back up `db` with `engine` into a new archive at `dest`.
 ///
+/// The destination is locked ([`ARCHIVE_LOCK_FILE`]) while the backup
+/// writes it, so two backups into one new location cannot mix their files.
 /// The data files are written first, then `SHA256SUMS`, then the manifest;
-/// a failure or cancellation before the manifest leaves no archive.
+/// a failure or cancellation before the manifest removes what was written
+/// and leaves no archive.
 pub async fn backup(
     engine: Arc<dyn Engine>,
     db: &str,
@@ -71,6 +75,40 @@ pub async fn backup(
     progress: Arc<dyn Progress>,
 ) -> Result<BackupReport> {
     let started = Instant::now();
+    archive::refuse_existing(dest).await?;
+    let operation = match options.kind {
+        ArchiveKind::Export => "export",
+        _ => "backup",
+    };
+    // No pause before the read-back: where the store honours create-only
+    // writes (local directories, most S3 services) that alone excludes a
+    // second writer, and the lock is checked again before the commit.
+    let lock = RepoLock::acquire_with(dest, ARCHIVE_LOCK_FILE, operation, Duration::ZERO).await?;
+    let result = write_and_commit(engine, db, dest, options, progress, &lock).await;
+    if result.is_err()
+        && lock.check().await.is_ok()
+        && let Err(e) = archive::discard(dest).await
+    {
+        tracing::warn!(error = %e, "could not remove the files of the failed run");
+    }
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not remove the destination's lock");
+    }
+    let manifest = result?;
+    Ok(BackupReport {
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn write_and_commit(
+    engine: Arc<dyn Engine>,
+    db: &str,
+    dest: &Store,
+    options: BackupOptions,
+    progress: Arc<dyn Progress>,
+    lock: &RepoLock,
+) -> Result<Manifest> {
     archive::prepare_destination(dest).await?;
     let handle = Handle::current();
     let db = db.to_string();
@@ -88,11 +126,9 @@ pub async fn backup(
     .await
     .map_err(|e| Error::internal(format!("the backup worker failed: {e}")))??;
     manifest.created_at = jiff::Timestamp::now().to_string();
+    lock.check().await?;
     archive::commit(dest, &mut manifest).await?;
-    Ok(BackupReport {
-        manifest,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(manifest)
 }
 
 /// A scanner-side marker: the encoder went away, its own error explains why.

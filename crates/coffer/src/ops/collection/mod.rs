@@ -18,7 +18,7 @@
 //!   (and with `purge` the backups).
 
 pub mod backup;
-pub mod lock;
+pub use crate::lock;
 pub mod prune;
 pub mod repo;
 pub mod restore;

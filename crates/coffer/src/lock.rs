@@ -1,6 +1,8 @@
-//! One operation at a time on a collection's repository directory.
+//! One operation at a time on a location: a collection's repository
+//! directory (`lock.json`), or a new archive's destination while a backup or
+//! export writes it (`.coffer-lock.json`).
 //!
-//! `lock.json` names its holder by a random token. Many S3-compatible
+//! The lock object names its holder by a random token. Many S3-compatible
 //! stores ignore conditional writes, so taking the lock never rests on
 //! them: the lock is written (create-only where the store honours it), then
 //! — after a pause longer than the gap between another process's read and
@@ -22,6 +24,8 @@ use crate::store::Store;
 
 /// The lock's object, in the collection's directory.
 pub const LOCK_FILE: &str = "lock.json";
+/// The lock's object in the destination of a backup or export being written.
+pub const ARCHIVE_LOCK_FILE: &str = ".coffer-lock.json";
 /// How long a lock lives without being renewed.
 pub const TTL: Duration = Duration::from_secs(120);
 /// How often the holder renews it.
@@ -91,14 +95,15 @@ pub fn random_token() -> String {
 /// instead, the lock goes stale.
 pub struct RepoLock {
     store: Store,
+    file: &'static str,
     info: LockInfo,
     lost: Arc<AtomicBool>,
     heartbeat: tokio::task::JoinHandle<()>,
 }
 
-async fn read_lock(store: &Store) -> Result<Option<LockInfo>> {
+async fn read_lock(store: &Store, file: &str) -> Result<Option<LockInfo>> {
     Ok(store
-        .get_opt(LOCK_FILE)
+        .get_opt(file)
         .await?
         .and_then(|b| serde_json::from_slice(&b).ok()))
 }
@@ -130,12 +135,14 @@ impl RepoLock {
         } else {
             Duration::from_millis(1500)
         };
-        Self::acquire_with(store, operation, settle).await
+        Self::acquire_with(store, LOCK_FILE, operation, settle).await
     }
 
-    /// [`RepoLock::acquire`] with an explicit pause before the read-back.
+    /// Take the lock object `file` in `store` for `operation`, pausing
+    /// `settle` before the read-back.
     pub async fn acquire_with(
         store: &Store,
+        file: &'static str,
         operation: &str,
         settle: Duration,
     ) -> Result<RepoLock> {
@@ -148,15 +155,15 @@ impl RepoLock {
             acquired_at: now.to_string(),
             expires_at: (now + TTL).to_string(),
         };
-        match read_lock(store).await? {
+        match read_lock(store, file).await? {
             Some(holder) if !holder.is_stale() => return Err(locked(store, &holder)),
             Some(stale) => {
                 tracing::warn!(holder = %stale.describe(), "taking over a stale lock");
-                store.put(LOCK_FILE, lock_bytes(&info)).await?;
+                store.put(file, lock_bytes(&info)).await?;
             }
-            None => match store.put_new(LOCK_FILE, lock_bytes(&info)).await {
+            None => match store.put_new(file, lock_bytes(&info)).await {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    return Err(match read_lock(store).await? {
+                    return Err(match read_lock(store, file).await? {
                         Some(holder) => locked(store, &holder),
                         None => e,
                     });
@@ -167,23 +174,24 @@ impl RepoLock {
         if !settle.is_zero() {
             tokio::time::sleep(settle).await;
         }
-        match read_lock(store).await? {
+        match read_lock(store, file).await? {
             Some(held) if held.token == info.token => {}
             Some(other) => return Err(locked(store, &other)),
             None => {
                 return Err(Error::new(
                     ErrorKind::Storage,
                     format!(
-                        "the lock {} vanished as it was taken; another coffer is working on the collection, try again later",
-                        store.url_of(LOCK_FILE)
+                        "the lock {} vanished as it was taken; another coffer is working there, try again later",
+                        store.url_of(file)
                     ),
                 ));
             }
         }
         let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = tokio::spawn(renew(store.clone(), info.clone(), lost.clone()));
+        let heartbeat = tokio::spawn(renew(store.clone(), file, info.clone(), lost.clone()));
         Ok(RepoLock {
             store: store.clone(),
+            file,
             info,
             lost,
             heartbeat,
@@ -192,7 +200,7 @@ impl RepoLock {
 
     /// Fail unless the lock is still ours (call before committing).
     pub async fn check(&self) -> Result<()> {
-        let held = read_lock(&self.store).await?;
+        let held = read_lock(&self.store, self.file).await?;
         if self.lost.load(Ordering::SeqCst)
             || held.as_ref().map(|h| &h.token) != Some(&self.info.token)
         {
@@ -200,7 +208,7 @@ impl RepoLock {
                 ErrorKind::Storage,
                 format!(
                     "the lock {} was taken over by {} while this operation ran (it was unreachable past its expiry); nothing was committed, run it again",
-                    self.store.url_of(LOCK_FILE),
+                    self.store.url_of(self.file),
                     held.map(|h| h.describe())
                         .unwrap_or_else(|| "nobody".to_string())
                 ),
@@ -212,8 +220,10 @@ impl RepoLock {
     /// Give the lock up (only if it is still ours).
     pub async fn release(self) -> Result<()> {
         self.heartbeat.abort();
-        if read_lock(&self.store).await?.map(|h| h.token) == Some(self.info.token.clone()) {
-            self.store.delete(LOCK_FILE).await?;
+        if read_lock(&self.store, self.file).await?.map(|h| h.token)
+            == Some(self.info.token.clone())
+        {
+            self.store.delete(self.file).await?;
         }
         Ok(())
     }
@@ -225,23 +235,23 @@ impl Drop for RepoLock {
     }
 }
 
-async fn renew(store: Store, mut info: LockInfo, lost: Arc<AtomicBool>) {
+async fn renew(store: Store, file: &'static str, mut info: LockInfo, lost: Arc<AtomicBool>) {
     loop {
         tokio::time::sleep(HEARTBEAT).await;
-        match read_lock(&store).await {
+        match read_lock(&store, file).await {
             Ok(Some(held)) if held.token == info.token => {}
             Ok(_) => {
                 lost.store(true, Ordering::SeqCst);
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not check the collection lock");
+                tracing::warn!(error = %e, "could not check the lock");
                 continue;
             }
         }
         info.expires_at = (jiff::Timestamp::now() + TTL).to_string();
-        if let Err(e) = store.put(LOCK_FILE, lock_bytes(&info)).await {
-            tracing::warn!(error = %e, "could not renew the collection lock");
+        if let Err(e) = store.put(file, lock_bytes(&info)).await {
+            tracing::warn!(error = %e, "could not renew the lock");
         }
     }
 }
@@ -297,7 +307,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             s2.put(LOCK_FILE, lock_bytes(&other)).await.unwrap();
         });
-        let err = RepoLock::acquire_with(&store, "backup", Duration::from_millis(300))
+        let err = RepoLock::acquire_with(&store, LOCK_FILE, "backup", Duration::from_millis(300))
             .await
             .err()
             .unwrap();
