@@ -90,9 +90,15 @@ fn killed_restore_leaves_no_target() {
         !target.exists(),
         "a killed restore left a file at the target"
     );
-    // A later restore succeeds (a leftover temporary file does not get in the way).
+    assert!(!restore_leftovers(dir.path()).is_empty());
+    // A later restore succeeds and removes the dead run's temporary file.
     ok(&["restore", s(&archive), s(&target)]);
     coffer_testkit::compare::assert_same_database(&db, &target);
+    assert!(
+        restore_leftovers(dir.path()).is_empty(),
+        "left: {:?}",
+        restore_leftovers(dir.path())
+    );
 }
 
 #[test]

@@ -66,6 +66,7 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
     for f in temp_files(&temp) {
         let _ = std::fs::remove_file(f);
     }
+    remove_dead_leftovers(&parent, &file_name);
     let conn =
         Connection::open(&temp).map_err(|e| sql_error("create", &temp.display().to_string(), e))?;
     conn.execute_batch(
@@ -78,6 +79,38 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
     )
     .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
     Ok((temp, conn))
+}
+
+/// Remove the temporary files that runs killed while building `file_name`
+/// in `dir` left behind: `.NAME.coffer-PURPOSE-PID.tmp` (and its journal,
+/// WAL and shared-memory files) whose process is no longer running. Where
+/// that cannot be told (no `/proc`), they are left alone.
+fn remove_dead_leftovers(dir: &Path, file_name: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let prefix = format!(".{file_name}.coffer-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        // PURPOSE-PID.tmp, then perhaps -journal, -wal or -shm.
+        let Some((stem, _)) = rest.split_once(".tmp") else {
+            continue;
+        };
+        let Some(pid) = stem.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            tracing::info!(file = %entry.path().display(), "removing the leftover of a killed run");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 pub(crate) fn temp_files(temp: &Path) -> Vec<PathBuf> {
@@ -508,5 +541,31 @@ impl Drop for SqliteRestorer {
                 let _ = std::fs::remove_file(f);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_leftovers_of_dead_runs_on_this_target_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let names = [
+            format!(".t.db.coffer-restore-{dead}.tmp"),
+            format!(".t.db.coffer-import-{dead}.tmp-journal"),
+            ".t.db.coffer-restore-1.tmp".to_string(), // pid 1 runs
+            format!(".other.db.coffer-restore-{dead}.tmp"),
+            "t.db".to_string(),
+        ];
+        for n in &names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        remove_dead_leftovers(dir.path(), "t.db");
+        let left: Vec<bool> = names.iter().map(|n| dir.path().join(n).exists()).collect();
+        assert_eq!(left, [false, false, true, true, true]);
     }
 }
