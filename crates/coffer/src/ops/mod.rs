@@ -4,5 +4,6 @@ pub mod backup;
 pub mod collection;
 pub mod export;
 pub mod import;
+mod load;
 pub mod restore;
 pub mod verify;
