@@ -25,8 +25,31 @@ const EXIT_BUG: i32 = 101;
 /// The `-v` count, for the panic hook.
 static VERBOSITY: AtomicU8 = AtomicU8::new(0);
 
+/// Keep glibc from holding on to freed part buffers.
+///
+/// glibc serves allocations above a threshold with their own `mmap` and
+/// returns them on `free`, but raises the threshold each time such a block
+/// is freed, up to 32 MiB: after the first data part is freed, later parts
+/// (up to 32 MiB each) come from the heap, and the heap keeps their memory,
+/// fragmented, after they are freed. A fixed threshold turns that off, so
+/// peak memory follows what is in use. At 4 MiB (1 MiB made Parquet's page
+/// buffers costly) peak RSS at 4x the benchmark scale fell from 150 to
+/// 123 MB for a restore and from 170 to 130-140 MB for a backup, in the
+/// same time.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fix_mmap_threshold() {
+    // SAFETY: mallopt only changes allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fix_mmap_threshold() {}
+
 #[tokio::main]
 async fn main() {
+    fix_mmap_threshold();
     install_panic_hook();
     let cli = Cli::parse();
     VERBOSITY.store(cli.output.verbose, Ordering::Relaxed);
