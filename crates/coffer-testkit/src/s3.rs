@@ -117,6 +117,9 @@ impl S3Server {
                             _ = &mut rx => break,
                             accepted = listener.accept() => {
                                 let Ok((socket, _)) = accepted else { continue };
+                                // As S3 services do: without it a small
+                                // response waits for the client's delayed ACK.
+                                let _ = socket.set_nodelay(true);
                                 let conn = http
                                     .serve_connection(TokioIo::new(socket), service.clone())
                                     .into_owned();
