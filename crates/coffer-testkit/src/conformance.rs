@@ -29,9 +29,9 @@ use sha2::{Digest, Sha256};
 
 use crate::nasty::pseudo_random_bytes;
 
-/// Size of the object written by [`large_object_via_upload`] (20 MiB, more
-/// than two upload chunks, so S3 stores use a multipart upload).
-pub const LARGE_OBJECT_LEN: usize = 20 * 1024 * 1024;
+/// Size of the object written by [`large_object_via_upload`]: more than two
+/// upload chunks of any store, so S3 stores use a multipart upload.
+pub const LARGE_OBJECT_LEN: usize = 2 * coffer::upload::REMOTE_CHUNK + 3 * 1024 * 1024;
 
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -401,7 +401,7 @@ pub async fn aborted_upload_leaves_nothing(store: &Store) {
     let s = store.clone();
     tokio::task::spawn_blocking(move || {
         let mut up = Upload::new(&s, "aborted", handle);
-        let data = pseudo_random_bytes(9 * 1024 * 1024, 3);
+        let data = pseudo_random_bytes(coffer::upload::REMOTE_CHUNK + 1024 * 1024, 3);
         up.write_all(&data).unwrap();
         up.abort();
     })

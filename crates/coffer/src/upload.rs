@@ -12,7 +12,12 @@ use crate::store::{Store, storage_error};
 
 /// Bytes buffered before they are handed to the store; objects smaller than
 /// this are written with one request, larger ones as multipart uploads.
-const CHUNK: usize = 8 * 1024 * 1024;
+pub const CHUNK: usize = 8 * 1024 * 1024;
+/// The same for object stores: a data part of the default size (32 MiB)
+/// goes up in one `PUT` rather than as a multipart upload of four chunks
+/// (six requests, and on some servers a copy to assemble them). It made
+/// an export to the benchmark's S3 server about 12% faster.
+pub const REMOTE_CHUNK: usize = 33 * 1024 * 1024;
 
 /// A `std::io::Write` that streams to an object in a [`Store`] and computes
 /// the SHA-256 and size of what it wrote. Use it from a blocking thread only.
@@ -20,6 +25,7 @@ pub struct Upload {
     rel: String,
     url: String,
     writer: BufWriter,
+    chunk: usize,
     hasher: Sha256,
     size: u64,
     buf: Vec<u8>,
@@ -31,13 +37,19 @@ impl Upload {
     /// Start writing `rel` in `store`.
     pub fn new(store: &Store, rel: &str, handle: Handle) -> Upload {
         let (inner, path) = store.raw(rel);
+        let chunk = if store.local_dir().is_some() {
+            CHUNK
+        } else {
+            REMOTE_CHUNK
+        };
         Upload {
             rel: rel.to_string(),
             url: store.url_of(rel),
-            writer: BufWriter::with_capacity(inner, path, CHUNK).with_max_concurrency(4),
+            writer: BufWriter::with_capacity(inner, path, chunk).with_max_concurrency(4),
+            chunk,
             hasher: Sha256::new(),
             size: 0,
-            buf: Vec::with_capacity(CHUNK),
+            buf: Vec::with_capacity(chunk),
             handle,
             failure: None,
         }
@@ -47,10 +59,13 @@ impl Upload {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        let bytes = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(self.chunk),
+        ));
         let url = self.url.clone();
         self.handle
-            .block_on(self.writer.put(chunk))
+            .block_on(self.writer.put(bytes))
             .map_err(|e| storage_error("write", &url, e))
     }
 
@@ -131,7 +146,7 @@ impl std::io::Write for Upload {
         self.hasher.update(data);
         self.size += data.len() as u64;
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK
+        if self.buf.len() >= self.chunk
             && let Err(e) = self.push()
         {
             let msg = e.to_string();
