@@ -10,7 +10,7 @@ use coffer::archive::read_manifest;
 use coffer::datafile::WriteOptions;
 use coffer::engine::Engine;
 use coffer::manifest::{ArchiveKind, Manifest, SHA256SUMS};
-use coffer::ops::backup::{BackupOptions, backup};
+use coffer::ops::backup::{BackupOptions, BackupReport, backup};
 use coffer::ops::restore::{RestoreOptions, restore};
 use coffer::ops::verify::{FileStatus, verify};
 use coffer::progress::Cancel;
@@ -136,42 +136,59 @@ fn emit_json(value: &impl Serialize) -> Result<()> {
     emit(&text)
 }
 
+/// Write a new archive of `db` at `dest` (`backup` and `export`): Ctrl-C
+/// stops it, progress shows on a terminal, and the directories it created
+/// are removed again when it fails.
+pub(crate) async fn write_archive(
+    db: &str,
+    dest: &str,
+    store_options: &StoreOptions,
+    out: &OutputArgs,
+    options: impl FnOnce(Cancel) -> BackupOptions,
+) -> Result<(Store, BackupReport)> {
+    let (engine, db) = engine_for(db)?;
+    let created = absent_local_dirs(dest);
+    let result = async {
+        let store = Store::create(dest, store_options)?;
+        let cancel = Cancel::new();
+        let options = options(cancel.clone());
+        tracing::info!(db = %db, dest = %store.url(), ?options, "writing an archive");
+        let ctrl_c = cancel_on_ctrl_c(cancel);
+        let reporter = progress::reporter(!out.json && !out.quiet);
+        let result = backup(engine, &db, &store, options, reporter).await;
+        ctrl_c.abort();
+        progress::clear();
+        result.map(|report| (store, report))
+    }
+    .await;
+    if result.is_err() {
+        // Leave no empty directory behind for an archive that never began.
+        remove_empty_dirs(&created);
+    }
+    result
+}
+
 async fn run_backup(
     args: &BackupArgs,
     store_options: &StoreOptions,
     out: &OutputArgs,
 ) -> Result<()> {
-    let (engine, db) = engine_for(&args.db)?;
-    let created = absent_local_dirs(&args.dest);
-    let store = Store::create(&args.dest, store_options)?;
-    let cancel = Cancel::new();
-    let options = BackupOptions {
-        write: WriteOptions {
-            part_size: args.part_size,
-            compression: args.compression,
+    let (store, report) = write_archive(&args.db, &args.dest, store_options, out, |cancel| {
+        BackupOptions {
+            write: WriteOptions {
+                part_size: args.part_size,
+                compression: args.compression,
+                ..Default::default()
+            },
+            kind: ArchiveKind::Backup,
+            tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
+            encoders: usize::from(args.encoders),
+            scanners: usize::from(args.scanners),
+            cancel,
             ..Default::default()
-        },
-        kind: ArchiveKind::Backup,
-        tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
-        encoders: usize::from(args.encoders),
-        scanners: usize::from(args.scanners),
-        cancel: cancel.clone(),
-        ..Default::default()
-    };
-    tracing::info!(db = %db, dest = %store.url(), ?options, "backup");
-    let ctrl_c = cancel_on_ctrl_c(cancel);
-    let reporter = progress::reporter(!out.json && !out.quiet);
-    let result = backup(engine, &db, &store, options, reporter).await;
-    ctrl_c.abort();
-    progress::clear();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            // Leave no empty directory behind for a backup that never began.
-            remove_empty_dirs(&created);
-            return Err(e);
         }
-    };
+    })
+    .await?;
     let m = &report.manifest;
     if out.json {
         emit_json(&BackupJson {

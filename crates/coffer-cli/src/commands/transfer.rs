@@ -5,13 +5,12 @@ use coffer::datafile::WriteOptions;
 use coffer::engine::ImportMode;
 use coffer::manifest::{ArchiveKind, DataFormat, Source};
 use coffer::ops::backup::BackupOptions;
-use coffer::ops::export::export;
 use coffer::ops::import::{ImportOptions, import};
 use coffer::progress::Cancel;
 use coffer::store::{Store, StoreOptions};
 use serde::Serialize;
 
-use super::{absent_local_dirs, cancel_on_ctrl_c, emit, emit_json, engine_for, remove_empty_dirs};
+use super::{cancel_on_ctrl_c, emit, emit_json, engine_for, write_archive};
 use crate::cli::{ExportArgs, FormatArg, ImportArgs, ModeArg, OutputArgs};
 use crate::format::{human_bytes, human_seconds, plural};
 use crate::progress;
@@ -63,45 +62,25 @@ pub(super) async fn run_export(
     store_options: &StoreOptions,
     out: &OutputArgs,
 ) -> Result<()> {
-    let (engine, db) = engine_for(&args.db)?;
-    let created = absent_local_dirs(&args.dest);
-    let store = match Store::create(&args.dest, store_options) {
-        Ok(s) => s,
-        Err(e) => {
-            remove_empty_dirs(&created);
-            return Err(e);
-        }
-    };
-    let cancel = Cancel::new();
-    let options = BackupOptions {
-        write: WriteOptions {
-            part_size: args.part_size,
-            compression: args.compression,
-            data_format: match args.format {
-                FormatArg::Parquet => DataFormat::Parquet,
-                FormatArg::Csv => DataFormat::Csv,
+    let (store, report) = write_archive(&args.db, &args.dest, store_options, out, |cancel| {
+        BackupOptions {
+            write: WriteOptions {
+                part_size: args.part_size,
+                compression: args.compression,
+                data_format: match args.format {
+                    FormatArg::Parquet => DataFormat::Parquet,
+                    FormatArg::Csv => DataFormat::Csv,
+                },
             },
-        },
-        kind: ArchiveKind::Export,
-        tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
-        exclude: args.exclude.clone(),
-        encoders: usize::from(args.encoders),
-        cancel: cancel.clone(),
-        ..Default::default()
-    };
-    tracing::info!(db = %db, dest = %store.url(), ?options, "export");
-    let ctrl_c = cancel_on_ctrl_c(cancel);
-    let reporter = progress::reporter(!out.json && !out.quiet);
-    let result = export(engine, &db, &store, options, reporter).await;
-    ctrl_c.abort();
-    progress::clear();
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            remove_empty_dirs(&created);
-            return Err(e);
+            kind: ArchiveKind::Export,
+            tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
+            exclude: args.exclude.clone(),
+            encoders: usize::from(args.encoders),
+            cancel,
+            ..Default::default()
         }
-    };
+    })
+    .await?;
     let m = &report.manifest;
     if out.json {
         emit_json(&ExportJson {
