@@ -220,7 +220,9 @@ The snapshot is a single moment of the database, even while other connections \
 write to it. DEST must be a new or empty location; an existing archive is never \
 overwritten (the leftovers of an interrupted backup are cleaned up). The archive \
 exists only once the backup succeeds: a failed or interrupted (Ctrl-C) backup \
-writes no manifest, so it cannot be mistaken for a complete one.",
+writes no manifest, so it cannot be mistaken for a complete one, and removes the \
+files it wrote. While a backup writes DEST it holds a lock there, and a second \
+backup into DEST is refused.",
         after_help = "\
 Examples:
   coffer backup app.db backups/app-2025-06-01
