@@ -33,6 +33,11 @@ pub async fn read_manifest(store: &Store) -> Result<Manifest> {
 /// Fail, naming the location, if `store` already holds an archive or
 /// cannot be reached (a missing bucket reads as a missing manifest).
 pub async fn refuse_existing(store: &Store) -> Result<()> {
+    refuse_manifest(store).await?;
+    store.probe().await
+}
+
+async fn refuse_manifest(store: &Store) -> Result<()> {
     if store.size_of(MANIFEST).await?.is_some() {
         return Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -42,7 +47,7 @@ pub async fn refuse_existing(store: &Store) -> Result<()> {
             ),
         ));
     }
-    store.probe().await
+    Ok(())
 }
 
 /// Check that `store` can take a new archive: it must hold no manifest and
@@ -50,7 +55,7 @@ pub async fn refuse_existing(store: &Store) -> Result<()> {
 /// Call it holding the destination's lock ([`ARCHIVE_LOCK_FILE`]), which is
 /// kept.
 pub async fn prepare_destination(store: &Store) -> Result<()> {
-    refuse_existing(store).await?;
+    refuse_manifest(store).await?;
     let entries = store.list("").await?;
     if let Some(foreign) = entries.iter().find(|e| {
         let top = e.path.split('/').next().unwrap_or_default();
