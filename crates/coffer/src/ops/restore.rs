@@ -106,7 +106,7 @@ pub async fn restore(
     let loaded = load_archive(
         src,
         manifest.clone(),
-        selected,
+        selected.clone(),
         "restore",
         open,
         options.cancel.clone(),
@@ -114,9 +114,9 @@ pub async fn restore(
     )
     .await?;
     let manifest = Arc::try_unwrap(manifest).unwrap_or_else(|m| (*m).clone());
-    let tables = select_tables(&manifest, &options.tables, src.url())?
+    let tables = selected
         .iter()
-        .map(|t| t.name.clone())
+        .map(|&i| manifest.tables[i].name.clone())
         .collect();
     Ok(RestoreReport {
         manifest,
