@@ -299,9 +299,8 @@ impl ChainRestorer for SqliteChainRestorer {
         };
         let temp = temp.clone();
         self.exec("COMMIT", &self.target.display().to_string())?;
-        let wal = point.settings.get("journal_mode").and_then(|v| v.as_str()) == Some("wal");
         let conn = self.conn.take().expect("open");
-        complete_beside(conn, &temp, &self.target, wal, point, &self.cancel)?;
+        complete_beside(conn, &temp, &self.target, point, &self.cancel)?;
         self.finished = true;
         Ok(())
     }

@@ -389,12 +389,7 @@ impl Restorer for SqliteRestorer {
             }
         }
         let conn = self.conn.take().expect("open");
-        let wal = manifest
-            .settings
-            .get("journal_mode")
-            .and_then(|v| v.as_str())
-            == Some("wal");
-        complete_beside(conn, &self.temp, &self.target, wal, manifest, &self.cancel)?;
+        complete_beside(conn, &self.temp, &self.target, manifest, &self.cancel)?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "integrity check done, moved into place"
@@ -440,14 +435,13 @@ fn keep_rows_for(batch: &DataBatch, wanted: &[&str], all: bool) -> DataBatch {
 
 /// Complete a database built by [`create_beside`] whose last transaction
 /// `conn` has committed: close it, check the file (`PRAGMA integrity_check`,
-/// split over the cores by [`crate::check`]), switch it to WAL mode if `wal`,
-/// and move it over `target`. Nothing at `target` changes unless every
-/// check passes.
+/// split over the cores by [`crate::check`]), switch it to WAL mode if the
+/// source of `manifest` was, and move it over `target`. Nothing at `target`
+/// changes unless every check passes.
 pub(crate) fn complete_beside(
     conn: Connection,
     temp: &Path,
     target: &Path,
-    wal: bool,
     manifest: &Manifest,
     cancel: &Cancel,
 ) -> Result<()> {
@@ -465,7 +459,12 @@ pub(crate) fn complete_beside(
             target.display()
         )));
     }
-    if wal {
+    if manifest
+        .settings
+        .get("journal_mode")
+        .and_then(|v| v.as_str())
+        == Some("wal")
+    {
         let conn = Connection::open(temp).map_err(|e| sql_error("open", &what, e))?;
         conn.execute_batch("PRAGMA journal_mode = WAL;")
             .map_err(|e| sql_error("set the journal mode of", &what, e))?;
