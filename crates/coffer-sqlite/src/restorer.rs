@@ -86,10 +86,6 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
 /// WAL and shared-memory files) whose process is no longer running. Where
 /// that cannot be told (no `/proc`), they are left alone.
 fn remove_dead_leftovers(dir: &Path, file_name: &str) {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
     let prefix = format!(".{file_name}.coffer-");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -106,7 +102,7 @@ fn remove_dead_leftovers(dir: &Path, file_name: &str) {
         let Some(pid) = stem.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+        if !coffer::lock::process_alive(pid) {
             tracing::info!(file = %entry.path().display(), "removing the leftover of a killed run");
             let _ = std::fs::remove_file(entry.path());
         }

@@ -75,13 +75,15 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".to_string())
 }
 
-fn process_alive(pid: u32) -> bool {
+/// Whether process `pid` of this host may still be running: true unless
+/// `/proc` shows it is gone (and true where there is no `/proc` to ask).
+pub fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }
     let proc = std::path::Path::new("/proc");
     if !proc.join("self").exists() {
-        return true; // no way to tell: rely on the expiry
+        return true; // no way to tell
     }
     proc.join(pid.to_string()).exists()
 }
