@@ -76,7 +76,7 @@ Exit status:
   0    success
   1    the command failed, or `verify` found damage
   2    the command line is wrong
-  130  interrupted (Ctrl-C)
+  130  interrupted by Ctrl-C (143 by SIGTERM, 129 by SIGHUP), after cleaning up
 
 Environment:
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,

@@ -1,7 +1,6 @@
 //! The commands: each turns its arguments into a library call and prints
 //! the outcome.
 
-use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use crate::progress;
 use crate::report::{
     self, BackupJson, LsJson, RestoreJson, RestoredTable, TableSummary, VerifyJson,
 };
+use crate::signals::{cancel_on_stop_signal, until_stop_signal};
 
 mod collection;
 mod transfer;
@@ -87,31 +87,6 @@ fn remove_empty_dirs(dirs: &[PathBuf]) {
     }
 }
 
-/// Set `cancel` on Ctrl-C; a second Ctrl-C quits at once.
-fn cancel_on_ctrl_c(cancel: Cancel) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
-        cancel.cancel();
-        progress::eprint_line("stopping… (press Ctrl-C again to quit at once)");
-        if tokio::signal::ctrl_c().await.is_ok() {
-            progress::clear();
-            eprintln!("error: interrupted");
-            std::process::exit(crate::EXIT_INTERRUPTED);
-        }
-    })
-}
-
-/// Run `op` until it ends or Ctrl-C is pressed; for read-only commands,
-/// which can simply be dropped.
-async fn until_ctrl_c<T>(op: impl Future<Output = Result<T>>) -> Result<T> {
-    tokio::select! {
-        r = op => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::new(ErrorKind::Interrupted, "interrupted")),
-    }
-}
-
 /// Print a line to stdout; a closed pipe (`coffer ls | head`) ends quietly.
 fn emit(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -153,7 +128,7 @@ pub(crate) async fn write_archive(
         let cancel = Cancel::new();
         let options = options(cancel.clone());
         tracing::info!(db = %db, dest = %store.url(), ?options, "writing an archive");
-        let ctrl_c = cancel_on_ctrl_c(cancel);
+        let ctrl_c = cancel_on_stop_signal(cancel);
         let reporter = progress::reporter(!out.json && !out.quiet);
         let result = backup(engine, &db, &store, options, reporter).await;
         ctrl_c.abort();
@@ -233,7 +208,7 @@ async fn run_restore(
         cancel: cancel.clone(),
     };
     tracing::info!(src = %store.url(), db = %db, ?options, "restore");
-    let ctrl_c = cancel_on_ctrl_c(cancel);
+    let ctrl_c = cancel_on_stop_signal(cancel);
     let reporter = progress::reporter(!out.json && !out.quiet);
     let result = restore(engine, &store, &db, options, reporter).await;
     ctrl_c.abort();
@@ -282,7 +257,7 @@ async fn run_verify(
 ) -> Result<()> {
     let store = Store::open(&args.src, store_options)?;
     let reporter = progress::reporter(!out.json && !out.quiet);
-    let result = until_ctrl_c(verify(&store, reporter.as_ref())).await;
+    let result = until_stop_signal(verify(&store, reporter.as_ref())).await;
     progress::clear();
     let report = result?;
     let total = report.files.len();
@@ -361,7 +336,7 @@ fn problem(status: &FileStatus) -> String {
 
 async fn run_ls(args: &LsArgs, store_options: &StoreOptions, out: &OutputArgs) -> Result<()> {
     let store = Store::open(&args.src, store_options)?;
-    let m = until_ctrl_c(read_manifest(&store)).await?;
+    let m = until_stop_signal(read_manifest(&store)).await?;
     if out.json {
         emit_json(&LsJson::new(store.url(), &m))
     } else {

@@ -5,6 +5,7 @@ mod commands;
 mod format;
 mod progress;
 mod report;
+mod signals;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -17,8 +18,6 @@ use crate::cli::Cli;
 
 /// Exit status when an error stopped the command.
 const EXIT_FAILURE: i32 = 1;
-/// Exit status after Ctrl-C.
-pub const EXIT_INTERRUPTED: i32 = 130;
 /// Exit status after a bug (a panic).
 const EXIT_BUG: i32 = 101;
 
@@ -61,7 +60,7 @@ async fn main() {
             progress::clear();
             report_error(&e, verbose);
             if e.kind() == ErrorKind::Interrupted {
-                EXIT_INTERRUPTED
+                signals::interrupted_status()
             } else {
                 EXIT_FAILURE
             }

@@ -1,6 +1,6 @@
 //! The real binary killed mid-way: a killed backup leaves nothing that `ls`
 //! lists or `restore` accepts; a killed restore leaves no file at the
-//! target; Ctrl-C stops cleanly with status 130.
+//! target; Ctrl-C, SIGTERM and SIGHUP stop cleanly with status 128 + N.
 
 mod common;
 use common::*;
@@ -117,49 +117,63 @@ fn killed_forced_restore_keeps_the_old_target() {
     assert_eq!(std::fs::read(&target).unwrap(), b"the old database");
 }
 
+/// The stop signals and the exit status each one ends a command with:
+/// Ctrl-C, `kill`/systemd/container runtimes, a closed terminal.
+const STOP_SIGNALS: [(&str, i32); 3] = [("INT", 130), ("TERM", 143), ("HUP", 129)];
+
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 #[test]
-fn ctrl_c_stops_a_restore_cleanly() {
+fn a_stop_signal_stops_a_restore_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("big.db");
     create_big_db(&db, 150_000);
     let archive = dir.path().join("archive");
     ok(&["backup", s(&db), s(&archive)]);
-    let target = dir.path().join("restored.db");
-    let mut child = spawn(&["restore", s(&archive), s(&target)]);
-    assert!(wait_for(&mut child, || temp_of(dir.path())));
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert!(!target.exists());
-    assert!(
-        restore_leftovers(dir.path()).is_empty(),
-        "Ctrl-C left a temporary file"
-    );
+    for (signal, status) in STOP_SIGNALS {
+        let target = dir.path().join("restored.db");
+        let mut child = spawn(&["restore", s(&archive), s(&target)]);
+        assert!(wait_for(&mut child, || temp_of(dir.path())));
+        send_signal(&child, signal);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "SIG{signal}: {stderr}");
+        assert!(!target.exists(), "SIG{signal} left a target");
+        assert!(
+            restore_leftovers(dir.path()).is_empty(),
+            "SIG{signal} left a temporary file"
+        );
+    }
 }
 
 #[test]
-fn ctrl_c_stops_a_backup_and_removes_what_it_wrote() {
+fn a_stop_signal_stops_a_backup_and_removes_what_it_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("big.db");
     create_big_db(&db, 150_000);
-    let archive = dir.path().join("archive");
-    let mut child = spawn(&["backup", s(&db), s(&archive), "--part-size", "1MiB"]);
-    assert!(wait_for(&mut child, || has_files(&archive)));
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    // The directory the backup created is gone with the parts and the lock.
-    assert!(!archive.exists(), "left behind: {:?}", walk(&archive));
+    for (signal, status) in STOP_SIGNALS {
+        let archive = dir.path().join(format!("archive-{signal}"));
+        let mut child = spawn(&["backup", s(&db), s(&archive), "--part-size", "1MiB"]);
+        assert!(wait_for(&mut child, || has_files(&archive)));
+        send_signal(&child, signal);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("interrupted"), "SIG{signal}: {stderr}");
+        // The directory the backup created is gone with the parts and the lock.
+        assert!(
+            !archive.exists(),
+            "SIG{signal} left behind: {:?}",
+            walk(&archive)
+        );
+    }
 }
 
 #[test]

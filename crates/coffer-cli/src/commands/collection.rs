@@ -13,8 +13,8 @@ use coffer::{Error, Result};
 use serde::Serialize;
 
 use super::{
-    absent_local_dirs, cancel_on_ctrl_c, emit, emit_json, engine_for, remove_empty_dirs,
-    until_ctrl_c,
+    absent_local_dirs, cancel_on_stop_signal, emit, emit_json, engine_for, remove_empty_dirs,
+    until_stop_signal,
 };
 use crate::cli::OutputArgs;
 use crate::cli::collection::{
@@ -205,7 +205,7 @@ async fn run_backup(
         cancel: cancel.clone(),
         store: store.clone(),
     };
-    let ctrl_c = cancel_on_ctrl_c(cancel);
+    let ctrl_c = cancel_on_stop_signal(cancel);
     let reporter = progress::reporter(!out.json && !out.quiet);
     let result = backup(engine, &db, &args.name, options, reporter).await;
     ctrl_c.abort();
@@ -295,7 +295,7 @@ async fn run_restore(
         replace: args.force,
         cancel: cancel.clone(),
     };
-    let ctrl_c = cancel_on_ctrl_c(cancel);
+    let ctrl_c = cancel_on_stop_signal(cancel);
     let reporter = progress::reporter(!out.json && !out.quiet);
     let result = restore(engine, &repo, &args.name, &db, options, reporter).await;
     ctrl_c.abort();
@@ -367,7 +367,7 @@ struct ListJson<'a> {
 
 async fn run_list(args: &CollectionListArgs, store: &StoreOptions, out: &OutputArgs) -> Result<()> {
     let repo = Store::open(&args.repo, store)?;
-    let listed = until_ctrl_c(collection::list(&repo)).await?;
+    let listed = until_stop_signal(collection::list(&repo)).await?;
     if out.json {
         return emit_json(&ListJson {
             ok: true,
@@ -451,7 +451,7 @@ struct ShowJson<'a> {
 
 async fn run_show(args: &CollectionShowArgs, store: &StoreOptions, out: &OutputArgs) -> Result<()> {
     let repo = Store::open(&args.repo, store)?;
-    let d = until_ctrl_c(collection::show(&repo, &args.name)).await?;
+    let d = until_stop_signal(collection::show(&repo, &args.name)).await?;
     let locked_by = d.locked_by.as_ref().map(|l| {
         format!(
             "{} on {} (pid {}) since {}",

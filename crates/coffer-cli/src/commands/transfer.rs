@@ -10,7 +10,7 @@ use coffer::progress::Cancel;
 use coffer::store::{Store, StoreOptions};
 use serde::Serialize;
 
-use super::{cancel_on_ctrl_c, emit, emit_json, engine_for, write_archive};
+use super::{cancel_on_stop_signal, emit, emit_json, engine_for, write_archive};
 use crate::cli::{ExportArgs, FormatArg, ImportArgs, ModeArg, OutputArgs};
 use crate::format::{human_bytes, human_seconds, plural};
 use crate::progress;
@@ -132,7 +132,7 @@ pub(super) async fn run_import(
         cancel: cancel.clone(),
     };
     tracing::info!(src = %store.url(), db = %db, ?options, "import");
-    let ctrl_c = cancel_on_ctrl_c(cancel);
+    let ctrl_c = cancel_on_stop_signal(cancel);
     let reporter = progress::reporter(!out.json && !out.quiet);
     let result = import(engine, &store, &db, options, reporter).await;
     ctrl_c.abort();
