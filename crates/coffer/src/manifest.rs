@@ -434,11 +434,61 @@ pub fn check_relative_path(path: &str, origin: &str) -> Result<()> {
     Ok(())
 }
 
-/// Encode a table name as one safe path segment: ASCII letters, digits,
-/// `_` and `-` stay; every other byte becomes `=XX` (`=` is left alone by
-/// object stores and filesystems alike, unlike `%`). The encoding is
-/// injective, so distinct names never share a directory.
+/// The longest path segment [`path_segment`] writes, in bytes: under the
+/// 255-byte limit of common filesystems, with room for a store's own
+/// suffixes (the local store's `#N` of an upload in progress).
+pub const MAX_SEGMENT_LEN: usize = 200;
+
+/// Encode a table name as one safe path segment that readers take as a
+/// plain directory name.
+///
+/// ASCII letters, digits, `-`, and `_` and `.` except in first place stay;
+/// every other byte becomes `@XX` (`@` needs no escaping in object stores,
+/// filesystems or URLs, unlike `%`; and, unlike `=`, Hive-style readers —
+/// DuckDB, Spark, pyarrow — do not take it for a partition `key=value`; a
+/// leading `_` or `.` would make them skip the directory as hidden). The
+/// empty name is `@`. A segment longer than [`MAX_SEGMENT_LEN`] is cut at
+/// a whole escape and ends in `@@` and 16 hex digits of the name's SHA-256,
+/// so it stays within filesystem limits; `@@` occurs in no other segment.
+/// The encoding is injective (up to SHA-256 collisions of long names), so
+/// distinct names never share a directory. Readers never recompute it:
+/// every path is read from the manifest, so archives written with the
+/// earlier `=XX` encoding read the same.
 pub fn path_segment(name: &str) -> String {
+    if name.is_empty() {
+        return "@".to_string();
+    }
+    let mut out = String::with_capacity(name.len());
+    // Where each byte's encoding starts, to cut a long one at a boundary.
+    let mut boundaries = Vec::new();
+    for (i, b) in name.bytes().enumerate() {
+        boundaries.push(out.len());
+        let plain = b.is_ascii_alphanumeric() || b == b'-' || (i > 0 && (b == b'_' || b == b'.'));
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("@{b:02X}"));
+        }
+    }
+    if out.len() <= MAX_SEGMENT_LEN {
+        return out;
+    }
+    use sha2::Digest;
+    let digest = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..8]);
+    let keep = MAX_SEGMENT_LEN - 2 - digest.len();
+    let cut = boundaries
+        .into_iter()
+        .take_while(|&b| b <= keep)
+        .last()
+        .unwrap_or(0);
+    format!("{}@@{digest}", &out[..cut])
+}
+
+/// Encode a collection name as its repository directory (the format's
+/// first encoding, kept so that existing repositories are found): ASCII
+/// letters, digits, `_` and `-` stay, every other byte becomes `=XX`.
+/// Collection names are short and checked, so this never nears a limit.
+pub fn collection_segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
@@ -460,13 +510,46 @@ mod tests {
     #[test]
     fn segments_are_safe_and_distinct() {
         assert_eq!(path_segment("users"), "users");
-        assert_eq!(path_segment("../x"), "=2E=2E=2Fx");
-        assert_eq!(path_segment("a b"), "a=20b");
-        assert_ne!(path_segment("a=20b"), path_segment("a b"));
-        assert_eq!(path_segment(""), "=00");
-        for name in ["..", ".", "a/b", "ä", "x\0y"] {
-            check_relative_path(&format!("tables/{}/p", path_segment(name)), "m").unwrap();
+        assert_eq!(path_segment("main.users"), "main.users");
+        assert_eq!(path_segment("snake_case"), "snake_case");
+        assert_eq!(path_segment("../x"), "@2E.@2Fx");
+        assert_eq!(path_segment("Order Details"), "Order@20Details");
+        assert_eq!(path_segment("_tmp"), "@5Ftmp");
+        assert_eq!(path_segment("a=b"), "a@3Db");
+        assert_ne!(path_segment("a@20b"), path_segment("a b"));
+        assert_eq!(path_segment(""), "@");
+        assert_ne!(path_segment(""), path_segment("@"));
+        for name in ["..", ".", "a/b", "ä", "x\0y", "k=v", "_x", ".x"] {
+            let seg = path_segment(name);
+            assert!(!seg.contains('='), "{seg}");
+            assert!(!seg.starts_with(['_', '.']), "{seg}");
+            check_relative_path(&format!("tables/{seg}/p"), "m").unwrap();
         }
+    }
+
+    /// Issue 'Hardening' item 6: 100 × `表` is a legal table name whose
+    /// plain encoding (900 bytes) exceeds the 255-byte limit of a
+    /// filesystem's path segment.
+    #[test]
+    fn long_names_are_shortened_deterministically_and_distinctly() {
+        let long = "表".repeat(100);
+        let seg = path_segment(&long);
+        assert!(seg.len() <= MAX_SEGMENT_LEN, "{}", seg.len());
+        assert_eq!(seg, path_segment(&long));
+        assert!(seg.starts_with("@E8@A1@A8"), "{seg}");
+        assert!(seg.contains("@@"), "{seg}");
+        let other = format!("{long}x");
+        assert_ne!(path_segment(&other), seg);
+        let ascii = "a".repeat(300);
+        assert_eq!(path_segment(&ascii).len(), MAX_SEGMENT_LEN);
+        let just = "a".repeat(MAX_SEGMENT_LEN);
+        assert_eq!(path_segment(&just), just);
+    }
+
+    #[test]
+    fn collection_directories_keep_the_first_encoding() {
+        assert_eq!(collection_segment("shop.v2"), "shop=2Ev2");
+        assert_eq!(collection_segment("shop"), "shop");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive;
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{ArchiveKind, MANIFEST, Manifest, path_segment};
+use crate::manifest::{ArchiveKind, MANIFEST, Manifest, collection_segment};
 use crate::store::Store;
 
 /// The name of a collection's description in the repository.
@@ -84,7 +84,7 @@ pub fn check_name(name: &str) -> Result<()> {
 
 /// The store of collection `name` inside the repository `repo`.
 pub fn collection_store(repo: &Store, name: &str) -> Store {
-    repo.child(&format!("collections/{}", path_segment(name)))
+    repo.child(&format!("collections/{}", collection_segment(name)))
 }
 
 /// Read `collection.json` of the collection at `store`; `None` if absent.
