@@ -102,12 +102,77 @@ fn init_logging(verbose: u8) {
         .filter(|f| !f.trim().is_empty())
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(progress::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(verbose >= 2)
-        .try_init();
+        .with_target(verbose >= 2);
+    let _ = if verbose == 0 {
+        builder.event_format(PlainLine).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Without `-v`, a warning is one plain line (`warning: what happened:
+/// why`), as a person reads it, not a log record with time and fields.
+struct PlainLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PlainLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = PlainFields::default();
+        event.record(&mut fields);
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            _ => "note",
+        };
+        write!(writer, "{level}: {}", fields.message)?;
+        for (name, value) in &fields.others {
+            if name == "error" {
+                write!(writer, ": {value}")?;
+            } else {
+                write!(writer, " ({name}: {value})")?;
+            }
+        }
+        writeln!(writer)
+    }
+}
+
+/// The message and the other fields of an event, as text.
+#[derive(Default)]
+struct PlainFields {
+    message: String,
+    others: Vec<(String, String)>,
+}
+
+impl tracing::field::Visit for PlainFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.others
+                .push((field.name().to_string(), format!("{value:?}")));
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.others
+                .push((field.name().to_string(), value.to_string()));
+        }
+    }
 }
 
 /// A panic is a bug: say so in one line, without a backtrace, and exit 101.

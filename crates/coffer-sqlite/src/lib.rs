@@ -24,6 +24,8 @@ pub mod importer;
 pub mod restorer;
 pub mod snapshot;
 
+use std::path::Path;
+
 use coffer::engine::{ChangeCapture, Engine, Restorer, Snapshot};
 use coffer::progress::Cancel;
 pub use coffer::{Error, Result};
@@ -91,6 +93,16 @@ pub fn sql_error(what: &str, thing: &str, e: rusqlite::Error) -> Error {
             coffer::ErrorKind::InvalidInput,
             "; it is not a SQLite database (or it is encrypted)",
         ),
+        Some(ErrorCode::CannotOpen) => {
+            if let Some(reason) = why_not_openable(Path::new(thing)) {
+                return Error::new(
+                    coffer::ErrorKind::Engine,
+                    format!("could not {what} {thing}: {reason}"),
+                )
+                .with_source(e);
+            }
+            (coffer::ErrorKind::Engine, "")
+        }
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => (
             coffer::ErrorKind::Engine,
             "; another process holds a lock on it, try again when it is done",
@@ -98,4 +110,43 @@ pub fn sql_error(what: &str, thing: &str, e: rusqlite::Error) -> Error {
         _ => (coffer::ErrorKind::Engine, ""),
     };
     Error::new(kind, format!("could not {what} {thing}: {e}{hint}")).with_source(e)
+}
+
+/// Why SQLite could not open `path`, when the filesystem can tell: SQLite
+/// says only "unable to open database file".
+fn why_not_openable(path: &Path) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    let denied = "permission denied; check the permissions of that path or choose another one";
+    let read_only = "the file system is read-only; choose another path";
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let classify = |e: std::io::Error| match e.kind() {
+        ErrorKind::PermissionDenied => Some(denied),
+        ErrorKind::ReadOnlyFilesystem => Some(read_only),
+        ErrorKind::StorageFull => Some("the disk is full; free some space and try again"),
+        _ => None,
+    };
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .read(true)
+            .open(path)
+            .err()
+            .and_then(classify);
+    }
+    let dir = dir.unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Some("its directory does not exist; create it first");
+    }
+    // SQLite creates the file and its journal in that directory.
+    let probe = dir.join(format!(".coffer-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) => classify(e),
+    }
 }

@@ -59,8 +59,13 @@ impl LockInfo {
     }
 
     fn describe(&self) -> String {
+        let article = if self.operation.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         format!(
-            "a {} on {} (pid {}) since {}",
+            "{article} {} on {} (pid {}) since {}",
             self.operation, self.host, self.pid, self.acquired_at
         )
     }
@@ -160,7 +165,12 @@ impl RepoLock {
         match read_lock(store, file).await? {
             Some(holder) if !holder.is_stale() => return Err(locked(store, &holder)),
             Some(stale) => {
-                tracing::warn!(holder = %stale.describe(), "taking over a stale lock");
+                tracing::warn!(
+                    "taking over the lock of {}: it was left by {} and lapsed at {}",
+                    store.url(),
+                    stale.describe(),
+                    stale.expires_at
+                );
                 store.put(file, lock_bytes(&info)).await?;
             }
             None => match store.put_new(file, lock_bytes(&info)).await {
@@ -206,15 +216,24 @@ impl RepoLock {
         if self.lost.load(Ordering::SeqCst)
             || held.as_ref().map(|h| &h.token) != Some(&self.info.token)
         {
-            return Err(Error::new(
-                ErrorKind::Storage,
+            let url = self.store.url_of(self.file);
+            let message = if self.lost.load(Ordering::SeqCst) {
+                // Our heartbeat could not renew the lock before it lapsed.
                 format!(
-                    "the lock {} was taken over by {} while this operation ran (it was unreachable past its expiry); nothing was committed, run it again",
-                    self.store.url_of(self.file),
-                    held.map(|h| h.describe())
-                        .unwrap_or_else(|| "nobody".to_string())
-                ),
-            ));
+                    "the lock {url} could not be renewed before it lapsed, so another run may have taken it; nothing was committed, run this again"
+                )
+            } else {
+                // Both runs wrote the lock at once on a store that does not
+                // honour create-only writes, and the other one won.
+                let other = held.map_or_else(
+                    || "another run, which has since finished,".to_string(),
+                    |h| format!("another run ({})", h.describe()),
+                );
+                format!(
+                    "{other} took the lock {url} at the same moment as this one; nothing was committed, run this again when it is done"
+                )
+            };
+            return Err(Error::new(ErrorKind::AlreadyExists, message));
         }
         Ok(())
     }
@@ -315,5 +334,43 @@ mod tests {
             .unwrap();
         racer.await.unwrap();
         assert!(err.to_string().contains("elsewhere"), "{err}");
+    }
+
+    /// Issue 'Hardening' item 7: on a store that ignores create-only
+    /// writes, the run that loses the race for a destination's lock learns
+    /// it at its commit check; it must say another run holds the lock, not
+    /// that the lock was "taken over by nobody … past its expiry".
+    #[tokio::test]
+    async fn losing_a_race_for_the_lock_says_another_run_took_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let ours = RepoLock::acquire_with(&store, LOCK_FILE, "backup", Duration::ZERO)
+            .await
+            .unwrap();
+        let winner = LockInfo {
+            token: "winner".into(),
+            operation: "export".into(),
+            host: "elsewhere".into(),
+            pid: 7,
+            acquired_at: jiff::Timestamp::now().to_string(),
+            expires_at: (jiff::Timestamp::now() + TTL).to_string(),
+        };
+        // The other run's write landed over ours.
+        store.put(LOCK_FILE, lock_bytes(&winner)).await.unwrap();
+        let err = ours.check().await.unwrap_err().to_string();
+        assert!(
+            err.contains("another run (an export on elsewhere (pid 7)")
+                && err.contains("at the same moment"),
+            "{err}"
+        );
+        assert!(!err.contains("expiry") && !err.contains("nobody"), "{err}");
+        // The other run finished and removed its lock before our check.
+        store.delete(LOCK_FILE).await.unwrap();
+        let err = ours.check().await.unwrap_err().to_string();
+        assert!(
+            err.contains("another run, which has since finished,"),
+            "{err}"
+        );
+        assert!(!err.contains("nobody"), "{err}");
     }
 }

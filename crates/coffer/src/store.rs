@@ -116,10 +116,22 @@ impl Store {
     fn local(location: &str, path: &FsPath, create: bool) -> Result<Store> {
         if create {
             std::fs::create_dir_all(path).map_err(|e| {
-                Error::new(
-                    ErrorKind::Storage,
-                    format!("could not create directory {}: {e}", path.display()),
-                )
+                let what = format!("create directory {}", path.display());
+                match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => Error::new(
+                        ErrorKind::Storage,
+                        format!("could not {what}: permission denied; check the permissions of its parent or choose another location"),
+                    ),
+                    std::io::ErrorKind::StorageFull => Error::new(
+                        ErrorKind::Storage,
+                        format!("could not {what}: the disk is full; free some space or choose another location"),
+                    ),
+                    std::io::ErrorKind::ReadOnlyFilesystem => Error::new(
+                        ErrorKind::Storage,
+                        format!("could not {what}: the file system is read-only; choose another location"),
+                    ),
+                    _ => Error::new(ErrorKind::Storage, format!("could not {what}: {e}")),
+                }
                 .with_source(e)
             })?;
         } else if !path.exists() {
@@ -159,6 +171,7 @@ impl Store {
                 "{location} names no bucket; write s3://BUCKET/PREFIX"
             )));
         }
+        check_bucket_name(bucket, location)?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let env_endpoint = std::env::var("AWS_ENDPOINT_URL")
             .ok()
@@ -185,6 +198,14 @@ impl Store {
         }
         if let Some(secret) = &options.secret_key {
             builder = builder.with_secret_access_key(secret);
+        }
+        if !has_credential_source(&builder) {
+            return Err(Error::new(
+                ErrorKind::Auth,
+                format!(
+                    "no S3 credentials were found for {location}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --access-key and --secret-key), or AWS_SKIP_SIGNATURE=true for a public bucket"
+                ),
+            ));
         }
         builder = builder.with_virtual_hosted_style_request(options.virtual_hosted);
         builder = builder.with_retry(retry_config());
@@ -377,6 +398,65 @@ impl Store {
     }
 }
 
+/// Check a bucket name against S3's rules (3 to 63 characters: lowercase
+/// letters, digits, `.` and `-`, starting and ending with a letter or
+/// digit), so a typo is one clear sentence rather than a refused request.
+fn check_bucket_name(bucket: &str, location: &str) -> Result<()> {
+    let b = bucket.as_bytes();
+    let allowed = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-';
+    let edge = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let valid = (3..=63).contains(&b.len())
+        && b.iter().all(allowed)
+        && edge(b.first())
+        && edge(b.last())
+        && !bucket.contains("..");
+    if valid {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "'{}' in {} is not a valid S3 bucket name; a bucket name has 3 to 63 lowercase letters, digits, '.' and '-', and starts and ends with a letter or digit",
+        bucket.escape_debug(),
+        location.escape_debug()
+    )))
+}
+
+/// Whether S3 requests can be signed (or need not be) without asking the
+/// cloud's instance metadata service, which only exists on a cloud host:
+/// elsewhere it makes a missing key a long wait followed by "access
+/// denied". On an EC2 host, or with `AWS_METADATA_ENDPOINT` set, the
+/// instance's role is used, unless `AWS_EC2_METADATA_DISABLED=true`.
+fn has_credential_source(builder: &AmazonS3Builder) -> bool {
+    use object_store::aws::AmazonS3ConfigKey as Key;
+    let set = |k: Key| builder.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    let on = |k: Key| {
+        builder
+            .get_config_value(&k)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
+    if set(Key::AccessKeyId) || set(Key::SecretAccessKey) || on(Key::SkipSignature) {
+        return true;
+    }
+    let web_identity = std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
+        && std::env::var_os("AWS_ROLE_ARN").is_some();
+    if web_identity
+        || set(Key::ContainerCredentialsRelativeUri)
+        || set(Key::ContainerCredentialsFullUri)
+    {
+        return true;
+    }
+    let metadata_disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    !metadata_disabled && (std::env::var_os("AWS_METADATA_ENDPOINT").is_some() || on_ec2())
+}
+
+/// Whether this host is an EC2 instance, as its firmware says.
+fn on_ec2() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    read("/sys/devices/virtual/dmi/id/sys_vendor").contains("Amazon EC2")
+        || read("/sys/devices/virtual/dmi/id/board_vendor").contains("Amazon EC2")
+        || read("/sys/hypervisor/uuid").starts_with("ec2")
+}
+
 /// Retries of S3 requests that fail for a transient reason (5xx answers,
 /// 429, timeouts, refused connections): up to `COFFER_S3_MAX_RETRIES`
 /// (default 10) retries within 3 minutes, waiting 100 ms at first and up to
@@ -420,6 +500,23 @@ fn short_cause(e: &(dyn std::error::Error + 'static)) -> String {
     msg.replace('\n', " ")
 }
 
+/// Map an I/O error that wraps an object store error (what a streaming
+/// upload's `shutdown` returns) as [`storage_error`] does.
+pub fn io_storage_error(op: &str, url: &str, e: std::io::Error) -> Error {
+    let generic = |source| object_store::Error::Generic {
+        store: "filesystem",
+        source,
+    };
+    let (kind, text) = (e.kind(), e.to_string());
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<object_store::Error>() {
+            Ok(store_error) => storage_error(op, url, *store_error),
+            Err(other) => storage_error(op, url, generic(other)),
+        },
+        None => storage_error(op, url, generic(Box::new(std::io::Error::new(kind, text)))),
+    }
+}
+
 /// Map an object store error on `url` during `op` to a coffer error whose
 /// message names the URL and, for the common cases, says what to do.
 pub fn storage_error(op: &str, url: &str, e: object_store::Error) -> Error {
@@ -428,8 +525,32 @@ pub fn storage_error(op: &str, url: &str, e: object_store::Error) -> Error {
     let cause = short_cause(&e);
     let lower = cause.to_ascii_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
-    // The service's own error code is the most precise; look at it first.
-    let (kind, message) = if has(&["nosuchbucket", "bucket does not exist"]) {
+    let local = is_local(url);
+    // What the filesystem said is the most precise for a local path, and the
+    // service's own error code for a store; look at those first.
+    let (kind, message) = if local && has(&["no space left", "os error 28", "quota exceeded"]) {
+        (
+            ErrorKind::Storage,
+            format!(
+                "could not {op} {url}: the disk is full; free some space or choose another location, and try again"
+            ),
+        )
+    } else if local
+        && (has(&["permission denied", "os error 13"])
+            || matches!(e, object_store::Error::PermissionDenied { .. }))
+    {
+        (
+            ErrorKind::Storage,
+            format!(
+                "could not {op} {url}: permission denied; check the permissions of that path or choose another location"
+            ),
+        )
+    } else if local && has(&["read-only file system", "os error 30"]) {
+        (
+            ErrorKind::Storage,
+            format!("could not {op} {url}: the file system is read-only; choose another location"),
+        )
+    } else if has(&["nosuchbucket", "bucket does not exist"]) {
         (
             ErrorKind::NotFound,
             format!("the bucket of {url} does not exist; create it or fix the URL"),
@@ -456,13 +577,48 @@ pub fn storage_error(op: &str, url: &str, e: object_store::Error) -> Error {
         )
     } else if matches!(e, object_store::Error::NotFound { .. }) {
         (ErrorKind::NotFound, format!("{url} does not exist"))
-    } else if has(&["no space left"]) {
+    } else if let Some(why) = unreachable_reason(&lower) {
+        let endpoint = endpoint_in(&cause).unwrap_or("the S3 endpoint");
         (
             ErrorKind::Storage,
-            format!("could not {op} {url}: the disk is full; free some space and try again"),
+            format!(
+                "could not reach {endpoint} for {url}: {why}; check --s3-endpoint (or AWS_ENDPOINT_URL) and that the service is running"
+            ),
+        )
+    } else if has(&["no space left", "quota exceeded", "entitytoolarge"]) {
+        (
+            ErrorKind::Storage,
+            format!(
+                "could not {op} {url}: the storage is full; free some space or choose another location, and try again"
+            ),
         )
     } else {
         (ErrorKind::Storage, format!("could not {op} {url}: {cause}"))
     };
     Error::new(kind, message).with_source(e)
+}
+
+/// Why a request never reached the service, from a lower-cased cause.
+fn unreachable_reason(lower: &str) -> Option<&'static str> {
+    if lower.contains("connection refused") {
+        Some("the connection was refused")
+    } else if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        Some("its host name does not resolve")
+    } else if lower.contains("tcp connect error") || lower.contains("network is unreachable") {
+        Some("it cannot be connected to")
+    } else {
+        None
+    }
+}
+
+/// The `scheme://host[:port]` of the first URL in an HTTP client's message
+/// (object_store's say which request failed), to name the endpoint.
+fn endpoint_in(cause: &str) -> Option<&str> {
+    let start = cause.find("https://").or_else(|| cause.find("http://"))?;
+    let rest = &cause[start..];
+    let authority = rest.find("://")? + 3;
+    let end = rest[authority..]
+        .find(|c: char| c == '/' || c.is_whitespace())
+        .map_or(rest.len(), |i| authority + i);
+    Some(&rest[..end])
 }

@@ -8,7 +8,7 @@ use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 use crate::manifest::FileRef;
-use crate::store::{Store, storage_error};
+use crate::store::{Store, io_storage_error, storage_error};
 
 /// Bytes buffered before they are handed to the store; objects smaller than
 /// this are written with one request, larger ones as multipart uploads.
@@ -86,12 +86,10 @@ impl Upload {
         let url = self.url.clone();
         let mut writer = self.writer;
         let task = self.handle.spawn(async move {
-            writer.shutdown().await.map_err(|e| {
-                Error::new(
-                    crate::ErrorKind::Storage,
-                    format!("could not write {url}: {e}"),
-                )
-            })
+            writer
+                .shutdown()
+                .await
+                .map_err(|e| io_storage_error("write", &url, e))
         });
         Ok(Pending {
             file: FileRef {

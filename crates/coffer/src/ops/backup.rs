@@ -134,6 +134,46 @@ async fn write_and_commit(
 /// A scanner-side marker: the encoder went away, its own error explains why.
 const ENCODER_GONE: &str = "the encoder stopped";
 
+/// Why `--table name` selects nothing in `db`: it names a view (or another
+/// object that holds no rows), differs from a table only in case, or is
+/// unknown — then the tables there are listed.
+pub(crate) fn unknown_table(name: &str, db: &str, catalog: &crate::engine::Catalog) -> Error {
+    let shown = name.escape_debug();
+    if let Some(o) = catalog.objects.iter().find(|o| o.name == name) {
+        return Error::invalid(format!(
+            "'{shown}' in {db} is a {}, not a table; only tables have rows to copy (a backup of the whole database keeps every {} as well)",
+            o.kind, o.kind
+        ));
+    }
+    if let Some(t) = catalog
+        .tables
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(name))
+    {
+        return Error::invalid(format!(
+            "table '{shown}' does not exist in {db}; did you mean '{}'?",
+            t.name.escape_debug()
+        ));
+    }
+    let mut names: Vec<String> = catalog
+        .tables
+        .iter()
+        .take(10)
+        .map(|t| format!("'{}'", t.name.escape_debug()))
+        .collect();
+    if catalog.tables.len() > names.len() {
+        names.push(format!("and {} more", catalog.tables.len() - names.len()));
+    }
+    let listed = if names.is_empty() {
+        "it has no tables".to_string()
+    } else {
+        format!("its tables are {}", names.join(", "))
+    };
+    Error::invalid(format!(
+        "table '{shown}' does not exist in {db}; check the name ({listed})"
+    ))
+}
+
 fn write_tables(
     engine: &dyn Engine,
     db: &str,
@@ -155,11 +195,7 @@ fn write_tables(
                     .iter()
                     .find(|t| &t.name == n)
                     .cloned()
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "table '{n}' does not exist in {db}; check the name (`coffer ls` lists an archive's tables)"
-                        ))
-                    })
+                    .ok_or_else(|| unknown_table(n, db, &catalog))
             })
             .collect::<Result<_>>()?,
     };
