@@ -485,3 +485,75 @@ fn killed_restores_leave_the_target_as_it_was() {
     assert_eq!(digest(&existing), digest(&db));
     assert_eq!(count(&existing, "SELECT count(*) FROM mine"), 2);
 }
+
+/// Issue 'Hardening' item 10: `collection show/list/restore/prune` find
+/// the repository from the database with --db, as `backup` does.
+#[test]
+fn read_commands_find_the_repository_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    create_small_db_file(&db);
+    let d = s(&db);
+    ok(&[
+        "collection",
+        "create",
+        "c",
+        "--db",
+        d,
+        "--table",
+        "customers",
+    ]);
+    ok(&["collection", "backup", "c", "--db", d]);
+    let listed = json(&["collection", "list", "--db", d]);
+    assert_eq!(listed["collections"][0]["name"], "c", "{listed}");
+    let shown = json(&["collection", "show", "c", "--db", d]);
+    assert_eq!(shown["chains"].as_array().unwrap().len(), 1, "{shown}");
+    let into = dir.path().join("copy.db");
+    ok(&["collection", "restore", "c", "--db", d, "--into", s(&into)]);
+    assert_eq!(
+        count(&into, "SELECT count(*) FROM customers"),
+        count(&db, "SELECT count(*) FROM customers")
+    );
+    ok(&[
+        "collection",
+        "prune",
+        "c",
+        "--db",
+        d,
+        "--keep-chains",
+        "1",
+        "--dry-run",
+    ]);
+    let err = fails(&["collection", "show", "other", "--db", d]);
+    assert!(err.contains("has no collection named 'other'"), "{err}");
+}
+
+/// Issue 'Hardening' item 7: a bad value on the command line is a usage
+/// error, exit status 2, as the README says.
+#[test]
+fn a_bad_collection_name_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    create_small_db_file(&db);
+    for args in [
+        vec![
+            "collection",
+            "create",
+            "bad name",
+            "--db",
+            s(&db),
+            "--table",
+            "customers",
+        ],
+        vec!["collection", "show", ".hidden", "--repo", "x"],
+        vec!["collection", "backup", "a/b", "--db", s(&db)],
+    ] {
+        let out = coffer(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is not a valid collection name"),
+            "{stderr}"
+        );
+    }
+}

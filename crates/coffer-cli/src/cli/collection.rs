@@ -6,6 +6,29 @@ use coffer::datafile::Compression;
 use super::{default_part_size, parse_compression};
 use crate::format::parse_size;
 
+/// Where a collection's repository is: given, or found from the database
+/// the collection was created in.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RepoChoice {
+    /// The repository holding the collection.
+    #[arg(long, value_name = "URL")]
+    pub repo: Option<String>,
+
+    /// The database the collection was created in; its repository is the one
+    /// recorded there (DB.backups by default).
+    #[arg(long, value_name = "DB")]
+    pub db: Option<String>,
+}
+
+/// A collection name as the command line takes it: checked at once, so a
+/// bad one is a usage error (exit status 2) like any other bad argument.
+fn parse_name(text: &str) -> Result<String, String> {
+    coffer::ops::collection::repo::check_name(text)
+        .map(|()| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// The collection commands.
 #[derive(Debug, Subcommand)]
 pub enum CollectionCommand {
@@ -124,7 +147,7 @@ Examples:
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The collection's name: letters, digits, '_', '-' and '.'.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = parse_name)]
     pub name: String,
 
     /// The database: a file path or sqlite://PATH.
@@ -144,7 +167,7 @@ pub struct CreateArgs {
 #[derive(Debug, Args)]
 pub struct CollectionBackupArgs {
     /// The collection.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = parse_name)]
     pub name: String,
 
     /// The database the collection was created in.
@@ -176,12 +199,11 @@ pub struct CollectionBackupArgs {
 #[derive(Debug, Args)]
 pub struct CollectionRestoreArgs {
     /// The collection.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = parse_name)]
     pub name: String,
 
-    /// The repository holding the collection.
-    #[arg(long, value_name = "URL")]
-    pub repo: String,
+    #[command(flatten)]
+    pub repo: RepoChoice,
 
     /// The database to restore into (created if absent).
     #[arg(long, value_name = "DB")]
@@ -207,28 +229,26 @@ pub struct CollectionRestoreArgs {
 /// Arguments of `coffer collection list`.
 #[derive(Debug, Args)]
 pub struct CollectionListArgs {
-    /// The repository.
-    #[arg(long, value_name = "URL")]
-    pub repo: String,
+    #[command(flatten)]
+    pub repo: RepoChoice,
 }
 
 /// Arguments of `coffer collection show`.
 #[derive(Debug, Args)]
 pub struct CollectionShowArgs {
     /// The collection.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = parse_name)]
     pub name: String,
 
-    /// The repository.
-    #[arg(long, value_name = "URL")]
-    pub repo: String,
+    #[command(flatten)]
+    pub repo: RepoChoice,
 }
 
 /// Arguments of `coffer collection drop`.
 #[derive(Debug, Args)]
 pub struct CollectionDropArgs {
     /// The collection.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = parse_name)]
     pub name: String,
 
     /// The database the collection was created in.
@@ -244,12 +264,11 @@ pub struct CollectionDropArgs {
 #[derive(Debug, Args)]
 pub struct CollectionPruneArgs {
     /// The collection.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = parse_name)]
     pub name: String,
 
-    /// The repository.
-    #[arg(long, value_name = "URL")]
-    pub repo: String,
+    #[command(flatten)]
+    pub repo: RepoChoice,
 
     /// How many of the newest chains to keep (at least 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]

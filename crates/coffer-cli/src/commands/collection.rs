@@ -19,7 +19,7 @@ use super::{
 use crate::cli::OutputArgs;
 use crate::cli::collection::{
     CollectionBackupArgs, CollectionCommand, CollectionDropArgs, CollectionListArgs,
-    CollectionPruneArgs, CollectionRestoreArgs, CollectionShowArgs, CreateArgs,
+    CollectionPruneArgs, CollectionRestoreArgs, CollectionShowArgs, CreateArgs, RepoChoice,
 };
 use crate::format::{human_bytes, human_count, human_seconds, human_time, plural};
 use crate::progress;
@@ -287,7 +287,7 @@ async fn run_restore(
         (None, Some(at)) => RestorePoint::At(parse_time(at)?),
         (None, None) => RestorePoint::Latest,
     };
-    let repo = Store::open(&args.repo, store)?;
+    let repo = open_repository(&args.repo, Some(&args.name), store)?;
     let cancel = Cancel::new();
     let options = CollectionRestoreOptions {
         point,
@@ -337,6 +337,25 @@ async fn run_restore(
 }
 
 /// An RFC 3339 time from the command line.
+/// Open the repository given with --repo, or the one recorded in the
+/// database given with --db for collection `name` (or for all of its
+/// collections).
+fn open_repository(choice: &RepoChoice, name: Option<&str>, store: &StoreOptions) -> Result<Store> {
+    let location = match (&choice.repo, &choice.db) {
+        (Some(repo), _) => repo.clone(),
+        (None, Some(db)) => {
+            let (engine, db) = engine_for(db)?;
+            collection::repository_of_database(engine.as_ref(), &db, name)?
+        }
+        (None, None) => {
+            return Err(Error::invalid(
+                "give the repository with --repo or the database with --db",
+            ));
+        }
+    };
+    Store::open(&location, store)
+}
+
 fn parse_time(text: &str) -> Result<jiff::Timestamp> {
     text.parse().map_err(|_| {
         Error::invalid(format!(
@@ -366,7 +385,7 @@ struct ListJson<'a> {
 }
 
 async fn run_list(args: &CollectionListArgs, store: &StoreOptions, out: &OutputArgs) -> Result<()> {
-    let repo = Store::open(&args.repo, store)?;
+    let repo = open_repository(&args.repo, None, store)?;
     let listed = until_stop_signal(collection::list(&repo)).await?;
     if out.json {
         return emit_json(&ListJson {
@@ -450,7 +469,7 @@ struct ShowJson<'a> {
 }
 
 async fn run_show(args: &CollectionShowArgs, store: &StoreOptions, out: &OutputArgs) -> Result<()> {
-    let repo = Store::open(&args.repo, store)?;
+    let repo = open_repository(&args.repo, Some(&args.name), store)?;
     let d = until_stop_signal(collection::show(&repo, &args.name)).await?;
     let locked_by = d.locked_by.as_ref().map(|l| {
         format!(
@@ -619,7 +638,7 @@ async fn run_prune(
     store: &StoreOptions,
     out: &OutputArgs,
 ) -> Result<()> {
-    let repo = Store::open(&args.repo, store)?;
+    let repo = open_repository(&args.repo, Some(&args.name), store)?;
     let r = prune(&repo, &args.name, args.keep_chains as usize, args.dry_run).await?;
     if out.json {
         return emit_json(&PruneJson {

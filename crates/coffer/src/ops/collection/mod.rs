@@ -195,6 +195,42 @@ pub(crate) fn repository(
     }
 }
 
+/// The repository location that the collections of `db` back up to, as
+/// recorded in the database (so `--db` can stand for `--repo`): the one of
+/// collection `name`, or, with no name, the one all of its collections
+/// share. Fails with a sentence when `db` has no such collection or its
+/// collections use several repositories.
+pub fn repository_of_database(engine: &dyn Engine, db: &str, name: Option<&str>) -> Result<String> {
+    let records = capture_of(engine)?.collections(db)?;
+    let location = |r: &CollectionRecord| r.repo.clone().unwrap_or_else(|| default_repository(db));
+    match name {
+        Some(name) => records
+            .iter()
+            .find(|r| r.name == name)
+            .map(location)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "{db} has no collection named '{}'; give the repository with --repo, or `coffer collection list --db {db}` lists its collections",
+                    name.escape_debug()
+                ))
+            }),
+        None => {
+            let mut locations: Vec<String> = records.iter().map(location).collect();
+            locations.sort();
+            locations.dedup();
+            match locations.len() {
+                0 => Ok(default_repository(db)),
+                1 => Ok(locations.remove(0)),
+                _ => Err(Error::invalid(format!(
+                    "the collections of {db} use {} repositories ({}); name one with --repo",
+                    locations.len(),
+                    locations.join(", ")
+                ))),
+            }
+        }
+    }
+}
+
 /// Options of [`create`].
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
