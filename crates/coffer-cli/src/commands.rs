@@ -89,6 +89,11 @@ fn remove_empty_dirs(dirs: &[PathBuf]) {
 
 /// Print a line to stdout; a closed pipe (`coffer ls | head`) ends quietly.
 fn emit(text: &str) -> Result<()> {
+    emit_exactly(&crate::format::printable(text, true))
+}
+
+/// Print a line to stdout as it is (JSON, which escapes on its own).
+fn emit_exactly(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
@@ -100,15 +105,20 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
+/// Whether the command printed its JSON object (then a failure after it,
+/// such as the damage `verify --json` reports, prints no second one).
+pub static JSON_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Print one JSON object: indented for a person, one line for a program.
 fn emit_json(value: &impl Serialize) -> Result<()> {
+    JSON_PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
     let text = if std::io::stdout().is_terminal() {
         serde_json::to_string_pretty(value)
     } else {
         serde_json::to_string(value)
     }
     .map_err(|e| Error::internal(format!("could not encode the JSON output: {e}")))?;
-    emit(&text)
+    emit_exactly(&text)
 }
 
 /// Write a new archive of `db` at `dest` (`backup` and `export`): Ctrl-C

@@ -1,5 +1,29 @@
 //! Numbers, sizes, durations and times for people, and sizes from people.
 
+/// Text from an archive or a database (table names, messages that quote
+/// them) made safe for a terminal: control characters other than the line
+/// breaks of `keep_newlines`, and the Unicode controls that reorder text,
+/// are written as escapes (`\u{1b}`), so a crafted name cannot move the
+/// cursor, recolour the screen or disguise itself.
+pub fn printable(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `95.2 MiB`, `512 B`: binary units, one decimal.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -114,6 +138,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_controls_are_escaped() {
+        assert_eq!(printable("users", false), "users");
+        assert_eq!(printable("a\u{1b}[2Jb", false), "a\\u{1b}[2Jb");
+        assert_eq!(printable("x\ny", true), "x\ny");
+        assert_eq!(printable("x\ny", false), "x\\ny");
+        assert_eq!(printable("ab\u{202e}c", true), "ab\\u{202e}c");
+        assert_eq!(printable("表", false), "表");
+    }
 
     #[test]
     fn bytes_read_well() {

@@ -54,11 +54,15 @@ async fn main() {
     VERBOSITY.store(cli.output.verbose, Ordering::Relaxed);
     init_logging(cli.output.verbose);
     let verbose = cli.output.verbose > 0;
+    let json = cli.output.json;
     let code = match commands::run(cli).await {
         Ok(()) => 0,
         Err(e) => {
             progress::clear();
             report_error(&e, verbose);
+            if json && !commands::JSON_PRINTED.load(Ordering::Relaxed) {
+                report_error_json(&e);
+            }
             if e.kind() == ErrorKind::Interrupted {
                 signals::interrupted_status()
             } else {
@@ -71,7 +75,7 @@ async fn main() {
 
 /// `error: <message>` on stderr, and with `--verbose` each cause below it.
 fn report_error(e: &coffer::Error, verbose: bool) {
-    let mut text = format!("error: {e}");
+    let mut text = format!("error: {}", format::printable(&e.to_string(), false));
     if verbose {
         let mut last = e.to_string();
         let mut cause = std::error::Error::source(e);
@@ -79,13 +83,35 @@ fn report_error(e: &coffer::Error, verbose: bool) {
             let msg = c.to_string();
             // Causes often repeat the tail of the one above; skip those.
             if !msg.is_empty() && !last.contains(&msg) {
-                text.push_str(&format!("\n  caused by: {}", msg.replace('\n', "\n    ")));
+                let shown = format::printable(&msg, true).replace('\n', "\n    ");
+                text.push_str(&format!("\n  caused by: {shown}"));
                 last = msg;
             }
             cause = c.source();
         }
     }
     eprintln!("{text}");
+}
+
+/// With `--json`, a failure is also one JSON object on stdout, so a
+/// script that reads stdout learns what went wrong:
+/// `{"ok": false, "error": "<the sentence>", "kind": "not_found"}`.
+fn report_error_json(e: &coffer::Error) {
+    let kind = match e.kind() {
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::AlreadyExists => "already_exists",
+        ErrorKind::Corrupt => "corrupt",
+        ErrorKind::Auth => "auth",
+        ErrorKind::Storage => "storage",
+        ErrorKind::Engine => "engine",
+        ErrorKind::Interrupted => "interrupted",
+        _ => "internal",
+    };
+    let value = serde_json::json!({ "ok": false, "error": e.message(), "kind": kind });
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{value}").and_then(|()| stdout.flush());
 }
 
 /// Logs on stderr: warnings only by default, more with each `-v`;
@@ -136,12 +162,13 @@ where
             tracing::Level::WARN => "warning",
             _ => "note",
         };
-        write!(writer, "{level}: {}", fields.message)?;
+        let text = |t: &str| format::printable(t, false).into_owned();
+        write!(writer, "{level}: {}", text(&fields.message))?;
         for (name, value) in &fields.others {
             if name == "error" {
-                write!(writer, ": {value}")?;
+                write!(writer, ": {}", text(value))?;
             } else {
-                write!(writer, " ({name}: {value})")?;
+                write!(writer, " ({name}: {})", text(value))?;
             }
         }
         writeln!(writer)

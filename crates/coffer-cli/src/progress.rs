@@ -232,7 +232,8 @@ impl Progress for Bar {
     }
 
     fn note(&self, what: &str) {
-        self.bar.set_message(what.to_string());
+        self.bar
+            .set_message(crate::format::printable(what, false).into_owned());
     }
 
     fn end(&self) {

@@ -229,3 +229,63 @@ fn an_invalid_bucket_name_says_so() {
         );
     }
 }
+
+#[test]
+fn with_json_a_failure_is_one_json_object_on_stdout_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let out = coffer(&["ls", s(&missing), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["kind"], "not_found");
+    assert!(v["error"].as_str().unwrap().contains(s(&missing)), "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
+
+    // A command that printed its own JSON before failing prints no second.
+    let db = small_db(dir.path());
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&db), s(&archive)]);
+    std::fs::write(archive.join("tables/users/part-00000.parquet"), b"damaged").unwrap();
+    let out = coffer(&["verify", s(&archive), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+}
+
+#[test]
+fn control_characters_in_names_are_escaped_in_human_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("evil.db");
+    let evil = "evil\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}name";
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE \"{evil}\" (id INTEGER PRIMARY KEY); INSERT INTO \"{evil}\" VALUES (1);"
+        ))
+        .unwrap();
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&db), s(&archive)]);
+    let listing = ok(&["ls", s(&archive)]);
+    assert!(listing.contains("evil\\u{1b}[2J"), "{listing}");
+    for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
+        assert!(!listing.contains(bad), "raw {bad:?} in: {listing}");
+    }
+    let unknown = format!("{evil}x");
+    let err = fails(&[
+        "restore",
+        s(&archive),
+        s(&dir.path().join("r.db")),
+        "--table",
+        &unknown,
+    ]);
+    assert!(err.contains("evil\\u{1b}[2J"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+    // JSON carries the name exactly (escaped by JSON itself).
+    let v: serde_json::Value = serde_json::from_str(&ok(&["ls", s(&archive), "--json"])).unwrap();
+    assert!(v.to_string().contains("evil\\u001b[2J"), "{v}");
+}
