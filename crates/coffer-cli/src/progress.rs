@@ -129,7 +129,7 @@ impl Bar {
             (true, false) => {
                 "{spinner:.cyan} {prefix:.bold} [{bar:30.cyan/blue}] {bytes_done}{stats} · ETA {eta} {wide_msg:.dim}"
             }
-            (false, _) => "{spinner:.cyan} {prefix:.bold} {stats} · {elapsed} {wide_msg:.dim}",
+            (false, _) => "{spinner:.cyan} {prefix:.bold}{stats} · {elapsed} {wide_msg:.dim}",
         };
         let counters = self.counters.clone();
         ProgressStyle::with_template(template)
@@ -164,7 +164,9 @@ fn write_stats(
     let bytes = counters.bytes.load(Ordering::Relaxed);
     let secs = state.elapsed().as_secs_f64();
     let mut parts: Vec<String> = Vec::new();
-    if !with_bar && (rows > 0 || bytes == 0) {
+    // A step that counts nothing (building indexes, checking) shows only
+    // its name, its time and what it works on.
+    if !with_bar && rows > 0 {
         parts.push(format!("{} rows", human_count(rows)));
     }
     if bytes > 0 && (by_rows || !with_bar) {
@@ -183,9 +185,7 @@ fn write_stats(
     }
     let mut out = String::new();
     for (i, p) in parts.iter().enumerate() {
-        if i > 0 || with_bar {
-            out.push_str(" · ");
-        }
+        out.push_str(if i > 0 || with_bar { " · " } else { " " });
         out.push_str(p);
     }
     let _ = w.write_str(&out);

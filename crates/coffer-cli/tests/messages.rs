@@ -289,3 +289,80 @@ fn control_characters_in_names_are_escaped_in_human_output() {
     let v: serde_json::Value = serde_json::from_str(&ok(&["ls", s(&archive), "--json"])).unwrap();
     assert!(v.to_string().contains("evil\\u001b[2J"), "{v}");
 }
+
+/// Issue 'Hardening' item 9: a backup that waits for another connection's
+/// lock says so instead of looking hung.
+#[test]
+fn a_backup_waiting_for_a_locked_database_says_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = small_db(dir.path());
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder
+        .execute_batch(
+            "PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE; INSERT INTO users (name) VALUES ('c');",
+        )
+        .unwrap();
+    let archive = dir.path().join("archive");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["backup", s(&db), s(&archive)])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    holder.execute_batch("COMMIT").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: waiting for {}: another connection holds a lock on it",
+            s(&db)
+        )),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(&["ls", s(&archive), "--json"])).unwrap();
+    assert_eq!(
+        v["tables"][0]["rows"], 3,
+        "the backup read after the commit: {v}"
+    );
+}
+
+/// Issue 'Hardening' item 9: on a terminal, the restore display names each
+/// phase — loading a table, building indexes, checking — and never goes
+/// blank while work goes on.
+#[test]
+fn the_restore_display_names_its_phases_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 60_000);
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&db), s(&archive)]);
+    let target = dir.path().join("restored.db");
+    // `script` gives the command a terminal and records what it drew.
+    let typescript = dir.path().join("typescript");
+    let command = format!(
+        "'{}' restore '{}' '{}'",
+        env!("CARGO_BIN_EXE_coffer"),
+        s(&archive),
+        s(&target)
+    );
+    let run = Command::new("script")
+        .args(["-q", "-e", "-c", &command, s(&typescript)])
+        .env("COLUMNS", "200")
+        .output();
+    if !run.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: no `script` to give the restore a terminal ({run:?})");
+        return;
+    }
+    let drawn = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    for phase in [
+        "restore",
+        "loading big",
+        "indexes",
+        "creating index big_n",
+        "checking",
+    ] {
+        assert!(drawn.contains(phase), "no '{phase}' in: {drawn}");
+    }
+}

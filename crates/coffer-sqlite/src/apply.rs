@@ -16,15 +16,18 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use coffer::engine::{ChainRestorer, DataBatch};
 use coffer::manifest::{Manifest, Table};
-use coffer::progress::Cancel;
+use coffer::progress::{Cancel, Progress};
 use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::catalog::rowid_alias;
-use crate::restorer::{SqliteRestorer, complete_beside, create_beside, execute_rows, temp_files};
+use crate::restorer::{
+    Phases, SqliteRestorer, complete_beside, create_beside, execute_rows, temp_files,
+};
 use crate::{Result, quote, sql_error};
 
 enum Mode {
@@ -45,6 +48,7 @@ pub struct SqliteChainRestorer {
     deletes: HashMap<String, String>,
     cancel: Cancel,
     finished: bool,
+    phases: Phases,
 }
 
 impl SqliteChainRestorer {
@@ -94,6 +98,7 @@ impl SqliteChainRestorer {
             deletes: HashMap::new(),
             cancel,
             finished: false,
+            phases: Phases::default(),
         })
     }
 
@@ -287,9 +292,14 @@ impl ChainRestorer for SqliteChainRestorer {
         execute_rows(self.conn(), &table.name, sql, batch)
     }
 
+    fn set_progress(&mut self, progress: Arc<dyn Progress>) {
+        self.phases = Phases(Some(progress));
+    }
+
     fn finish(mut self: Box<Self>, point: &Manifest, tables: &[&Table]) -> Result<()> {
         self.objects(point, "trigger", tables)?;
         self.sequences(point, tables)?;
+        self.phases.begin("checking");
         let Mode::Fresh { temp } = &self.mode else {
             // In place: checked before the commit, which a failure rolls back.
             self.check(tables)?;

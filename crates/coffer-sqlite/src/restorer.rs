@@ -9,11 +9,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, Float64Array, Int64Array, StringArray};
 use coffer::engine::{DataBatch, RawValue, Restorer};
 use coffer::manifest::{Manifest, Table};
-use coffer::progress::Cancel;
+use coffer::progress::{Cancel, Progress};
 use coffer::{Error, ErrorKind};
 use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -30,6 +31,7 @@ pub struct SqliteRestorer {
     internal_rows: Vec<(String, DataBatch)>,
     cancel: Cancel,
     finished: bool,
+    phases: Phases,
 }
 
 fn is_internal(name: &str) -> bool {
@@ -153,6 +155,7 @@ impl SqliteRestorer {
             internal_rows: Vec::new(),
             cancel,
             finished: false,
+            phases: Phases::default(),
         })
     }
 
@@ -284,6 +287,10 @@ impl<'a> Column<'a> {
 }
 
 impl Restorer for SqliteRestorer {
+    fn set_progress(&mut self, progress: Arc<dyn Progress>) {
+        self.phases = Phases(Some(progress));
+    }
+
     fn begin(&mut self, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
         // Settings that must precede the first table.
         for name in ["page_size", "auto_vacuum", "encoding"] {
@@ -329,6 +336,7 @@ impl Restorer for SqliteRestorer {
         let started = std::time::Instant::now();
         let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
         let all = tables.len() == manifest.tables.len();
+        self.phases.begin("indexes");
         for obj in &manifest.objects {
             let on_view = manifest
                 .objects
@@ -344,6 +352,8 @@ impl Restorer for SqliteRestorer {
                 _ => false,
             };
             if keep {
+                self.phases
+                    .note(&format!("creating {} {}", obj.kind, obj.name));
                 self.exec(&obj.sql, &format!("{} '{}'", obj.kind, obj.name))?;
             }
         }
@@ -385,6 +395,7 @@ impl Restorer for SqliteRestorer {
             }
         }
         let conn = self.conn.take().expect("open");
+        self.phases.begin("checking");
         complete_beside(conn, &self.temp, &self.target, manifest, &self.cancel)?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
@@ -434,6 +445,27 @@ fn keep_rows_for(batch: &DataBatch, wanted: &[&str], all: bool) -> DataBatch {
 /// split over the cores by [`crate::check`]), switch it to WAL mode if the
 /// source of `manifest` was, and move it over `target`. Nothing at `target`
 /// changes unless every check passes.
+/// Where a restore's finishing steps are reported: each step (`indexes`,
+/// `checking`) a phase of its own, with a note of what it works on.
+#[derive(Default)]
+pub(crate) struct Phases(pub(crate) Option<Arc<dyn Progress>>);
+
+impl Phases {
+    /// A step begins; its length is not known.
+    pub(crate) fn begin(&self, phase: &str) {
+        if let Some(p) = &self.0 {
+            p.begin(phase, None, None);
+        }
+    }
+
+    /// What the step works on now.
+    pub(crate) fn note(&self, what: &str) {
+        if let Some(p) = &self.0 {
+            p.note(what);
+        }
+    }
+}
+
 pub(crate) fn complete_beside(
     conn: Connection,
     temp: &Path,

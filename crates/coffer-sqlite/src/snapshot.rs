@@ -44,6 +44,7 @@ pub fn open_snapshot(path: &str) -> Result<SqliteSnapshot> {
         )));
     }
     let conn = open_connection(path)?;
+    start_reading(&conn, path)?;
     let database = p
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -74,11 +75,43 @@ fn open_connection(path: &str) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| sql_error("open", path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(60))
+    conn.busy_timeout(LOCK_WAIT)
         .map_err(|e| sql_error("open", path, e))?;
     conn.execute_batch("BEGIN")
         .map_err(|e| sql_error("open", path, e))?;
     Ok(conn)
+}
+
+/// How long a backup waits for another connection's lock on the database.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Start the read transaction; when another connection's lock holds it
+/// back (a writer in rollback-journal mode), say that the backup waits,
+/// then wait up to [`LOCK_WAIT`].
+fn start_reading(conn: &Connection, path: &str) -> Result<()> {
+    let first_read = |c: &Connection| {
+        c.query_row("SELECT count(*) FROM main.sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    };
+    conn.busy_timeout(std::time::Duration::ZERO)
+        .map_err(|e| sql_error("open", path, e))?;
+    let first = first_read(conn);
+    conn.busy_timeout(LOCK_WAIT)
+        .map_err(|e| sql_error("open", path, e))?;
+    match first {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            tracing::warn!(
+                "waiting for {path}: another connection holds a lock on it (waiting up to {} s)",
+                LOCK_WAIT.as_secs()
+            );
+            first_read(conn)
+                .map(|_| ())
+                .map_err(|e| sql_error("read", path, e))
+        }
+        Err(e) => Err(sql_error("read", path, e)),
+    }
 }
 
 impl SqliteSnapshot {

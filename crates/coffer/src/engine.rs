@@ -8,11 +8,13 @@
 //! degrading every column to strings. Engines never see files; formats never
 //! see databases.
 
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
 
 use crate::error::Result;
 use crate::manifest::{Manifest, SchemaObject, Table};
-use crate::progress::Cancel;
+use crate::progress::{Cancel, Progress};
 
 /// A value in its engine-native storage class, for values that do not fit
 /// their column's logical type.
@@ -122,6 +124,12 @@ pub trait Restorer: Send {
     /// Create indexes, triggers and the remaining objects, check the result,
     /// and move it into place.
     fn finish(self: Box<Self>, manifest: &Manifest, tables: &[&Table]) -> Result<()>;
+
+    /// Where [`Restorer::finish`] reports its steps (building indexes,
+    /// checking), each as a phase of its own, so a long finish never looks
+    /// hung. The caller ends the last phase. By default nothing is reported
+    /// beyond the phase the caller began.
+    fn set_progress(&mut self, _progress: Arc<dyn Progress>) {}
 }
 
 /// A database engine.
@@ -325,4 +333,8 @@ pub trait ChainRestorer: Send {
     /// Create the triggers and remaining objects as of the restored `point`,
     /// check the result and make it visible at the target.
     fn finish(self: Box<Self>, point: &Manifest, tables: &[&Table]) -> Result<()>;
+
+    /// Where [`ChainRestorer::finish`] reports its steps, as for
+    /// [`Restorer::set_progress`].
+    fn set_progress(&mut self, _progress: Arc<dyn Progress>) {}
 }

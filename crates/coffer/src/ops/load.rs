@@ -115,7 +115,12 @@ pub(crate) async fn load_archive(
             let decoder = scope.spawn(move || decode(&job, parts, &mut rx, &batch_tx));
             let mut rows = 0u64;
             let mut load_result = Ok(());
+            let mut current = None;
             for (i, batch) in batch_rx.iter() {
+                if current != Some(i) {
+                    current = Some(i);
+                    progress.note(&format!("loading {}", manifest.tables[i].name));
+                }
                 if let Err(e) = cancel
                     .check()
                     .and_then(|()| restorer.load(&manifest.tables[i], &batch))
@@ -137,12 +142,18 @@ pub(crate) async fn load_archive(
                 (Ok(bytes), Ok(())) => Ok(Loaded { rows, bytes }),
             }
         });
-        progress.end();
         // Once stopping was asked, the fetcher and decoder stop too: say why.
-        cancel.check()?;
-        let loaded = outcome?;
+        let loaded = cancel
+            .check()
+            .and(outcome)
+            .inspect_err(|_| progress.end())?;
         tracing::debug!(rows = loaded.rows, "rows loaded");
-        restorer.finish(&manifest, &tables)?;
+        // The rest (indexes, checks) shows as phases of its own.
+        progress.begin("finishing", None, None);
+        restorer.set_progress(progress.clone());
+        let finished = restorer.finish(&manifest, &tables);
+        progress.end();
+        finished?;
         Ok(loaded)
     })
     .await

@@ -200,7 +200,7 @@ pub async fn restore(
             &sel,
             &archive_urls,
             &opts,
-            progress.as_ref(),
+            progress,
             &mut rx,
         )
     })
@@ -293,9 +293,10 @@ fn apply(
     selected: &[Table],
     archive_urls: &[String],
     options: &CollectionRestoreOptions,
-    progress: &dyn Progress,
+    shared_progress: Arc<dyn Progress>,
     fetched: &mut mpsc::Receiver<Result<Fetched>>,
 ) -> Result<(u64, u64, u64, u64)> {
+    let progress = shared_progress.as_ref();
     let capture = capture_of(engine)?;
     let full = &manifests[0];
     let tables: Vec<&Table> = selected.iter().collect();
@@ -355,6 +356,7 @@ fn apply(
             let applied = options.cancel.check().and_then(|()| {
                 if step.action != Action::Load && !changing {
                     changing = true;
+                    progress.note("building indexes");
                     restorer.begin_changes(full, &tables)?;
                 }
                 match step.action {
@@ -389,13 +391,18 @@ fn apply(
             (Ok(bytes), Ok(())) => Ok((counts.0, counts.1, counts.2, bytes)),
         }?;
         if !changing {
+            progress.note("building indexes");
             restorer.begin_changes(full, &tables)?;
         }
         Ok::<_, Error>(counts)
     });
+    let counts = outcome
+        .and_then(|c| options.cancel.check().map(|()| c))
+        .inspect_err(|_| progress.end())?;
+    progress.begin("finishing", None, None);
+    restorer.set_progress(shared_progress.clone());
+    let finished = restorer.finish(manifests.last().expect("a chain"), &tables);
     progress.end();
-    let counts = outcome?;
-    options.cancel.check()?;
-    restorer.finish(manifests.last().expect("a chain"), &tables)?;
+    finished?;
     Ok(counts)
 }
