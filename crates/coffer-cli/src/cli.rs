@@ -145,6 +145,7 @@ pub struct S3Args {
     #[arg(
         long,
         global = true,
+        hide_short_help = true,
         value_name = "URL",
         env = "AWS_ENDPOINT_URL",
         hide_env_values = true
@@ -155,6 +156,7 @@ pub struct S3Args {
     #[arg(
         long,
         global = true,
+        hide_short_help = true,
         value_name = "REGION",
         env = "AWS_REGION",
         hide_env_values = true
@@ -165,6 +167,7 @@ pub struct S3Args {
     #[arg(
         long,
         global = true,
+        hide_short_help = true,
         value_name = "KEY",
         env = "AWS_ACCESS_KEY_ID",
         hide_env_values = true
@@ -178,6 +181,7 @@ pub struct S3Args {
     #[arg(
         long,
         global = true,
+        hide_short_help = true,
         value_name = "SECRET",
         env = "AWS_SECRET_ACCESS_KEY",
         hide_env_values = true
@@ -186,11 +190,11 @@ pub struct S3Args {
 
     /// Use virtual-hosted-style requests (https://BUCKET.host/KEY) instead of
     /// path style (https://host/BUCKET/KEY).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, hide_short_help = true)]
     pub s3_virtual_hosted: bool,
 
     /// Allow a plain http:// endpoint (implied when --s3-endpoint starts with http://).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, hide_short_help = true)]
     pub allow_http: bool,
 }
 
