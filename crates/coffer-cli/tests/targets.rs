@@ -1,0 +1,218 @@
+//! Restore and import targets: a database in use by another connection, a
+//! symlink, a target inside its own archive, and the clean-up of what killed
+//! or failed runs leave behind.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+/// A small source database and its backup; the archive's tables are `t`
+/// (rows 1..=3) and `u`.
+fn source_archive(dir: &Path, page_size: u32) -> std::path::PathBuf {
+    let db = dir.join(format!("src-{page_size}.db"));
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA page_size = {page_size};
+         CREATE TABLE t(x INTEGER PRIMARY KEY, s TEXT);
+         INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         CREATE TABLE u(y);
+         INSERT INTO u VALUES ('kept');"
+    ))
+    .unwrap();
+    drop(c);
+    let archive = dir.join(format!("archive-{page_size}"));
+    ok(&["backup", s(&db), s(&archive)]);
+    archive
+}
+
+/// A database that another connection holds open: created in `mode`
+/// (`wal` or `delete`), with a table `t` whose rows differ from the archive's.
+fn live_target(path: &Path, mode: &str) -> Connection {
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode = {mode};
+         CREATE TABLE t(x INTEGER PRIMARY KEY, s TEXT);
+         INSERT INTO t VALUES (50, 'old');
+         CREATE TABLE old_only(z);"
+    ))
+    .unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    c
+}
+
+fn rows_of(path: &Path) -> Vec<i64> {
+    let c = Connection::open(path).unwrap();
+    let mut st = c.prepare("SELECT x FROM t ORDER BY x").unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn forced_restore_keeps_the_commits_of_a_connection_in_use(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = source_archive(dir.path(), 4096);
+    let target = dir.path().join("live.db");
+    let other = live_target(&target, mode);
+    ok(&["restore", s(&archive), s(&target), "--force"]);
+    // The connection that was open all along writes after the restore: its
+    // commit lands in the restored database, not in a file nobody sees.
+    other
+        .execute("INSERT INTO t VALUES (100, 'after')", [])
+        .unwrap();
+    drop(other);
+    assert_eq!(rows_of(&target), [1, 2, 3, 100], "journal mode {mode}");
+    let c = Connection::open(&target).unwrap();
+    let old: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'old_only'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old, 0, "the old database's tables are gone");
+    let ok_: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok_, "ok");
+}
+
+#[test]
+fn forced_restore_over_a_wal_database_in_use_loses_no_commit() {
+    forced_restore_keeps_the_commits_of_a_connection_in_use("wal");
+}
+
+#[test]
+fn forced_restore_over_a_rollback_database_in_use_loses_no_commit() {
+    forced_restore_keeps_the_commits_of_a_connection_in_use("delete");
+}
+
+#[test]
+fn forced_restore_over_a_database_locked_by_a_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = source_archive(dir.path(), 4096);
+    for mode in ["wal", "delete"] {
+        let target = dir.path().join(format!("busy-{mode}.db"));
+        let other = live_target(&target, mode);
+        other
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (60, 'pending');")
+            .unwrap();
+        let started = Instant::now();
+        let err = fails(&["restore", s(&archive), s(&target), "--force"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the wait is bounded"
+        );
+        assert!(
+            err.contains(s(&target)) && err.contains("in use"),
+            "{mode}: {err}"
+        );
+        // The writer commits: nothing of it is lost, nothing was restored.
+        other.execute_batch("COMMIT").unwrap();
+        drop(other);
+        assert_eq!(rows_of(&target), [50, 60], "{mode}");
+        assert!(restore_leftovers(dir.path()).is_empty());
+    }
+}
+
+#[test]
+fn forced_restore_changes_the_page_size_of_a_wal_database_not_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = source_archive(dir.path(), 8192);
+    let target = dir.path().join("wal.db");
+    drop(live_target(&target, "wal"));
+    ok(&["restore", s(&archive), s(&target), "--force"]);
+    let src = dir.path().join("src-8192.db");
+    coffer_testkit::compare::assert_same_database(&src, &target);
+    let c = Connection::open(&target).unwrap();
+    let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(page, 8192);
+}
+
+#[test]
+fn forced_restore_with_another_page_size_over_a_wal_database_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = source_archive(dir.path(), 8192);
+    let target = dir.path().join("wal.db");
+    let other = live_target(&target, "wal");
+    let err = fails(&["restore", s(&archive), s(&target), "--force"]);
+    assert!(
+        err.contains(s(&target)) && err.contains("page size"),
+        "{err}"
+    );
+    other.execute("INSERT INTO t VALUES (70, 'x')", []).unwrap();
+    drop(other);
+    assert_eq!(rows_of(&target), [50, 70]);
+}
+
+#[test]
+fn forced_restore_over_an_idle_database_takes_the_archive_s_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    let c = Connection::open(&src).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE t(x INTEGER PRIMARY KEY, s TEXT);
+         INSERT INTO t VALUES (1, 'é'), (2, 'ß');
+         PRAGMA user_version = 7;",
+    )
+    .unwrap();
+    drop(c);
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&src), s(&archive)]);
+    let target = dir.path().join("old.db");
+    let other = live_target(&target, "delete");
+    ok(&["restore", s(&archive), s(&target), "--force"]);
+    other.execute("INSERT INTO t VALUES (3, 'ñ')", []).unwrap();
+    drop(other);
+    assert_eq!(rows_of(&target), [1, 2, 3]);
+    let c = Connection::open(&target).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    let enc: String = c.query_row("PRAGMA encoding", [], |r| r.get(0)).unwrap();
+    let s3: String = c
+        .query_row("SELECT s FROM t WHERE x = 3", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        (mode.as_str(), enc.as_str(), s3.as_str()),
+        ("wal", "UTF-8", "ñ")
+    );
+    c.execute("DELETE FROM t WHERE x = 3", []).unwrap();
+    drop(c);
+    coffer_testkit::compare::assert_same_database(&src, &target);
+}
+
+#[test]
+fn forced_restore_of_another_text_encoding_over_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    let c = Connection::open(&src).unwrap();
+    c.execute_batch(
+        "PRAGMA encoding = 'UTF-16le';
+         CREATE TABLE t(x INTEGER PRIMARY KEY, s TEXT);
+         INSERT INTO t VALUES (1, 'é');",
+    )
+    .unwrap();
+    drop(c);
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&src), s(&archive)]);
+    let target = dir.path().join("old.db");
+    let other = live_target(&target, "delete");
+    let err = fails(&["restore", s(&archive), s(&target), "--force"]);
+    assert!(
+        err.contains(s(&target)) && err.contains("encoding"),
+        "{err}"
+    );
+    other.execute("INSERT INTO t VALUES (51, 'x')", []).unwrap();
+    drop(other);
+    assert_eq!(rows_of(&target), [50, 51]);
+    assert!(restore_leftovers(dir.path()).is_empty());
+}
