@@ -216,3 +216,81 @@ fn forced_restore_of_another_text_encoding_over_a_database_is_refused() {
     assert_eq!(rows_of(&target), [50, 51]);
     assert!(restore_leftovers(dir.path()).is_empty());
 }
+
+#[test]
+fn restore_onto_a_symlink_restores_the_database_it_points_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = source_archive(dir.path(), 4096);
+    let src = dir.path().join("src-4096.db");
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    // A link to a file that does not exist yet, one to a file that is not a
+    // database, and one to a database.
+    let cases = [("new", None), ("junk", Some("not a db")), ("db", Some(""))];
+    for (name, content) in cases {
+        let pointee = real.join(format!("{name}.db"));
+        match content {
+            Some("") => drop(live_target(&pointee, "wal")),
+            Some(text) => std::fs::write(&pointee, text).unwrap(),
+            None => {}
+        }
+        let link = dir.path().join(format!("{name}-link.db"));
+        std::os::unix::fs::symlink(format!("real/{name}.db"), &link).unwrap();
+        ok(&["restore", s(&archive), s(&link), "--force"]);
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{name}: the link was replaced"
+        );
+        coffer_testkit::compare::assert_same_tables(&src, &pointee, &["t", "u"]);
+        assert!(restore_leftovers(dir.path()).is_empty());
+        assert!(restore_leftovers(&real).is_empty());
+    }
+    // An import through a link to a file that does not exist yet.
+    let link = dir.path().join("import-link.db");
+    std::os::unix::fs::symlink("real/imported.db", &link).unwrap();
+    ok(&["import", s(&archive), s(&link)]);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    coffer_testkit::compare::assert_same_tables(&src, &real.join("imported.db"), &["t", "u"]);
+}
+
+fn big_leftover(dir: &Path) -> bool {
+    restore_leftovers(dir).iter().any(|p| {
+        std::fs::metadata(p)
+            .map(|m| m.len() > 100_000)
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn the_next_restore_into_the_directory_removes_a_killed_restore_s_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 100_000);
+    let archive = dir.path().join("archive");
+    ok(&["backup", s(&db), s(&archive)]);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut child = spawn(&["restore", s(&archive), s(&out.join("first.db"))]);
+    assert!(
+        wait_for(&mut child, || big_leftover(&out)),
+        "the restore finished before it could be killed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!restore_leftovers(&out).is_empty());
+    // Another target in the same directory.
+    ok(&["restore", s(&archive), s(&out.join("second.db"))]);
+    assert!(
+        restore_leftovers(&out).is_empty(),
+        "left: {:?}",
+        restore_leftovers(&out)
+    );
+}

@@ -68,7 +68,7 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
     for f in temp_files(&temp) {
         let _ = std::fs::remove_file(f);
     }
-    remove_dead_leftovers(&parent, &file_name);
+    remove_dead_leftovers(&parent);
     let conn =
         Connection::open(&temp).map_err(|e| sql_error("create", &temp.display().to_string(), e))?;
     conn.execute_batch(
@@ -83,25 +83,18 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
     Ok((temp, conn))
 }
 
-/// Remove the temporary files that runs killed while building `file_name`
-/// in `dir` left behind: `.NAME.coffer-PURPOSE-PID.tmp` (and its journal,
-/// WAL and shared-memory files) whose process is no longer running. Where
-/// that cannot be told (no `/proc`), they are left alone.
-fn remove_dead_leftovers(dir: &Path, file_name: &str) {
-    let prefix = format!(".{file_name}.coffer-");
+/// Remove the temporary files that runs killed while building a database
+/// in `dir` left behind, whatever the database's name:
+/// `.NAME.coffer-PURPOSE-PID.tmp` (PURPOSE `restore` or `import`, and its
+/// journal, WAL and shared-memory files) whose process is no longer
+/// running. Where that cannot be told (no `/proc`), they are left alone.
+fn remove_dead_leftovers(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        // PURPOSE-PID.tmp, then perhaps -journal, -wal or -shm.
-        let Some((stem, _)) = rest.split_once(".tmp") else {
-            continue;
-        };
-        let Some(pid) = stem.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = leftover_pid(&name) else {
             continue;
         };
         if !coffer::lock::process_alive(pid) {
@@ -109,6 +102,50 @@ fn remove_dead_leftovers(dir: &Path, file_name: &str) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// The pid in the name of a temporary file of [`create_beside`]
+/// (`.NAME.coffer-PURPOSE-PID.tmp`, perhaps with `-journal`, `-wal` or
+/// `-shm`), if it is one.
+fn leftover_pid(name: &str) -> Option<u32> {
+    let (head, rest) = name.rsplit_once(".coffer-")?;
+    if !head.starts_with('.') || head.len() < 2 {
+        return None;
+    }
+    let rest = ["-journal", "-wal", "-shm"]
+        .iter()
+        .find_map(|s| rest.strip_suffix(s))
+        .unwrap_or(rest);
+    let rest = rest.strip_suffix(".tmp")?;
+    let (purpose, pid) = rest.split_once('-')?;
+    if !["restore", "import"].contains(&purpose) || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// The file that `target` names: symbolic links are followed (also to a
+/// file that does not exist yet), so that a restore or import writes the
+/// database a link points to and never replaces the link itself.
+pub fn resolve_target(target: &Path) -> Result<PathBuf> {
+    let mut path = target.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&path)
+                    .map_err(|e| io_error("read the symbolic link", &path, e))?;
+                path = match path.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(Error::invalid(format!(
+        "{} is a loop of symbolic links; give the path of the database file",
+        target.display()
+    )))
 }
 
 pub(crate) fn temp_files(temp: &Path) -> Vec<PathBuf> {
@@ -124,7 +161,7 @@ pub(crate) fn temp_files(temp: &Path) -> Vec<PathBuf> {
 impl SqliteRestorer {
     /// Check the target and open the temporary database beside it.
     pub fn new(target: &str, replace: bool, cancel: Cancel) -> Result<SqliteRestorer> {
-        let target = PathBuf::from(target);
+        let target = resolve_target(Path::new(target))?;
         if target.is_dir() {
             return Err(Error::invalid(format!(
                 "{} is a directory; give the path of the database file to create",
@@ -731,7 +768,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_leftovers_of_dead_runs_on_this_target_are_removed() {
+    fn only_the_leftovers_of_dead_runs_in_the_directory_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
@@ -739,15 +776,18 @@ mod tests {
         let names = [
             format!(".t.db.coffer-restore-{dead}.tmp"),
             format!(".t.db.coffer-import-{dead}.tmp-journal"),
+            format!(".other.db.coffer-restore-{dead}.tmp-wal"),
             ".t.db.coffer-restore-1.tmp".to_string(), // pid 1 runs
-            format!(".other.db.coffer-restore-{dead}.tmp"),
+            format!("t.db.coffer-restore-{dead}.tmp"),
+            format!(".t.db.coffer-restore-{dead}.tmpx"),
+            format!(".t.db.coffer-backup-{dead}.tmp"),
             "t.db".to_string(),
         ];
         for n in &names {
             std::fs::write(dir.path().join(n), b"x").unwrap();
         }
-        remove_dead_leftovers(dir.path(), "t.db");
+        remove_dead_leftovers(dir.path());
         let left: Vec<bool> = names.iter().map(|n| dir.path().join(n).exists()).collect();
-        assert_eq!(left, [false, false, true, true, true]);
+        assert_eq!(left, [false, false, false, true, true, true, true, true]);
     }
 }
