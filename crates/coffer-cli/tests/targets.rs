@@ -261,6 +261,64 @@ fn restore_onto_a_symlink_restores_the_database_it_points_to() {
     coffer_testkit::compare::assert_same_tables(&src, &real.join("imported.db"), &["t", "u"]);
 }
 
+#[test]
+fn a_target_inside_its_own_archive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = source_archive(dir.path(), 4096);
+    let before: Vec<_> = walk(&archive);
+    for (cmd, target) in [
+        ("restore", archive.join("x.db")),
+        ("restore", archive.join("tables").join("x.db")),
+        ("import", archive.join("y.db")),
+    ] {
+        let err = fails(&[cmd, s(&archive), s(&target)]);
+        assert!(
+            err.contains(s(&target)) && err.contains("inside the archive"),
+            "{cmd}: {err}"
+        );
+        assert!(!target.exists());
+    }
+    // Also through a symlinked directory and a relative path.
+    let link = dir.path().join("alias");
+    std::os::unix::fs::symlink(&archive, &link).unwrap();
+    let err = fails(&["restore", s(&archive), s(&link.join("z.db"))]);
+    assert!(err.contains("inside the archive"), "{err}");
+    assert_eq!(walk(&archive), before, "the archive was changed");
+    ok(&["verify", s(&archive)]);
+    // A collection restore into its own repository.
+    let db = dir.path().join("src-4096.db");
+    ok(&["collection", "create", "c", "--db", s(&db), "--table", "t"]);
+    ok(&["collection", "backup", "c", "--db", s(&db)]);
+    let repo = dir.path().join("src-4096.db.backups");
+    let into = repo.join("collections").join("c").join("x.db");
+    let err = fails(&[
+        "collection",
+        "restore",
+        "c",
+        "--repo",
+        s(&repo),
+        "--into",
+        s(&into),
+    ]);
+    assert!(err.contains("inside the archive"), "{err}");
+    assert!(!into.exists());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 fn big_leftover(dir: &Path) -> bool {
     restore_leftovers(dir).iter().any(|p| {
         std::fs::metadata(p)
