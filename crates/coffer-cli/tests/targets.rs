@@ -352,3 +352,85 @@ fn the_next_restore_into_the_directory_removes_a_killed_restore_s_file() {
         restore_leftovers(&out)
     );
 }
+
+fn staging_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains('#'))
+        .collect()
+}
+
+#[test]
+fn a_killed_backup_s_upload_in_progress_is_removed_with_its_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 100_000);
+    let archive = dir.path().join("archive");
+    // Parts larger than one upload chunk go up in several writes, into a
+    // staging file `part-….parquet#N` renamed when complete.
+    let mut child = spawn(&["backup", s(&db), s(&archive), "--part-size", "64MiB"]);
+    assert!(
+        wait_for(&mut child, || !staging_files(&archive).is_empty()),
+        "no upload in progress was seen"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!staging_files(&archive).is_empty());
+    ok(&["backup", s(&db), s(&archive), "--part-size", "64MiB"]);
+    assert_eq!(staging_files(&archive), Vec::<std::path::PathBuf>::new());
+    ok(&["verify", s(&archive)]);
+}
+
+fn empty_dirs(dir: &Path) -> Vec<std::path::PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.is_dir() && std::fs::read_dir(p).unwrap().next().is_none())
+        .collect()
+}
+
+#[test]
+fn the_next_prune_removes_a_killed_prune_s_empty_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 20_000);
+    let d = s(&db);
+    ok(&["collection", "create", "c", "--db", d, "--table", "big"]);
+    let repo = format!("{d}.backups");
+    let coll = Path::new(&repo).join("collections").join("c");
+    for _ in 0..3 {
+        ok(&["collection", "backup", "c", "--db", d]);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let mut child = spawn(&[
+        "collection",
+        "prune",
+        "c",
+        "--repo",
+        &repo,
+        "--keep-chains",
+        "1",
+    ]);
+    std::thread::sleep(Duration::from_millis(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // What a kill between removing a backup's last file and its directory
+    // leaves: directories without files, which no listing shows.
+    std::fs::create_dir_all(coll.join("20260101T000000Z_full/tables/big")).unwrap();
+    assert!(!empty_dirs(&coll).is_empty());
+    ok(&[
+        "collection",
+        "prune",
+        "c",
+        "--repo",
+        &repo,
+        "--keep-chains",
+        "1",
+    ]);
+    assert_eq!(empty_dirs(&coll), Vec::<std::path::PathBuf>::new());
+    let backups: Vec<_> = std::fs::read_dir(&coll)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains('_'))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+}
