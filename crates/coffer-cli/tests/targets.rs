@@ -434,3 +434,58 @@ fn the_next_prune_removes_a_killed_prune_s_empty_directories() {
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
 }
+
+fn a_failed_append_leaves_the_target_at_its_old_size(mode: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.db");
+    create_big_db(&db, 8_000);
+    let archive = dir.path().join("export");
+    ok(&["export", s(&db), s(&archive)]);
+    let target = dir.path().join("target.db");
+    let c = Connection::open(&target).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA journal_mode = {mode};
+         CREATE TABLE big(id INTEGER PRIMARY KEY, body TEXT, n INTEGER, r REAL);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 2000)
+         INSERT INTO big SELECT i + 100000, hex(randomblob(512)), i, i FROM s;"
+    ))
+    .unwrap();
+    drop(c);
+    let size = std::fs::metadata(&target).unwrap().len();
+    let digest = coffer_testkit::compare::database_digest(&target);
+    // No file may grow past 4 MiB, so the append (about 8 MiB more) fails
+    // for want of space. SIGXFSZ is ignored: writes past the limit fail.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 4096; exec '{}' import '{}' '{}' --mode append",
+            env!("CARGO_BIN_EXE_coffer"),
+            s(&archive),
+            s(&target)
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(s(&target)), "{stderr}");
+    for sidecar in ["-journal", "-wal", "-shm"] {
+        let p = dir.path().join(format!("target.db{sidecar}"));
+        assert!(!p.exists(), "{mode}: {} was left behind", p.display());
+    }
+    assert_eq!(std::fs::metadata(&target).unwrap().len(), size, "{mode}");
+    assert_eq!(
+        coffer_testkit::compare::database_digest(&target),
+        digest,
+        "{mode}"
+    );
+}
+
+#[test]
+fn a_failed_append_leaves_a_rollback_target_at_its_old_size() {
+    a_failed_append_leaves_the_target_at_its_old_size("delete");
+}
+
+#[test]
+fn a_failed_append_leaves_a_wal_target_at_its_old_size() {
+    a_failed_append_leaves_the_target_at_its_old_size("wal");
+}
