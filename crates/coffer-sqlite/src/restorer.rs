@@ -522,8 +522,9 @@ const STEP_PAGES: std::ffi::c_int = 4096;
 ///   next transaction. When another connection holds a lock on it for more
 ///   than [`BUSY_TIMEOUT`], or it is in WAL mode, open elsewhere and of
 ///   another page size (SQLite cannot change the page size of a WAL
-///   database), the restore is refused naming it and `target` is left
-///   unchanged. A WAL target in use keeps WAL mode.
+///   database), or its text encoding differs (connections that have it
+///   open could not read it any more), the restore is refused naming it
+///   and `target` is left unchanged. A WAL target in use keeps WAL mode.
 pub fn install(temp: &Path, target: &Path, wal: bool, cancel: &Cancel) -> Result<()> {
     if target.exists()
         && let Some(dest) = open_database(target)?
