@@ -244,7 +244,9 @@ Rebuild the database DB from the archive at SRC.
 Every data file is checked against its size and SHA-256 as it is read. The \
 database is built beside DB and moved into place only once it is complete and \
 checked, so a failed or interrupted restore leaves DB as it was. An existing, \
-non-empty DB is replaced only with --force.",
+non-empty DB is replaced only with --force; an existing database is then \
+written in through SQLite's locking, so other processes that have it open \
+lose no commit (a lock held more than 10 s makes the restore refuse).",
         after_help = "\
 Examples:
   coffer restore backups/app-2025-06-01 restored.db

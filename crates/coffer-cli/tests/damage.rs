@@ -137,6 +137,13 @@ fn forced_restore_over_a_wal_database_does_not_replay_its_wal() {
     // Keep the WAL: the connection is still open when coffer replaces the file.
     ok(&["restore", s(&f.archive), s(&target), "--force"]);
     drop(c);
+    // A WAL database in use cannot leave WAL mode: it keeps it.
+    let c = rusqlite::Connection::open(&target).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    drop(c);
     coffer_testkit::compare::assert_same_database(&f.db, &target);
 }
 

@@ -54,7 +54,7 @@ pub struct SqliteChainRestorer {
 impl SqliteChainRestorer {
     /// Check the target and open the database to write.
     pub fn new(target: &str, replace: bool, cancel: Cancel) -> Result<SqliteChainRestorer> {
-        let target = PathBuf::from(target);
+        let target = crate::restorer::resolve_target(std::path::Path::new(target))?;
         if target.is_dir() {
             return Err(Error::invalid(format!(
                 "{} is a directory; give the path of a database file",

@@ -34,7 +34,7 @@ use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::catalog::rowid_alias;
-use crate::restorer::{create_beside, execute_rows, move_into_place, temp_files};
+use crate::restorer::{create_beside, execute_rows, move_into_place, resolve_target, temp_files};
 use crate::{Result, quote, sql_error};
 
 struct Plan {
@@ -63,7 +63,7 @@ fn display(p: &Path) -> String {
 impl SqliteImporter {
     /// Open `target` (or a new file beside it) and start the transaction.
     pub fn new(target: &str, mode: ImportMode, cancel: Cancel) -> Result<SqliteImporter> {
-        let target = PathBuf::from(target);
+        let target = resolve_target(Path::new(target))?;
         if target.is_dir() {
             return Err(Error::invalid(format!(
                 "{} is a directory; give the path of a database file",

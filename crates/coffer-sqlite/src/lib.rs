@@ -59,6 +59,10 @@ impl Engine for SqliteEngine {
         )?))
     }
 
+    fn target_file(&self, target: &str) -> Option<std::path::PathBuf> {
+        Some(Self::path_of(target).into())
+    }
+
     fn capture(&self) -> Option<&dyn ChangeCapture> {
         Some(self)
     }

@@ -4,8 +4,10 @@
 //! directory with journaling off (it is not visible to anyone until it is
 //! complete), data is loaded before secondary indexes and triggers are
 //! created, `PRAGMA integrity_check` must pass, and only then is the file
-//! synced and renamed over the target. Dropping an unfinished restorer
-//! removes the temporary file.
+//! synced and renamed into place — or, where the target is an existing
+//! database that another process may have open, written into it through
+//! SQLite's locking with the backup API (see [`install`]). Dropping an
+//! unfinished restorer removes the temporary file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use crate::catalog::{INTERNAL_TABLES, rowid_alias};
 use crate::{Result, quote, sql_error};
 
-/// Restores into a temporary file and renames it over the target.
+/// Restores into a temporary file and [`install`]s it at the target.
 pub struct SqliteRestorer {
     target: PathBuf,
     temp: PathBuf,
@@ -68,7 +70,7 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
     for f in temp_files(&temp) {
         let _ = std::fs::remove_file(f);
     }
-    remove_dead_leftovers(&parent, &file_name);
+    remove_dead_leftovers(&parent);
     let conn =
         Connection::open(&temp).map_err(|e| sql_error("create", &temp.display().to_string(), e))?;
     conn.execute_batch(
@@ -83,25 +85,18 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
     Ok((temp, conn))
 }
 
-/// Remove the temporary files that runs killed while building `file_name`
-/// in `dir` left behind: `.NAME.coffer-PURPOSE-PID.tmp` (and its journal,
-/// WAL and shared-memory files) whose process is no longer running. Where
-/// that cannot be told (no `/proc`), they are left alone.
-fn remove_dead_leftovers(dir: &Path, file_name: &str) {
-    let prefix = format!(".{file_name}.coffer-");
+/// Remove the temporary files that runs killed while building a database
+/// in `dir` left behind, whatever the database's name:
+/// `.NAME.coffer-PURPOSE-PID.tmp` (PURPOSE `restore` or `import`, and its
+/// journal, WAL and shared-memory files) whose process is no longer
+/// running. Where that cannot be told (no `/proc`), they are left alone.
+fn remove_dead_leftovers(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        // PURPOSE-PID.tmp, then perhaps -journal, -wal or -shm.
-        let Some((stem, _)) = rest.split_once(".tmp") else {
-            continue;
-        };
-        let Some(pid) = stem.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = leftover_pid(&name) else {
             continue;
         };
         if !coffer::lock::process_alive(pid) {
@@ -109,6 +104,50 @@ fn remove_dead_leftovers(dir: &Path, file_name: &str) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+/// The pid in the name of a temporary file of [`create_beside`]
+/// (`.NAME.coffer-PURPOSE-PID.tmp`, perhaps with `-journal`, `-wal` or
+/// `-shm`), if it is one.
+fn leftover_pid(name: &str) -> Option<u32> {
+    let (head, rest) = name.rsplit_once(".coffer-")?;
+    if !head.starts_with('.') || head.len() < 2 {
+        return None;
+    }
+    let rest = ["-journal", "-wal", "-shm"]
+        .iter()
+        .find_map(|s| rest.strip_suffix(s))
+        .unwrap_or(rest);
+    let rest = rest.strip_suffix(".tmp")?;
+    let (purpose, pid) = rest.split_once('-')?;
+    if !["restore", "import"].contains(&purpose) || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// The file that `target` names: symbolic links are followed (also to a
+/// file that does not exist yet), so that a restore or import writes the
+/// database a link points to and never replaces the link itself.
+pub fn resolve_target(target: &Path) -> Result<PathBuf> {
+    let mut path = target.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&path)
+                    .map_err(|e| io_error("read the symbolic link", &path, e))?;
+                path = match path.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(Error::invalid(format!(
+        "{} is a loop of symbolic links; give the path of the database file",
+        target.display()
+    )))
 }
 
 pub(crate) fn temp_files(temp: &Path) -> Vec<PathBuf> {
@@ -124,7 +163,7 @@ pub(crate) fn temp_files(temp: &Path) -> Vec<PathBuf> {
 impl SqliteRestorer {
     /// Check the target and open the temporary database beside it.
     pub fn new(target: &str, replace: bool, cancel: Cancel) -> Result<SqliteRestorer> {
-        let target = PathBuf::from(target);
+        let target = resolve_target(Path::new(target))?;
         if target.is_dir() {
             return Err(Error::invalid(format!(
                 "{} is a directory; give the path of the database file to create",
@@ -440,11 +479,6 @@ fn keep_rows_for(batch: &DataBatch, wanted: &[&str], all: bool) -> DataBatch {
     DataBatch { columns, misfits }
 }
 
-/// Complete a database built by [`create_beside`] whose last transaction
-/// `conn` has committed: close it, check the file (`PRAGMA integrity_check`,
-/// split over the cores by [`crate::check`]), switch it to WAL mode if the
-/// source of `manifest` was, and move it over `target`. Nothing at `target`
-/// changes unless every check passes.
 /// Where a restore's finishing steps are reported: each step (`indexes`,
 /// `checking`) a phase of its own, with a note of what it works on.
 #[derive(Default)]
@@ -466,6 +500,11 @@ impl Phases {
     }
 }
 
+/// Complete a database built by [`create_beside`] whose last transaction
+/// `conn` has committed: close it, check the file (`PRAGMA integrity_check`,
+/// split over the cores by [`crate::check`]) and [`install`] it at `target`
+/// in WAL mode if the source of `manifest` was. Nothing at `target` changes
+/// unless every check passes.
 pub(crate) fn complete_beside(
     conn: Connection,
     temp: &Path,
@@ -487,12 +526,49 @@ pub(crate) fn complete_beside(
             target.display()
         )));
     }
-    if manifest
+    let wal = manifest
         .settings
         .get("journal_mode")
         .and_then(|v| v.as_str())
-        == Some("wal")
+        == Some("wal");
+    install(temp, target, wal, cancel)
+}
+
+/// How long writing into an existing database waits for the locks that
+/// other connections to it hold before it refuses.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Pages copied per step of the backup API (between two checks for Ctrl-C).
+const STEP_PAGES: std::ffi::c_int = 4096;
+
+/// Make the finished, checked database at `temp` the database at `target`
+/// (in WAL mode if `wal`), and remove `temp`.
+///
+/// * Where `target` does not exist, or is a file that is not a SQLite
+///   database, `temp` is renamed over it ([`move_into_place`]).
+/// * Where `target` is a SQLite database, another process may have it open,
+///   and a file renamed over it would take that process's later commits
+///   into the old, unlinked file: so `temp` is written into it through
+///   SQLite's own locking, by the online backup API, in one write
+///   transaction. Other connections see the restored database at their
+///   next transaction. When another connection holds a lock on it for more
+///   than [`BUSY_TIMEOUT`], or it is in WAL mode, open elsewhere and of
+///   another page size (SQLite cannot change the page size of a WAL
+///   database), or its text encoding differs (connections that have it
+///   open could not read it any more), the restore is refused naming it
+///   and `target` is left unchanged. A WAL target in use keeps WAL mode.
+pub fn install(temp: &Path, target: &Path, wal: bool, cancel: &Cancel) -> Result<()> {
+    if target.exists()
+        && let Some(dest) = open_database(target)?
     {
+        copy_into(temp, dest, target, wal, cancel)?;
+        for f in temp_files(temp) {
+            let _ = std::fs::remove_file(f);
+        }
+        return Ok(());
+    }
+    if wal {
+        let what = temp.display().to_string();
         let conn = Connection::open(temp).map_err(|e| sql_error("open", &what, e))?;
         conn.execute_batch("PRAGMA journal_mode = WAL;")
             .map_err(|e| sql_error("set the journal mode of", &what, e))?;
@@ -500,6 +576,155 @@ pub(crate) fn complete_beside(
             .map_err(|(_, e)| sql_error("close", &what, e))?;
     }
     move_into_place(temp, target)
+}
+
+fn in_use(target: &Path) -> Error {
+    let name = target.display();
+    Error::new(
+        ErrorKind::Engine,
+        format!(
+            "{name} is in use: another connection held a lock on it for {} s, so nothing was restored into it; try again when that connection is done",
+            BUSY_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Open the existing `target` as SQLite opens it for any process, waiting up
+/// to [`BUSY_TIMEOUT`] for locks; `None` when it is not a SQLite database.
+fn open_database(target: &Path) -> Result<Option<Connection>> {
+    let name = target.display().to_string();
+    let conn = Connection::open_with_flags(
+        target,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error("open", &name, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_error("open", &name, e))?;
+    match conn.query_row("SELECT count(*) FROM main.sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(Some(conn)),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => Ok(None),
+        Err(e) if is_busy(&e) => Err(in_use(target)),
+        Err(e) => Err(sql_error("open", &name, e)),
+    }
+}
+
+fn page_size(conn: &Connection, name: &str) -> Result<i64> {
+    conn.query_row("PRAGMA main.page_size", [], |r| r.get(0))
+        .map_err(|e| sql_error("inspect", name, e))
+}
+
+/// The journal mode of `target` (open on `conn`), after setting it to `set`
+/// if that can be done.
+fn journal_mode(conn: &Connection, set: Option<&str>, target: &Path) -> Result<String> {
+    let sql = match set {
+        Some(mode) => format!("PRAGMA main.journal_mode = {mode}"),
+        None => "PRAGMA main.journal_mode".to_string(),
+    };
+    match conn.query_row(&sql, [], |r| r.get::<_, String>(0)) {
+        Ok(mode) => Ok(mode.to_lowercase()),
+        // Not changed: another connection has the database open.
+        Err(e) if is_busy(&e) && set.is_some() => journal_mode(conn, None, target),
+        Err(e) if is_busy(&e) => Err(in_use(target)),
+        Err(e) => Err(sql_error(
+            "set the journal mode of",
+            &target.display().to_string(),
+            e,
+        )),
+    }
+}
+
+/// Write the database at `temp` into the database `dest` (open on `target`)
+/// with the backup API, in one transaction (see [`install`]).
+fn copy_into(
+    temp: &Path,
+    mut dest: Connection,
+    target: &Path,
+    wal: bool,
+    cancel: &Cancel,
+) -> Result<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let name = target.display().to_string();
+    let what = temp.display().to_string();
+    let src = Connection::open_with_flags(
+        temp,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error("open", &what, e))?;
+    let (new_page, old_page) = (page_size(&src, &what)?, page_size(&dest, &name)?);
+    let encoding = |c: &Connection, n: &str| {
+        c.query_row("PRAGMA main.encoding", [], |r| r.get::<_, String>(0))
+            .map_err(|e| sql_error("inspect", n, e))
+    };
+    let (new_enc, old_enc) = (encoding(&src, &what)?, encoding(&dest, &name)?);
+    if new_enc != old_enc {
+        // A connection keeps the text encoding it first read: none that has
+        // the target open could read it any more.
+        return Err(Error::invalid(format!(
+            "{name} has the text encoding {old_enc} and the archive's database {new_enc}, which SQLite cannot change in a database that may be in use; nothing was restored into it, remove it (or restore to a new file) and try again"
+        )));
+    }
+    let mut dest_wal = journal_mode(&dest, None, target)? == "wal";
+    if dest_wal && (new_page != old_page || !wal) {
+        // Leaving WAL mode works only when no other connection has it open.
+        dest_wal = journal_mode(&dest, Some("DELETE"), target)? == "wal";
+        if dest_wal && new_page != old_page {
+            return Err(Error::new(
+                ErrorKind::Engine,
+                format!(
+                    "{name} is in use by another connection and in WAL mode, and SQLite cannot change its page size ({old_page} bytes) to the archive's ({new_page} bytes) while it is; nothing was restored into it, close the other connections and try again"
+                ),
+            ));
+        }
+        if dest_wal {
+            tracing::info!(target = %name, "the database is in use, so it stays in WAL mode");
+        }
+    }
+    {
+        let backup =
+            Backup::new(&src, &mut dest).map_err(|e| sql_error("restore into", &name, e))?;
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            // Giving up drops the backup, which rolls its transaction back.
+            cancel.check()?;
+            match backup.step(STEP_PAGES) {
+                Ok(StepResult::Done) => break,
+                Ok(StepResult::More) => {}
+                Ok(StepResult::Busy | StepResult::Locked) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(in_use(target));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Ok(_) => return Err(Error::internal("unknown backup step result")),
+                Err(e) if is_busy(&e) => return Err(in_use(target)),
+                Err(e) => return Err(sql_error("restore into", &name, e)),
+            }
+        }
+    }
+    // The restored data is committed: what follows cannot undo it.
+    if wal && !dest_wal {
+        match journal_mode(&dest, Some("WAL"), target) {
+            Ok(mode) if mode == "wal" => {}
+            Ok(_) => {
+                tracing::info!(target = %name, "the database is in use, so it stays in rollback-journal mode")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the restored database stays in rollback-journal mode")
+            }
+        }
+    }
+    dest.close()
+        .map_err(|(_, e)| sql_error("close", &name, e))?;
+    Ok(())
 }
 
 /// Make a finished database at `temp` the database at `target`: sync it,
@@ -576,7 +801,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_leftovers_of_dead_runs_on_this_target_are_removed() {
+    fn only_the_leftovers_of_dead_runs_in_the_directory_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
@@ -584,15 +809,18 @@ mod tests {
         let names = [
             format!(".t.db.coffer-restore-{dead}.tmp"),
             format!(".t.db.coffer-import-{dead}.tmp-journal"),
+            format!(".other.db.coffer-restore-{dead}.tmp-wal"),
             ".t.db.coffer-restore-1.tmp".to_string(), // pid 1 runs
-            format!(".other.db.coffer-restore-{dead}.tmp"),
+            format!("t.db.coffer-restore-{dead}.tmp"),
+            format!(".t.db.coffer-restore-{dead}.tmpx"),
+            format!(".t.db.coffer-backup-{dead}.tmp"),
             "t.db".to_string(),
         ];
         for n in &names {
             std::fs::write(dir.path().join(n), b"x").unwrap();
         }
-        remove_dead_leftovers(dir.path(), "t.db");
+        remove_dead_leftovers(dir.path());
         let left: Vec<bool> = names.iter().map(|n| dir.path().join(n).exists()).collect();
-        assert_eq!(left, [false, false, true, true, true]);
+        assert_eq!(left, [false, false, false, true, true, true, true, true]);
     }
 }

@@ -74,6 +74,14 @@ pub async fn prepare_destination(store: &Store) -> Result<()> {
         tracing::debug!(path = %e.path, "removing leftover of an interrupted run");
         store.delete(&e.path).await?;
     }
+    remove_unlisted(store).await
+}
+
+/// Uploads in progress (and directories emptied) that no listing shows.
+async fn remove_unlisted(store: &Store) -> Result<()> {
+    for dir in ["tables", "misfits"] {
+        store.remove_unlisted(dir).await?;
+    }
     Ok(())
 }
 
@@ -90,7 +98,7 @@ pub async fn discard(store: &Store) -> Result<()> {
             store.delete(&e.path).await?;
         }
     }
-    Ok(())
+    remove_unlisted(store).await
 }
 
 /// Commit an archive whose data files are written: `SHA256SUMS`, then the

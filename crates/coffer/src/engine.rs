@@ -145,6 +145,14 @@ pub trait Engine: Send + Sync {
     /// with [`crate::ErrorKind::Interrupted`] once `cancel` is set.
     fn restorer(&self, target: &str, replace: bool, cancel: Cancel) -> Result<Box<dyn Restorer>>;
 
+    /// The local file that the database location `target` names, if it
+    /// names one (symbolic links not yet followed). Restores and imports
+    /// refuse a target inside the archive they read.
+    fn target_file(&self, target: &str) -> Option<std::path::PathBuf> {
+        let _ = target;
+        None
+    }
+
     /// Change capture for backup collections, when the engine supports it.
     fn capture(&self) -> Option<&dyn ChangeCapture> {
         None

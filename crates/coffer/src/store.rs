@@ -370,6 +370,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Remove what killed runs leave below `rel` of a local store that no
+    /// listing shows, so that clean-up after a failed or killed run is
+    /// complete: the staging files of uploads in progress (`NAME#N`, which
+    /// the local store renames to `NAME` once an upload completes) and
+    /// directories left empty (`rel` too, unless it is the store's root).
+    /// Call it holding the location's lock. Object stores have neither, so
+    /// there it does nothing.
+    pub async fn remove_unlisted(&self, rel: &str) -> Result<()> {
+        let Some(dir) = self.local_dir.clone() else {
+            return Ok(());
+        };
+        let start = dir.join(rel.trim_matches('/'));
+        let remove_start = !rel.trim_matches('/').is_empty();
+        let url = self.url_of(rel);
+        tokio::task::spawn_blocking(move || sweep(&start, remove_start))
+            .await
+            .map_err(|e| Error::internal(format!("the clean-up of {url} failed: {e}")))?
+            .map_err(|e| {
+                Error::new(ErrorKind::Storage, format!("could not clean up {url}: {e}"))
+                    .with_source(e)
+            })
+    }
+
     /// The immediate "directories" below `rel`.
     pub async fn list_dirs(&self, rel: &str) -> Result<Vec<String>> {
         let prefix = self.path(rel);
@@ -455,6 +478,43 @@ fn on_ec2() -> bool {
     read("/sys/devices/virtual/dmi/id/sys_vendor").contains("Amazon EC2")
         || read("/sys/devices/virtual/dmi/id/board_vendor").contains("Amazon EC2")
         || read("/sys/hypervisor/uuid").starts_with("ec2")
+}
+
+/// Whether `name` is the staging file of a local upload in progress.
+fn is_staging(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(head, n)| {
+        !head.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// Remove staging files and empty directories below `dir` (and `dir` itself
+/// when `remove_dir` and it ends up empty).
+fn sweep(dir: &FsPath, remove_dir: bool) -> std::io::Result<()> {
+    use std::io::ErrorKind as Io;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == Io::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sweep(&entry.path(), true)?;
+        } else if is_staging(&entry.file_name().to_string_lossy()) {
+            tracing::debug!(file = %entry.path().display(), "removing an unfinished upload");
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != Io::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    if remove_dir {
+        match std::fs::remove_dir(dir) {
+            Err(e) if !matches!(e.kind(), Io::NotFound | Io::DirectoryNotEmpty) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Retries of S3 requests that fail for a transient reason (5xx answers,

@@ -128,6 +128,7 @@ pub async fn import(
     progress: Arc<dyn Progress>,
 ) -> Result<ImportReport> {
     let started = Instant::now();
+    super::refuse_target_inside(src, engine.target_file(target), "imported")?;
     let manifest = archive::read_manifest(src).await?;
     if manifest.kind == crate::manifest::ArchiveKind::Incremental {
         return Err(Error::invalid(format!(

@@ -68,6 +68,7 @@ pub async fn restore(
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
+    super::refuse_target_inside(src, engine.target_file(target), "restored")?;
     let manifest = archive::read_manifest(src).await?;
     if manifest.kind == crate::manifest::ArchiveKind::Export {
         return Err(Error::invalid(format!(

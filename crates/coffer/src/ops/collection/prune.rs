@@ -4,7 +4,9 @@
 //! backup and the incrementals it builds on. Each backup's manifest is
 //! deleted before its files, newest backup first, so an interrupted prune
 //! leaves only complete chains (and files without a manifest, which no
-//! reader sees and the next prune or backup removes).
+//! reader sees and the next prune or backup removes; the next prune also
+//! removes the empty directories and unfinished uploads that killed runs
+//! leave below backups it does not keep).
 
 use super::lock::RepoLock;
 use super::{chains_of, delete_archive, repo};
@@ -96,6 +98,13 @@ pub async fn prune(
         let mut bytes = 0;
         for id in plan.delete.iter().chain(&plan.incomplete) {
             bytes += delete_archive(&store, id).await?;
+        }
+        // What listings do not show: directories a killed prune or backup
+        // left empty, and uploads a killed backup left unfinished.
+        for dir in store.list_dirs("").await? {
+            if repo::id_time(&dir).is_some() && !plan.keep.contains(&dir) {
+                store.remove_unlisted(&dir).await?;
+            }
         }
         Ok::<_, Error>((plan, bytes))
     }

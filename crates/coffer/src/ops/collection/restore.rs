@@ -106,6 +106,7 @@ pub async fn restore(
     progress: Arc<dyn Progress>,
 ) -> Result<CollectionRestoreReport> {
     let started = Instant::now();
+    crate::ops::refuse_target_inside(repo, engine.target_file(target), "restored")?;
     capture_of(engine.as_ref())?;
     let (store, info) = repo::require_info(repo, name).await?;
     if info.engine != engine.name() {
