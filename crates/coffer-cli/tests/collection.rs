@@ -485,3 +485,119 @@ fn killed_restores_leave_the_target_as_it_was() {
     assert_eq!(digest(&existing), digest(&db));
     assert_eq!(count(&existing, "SELECT count(*) FROM mine"), 2);
 }
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            n += if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                p.metadata().unwrap().len()
+            };
+        }
+    }
+    n
+}
+
+/// A collection `c` of a small database in `dir` with two chains taken
+/// back to back (several backups start within one second, so their ids
+/// are moved on from their start); returns the database, the repository
+/// and the ids, oldest first. Checks that what each backup reports as its
+/// size is what the repository holds for it.
+fn two_quick_chains(dir: &Path) -> (std::path::PathBuf, String, Vec<String>) {
+    let db = dir.join("app.db");
+    create_small_db_file(&db);
+    let d = s(&db);
+    let repo = format!("{d}.backups");
+    let col = Path::new(&repo).join("collections/c");
+    ok(&[
+        "collection",
+        "create",
+        "c",
+        "--db",
+        d,
+        "--table",
+        "customers",
+        "--table",
+        "orders",
+    ]);
+    let c = Connection::open(&db).unwrap();
+    let mut ids = Vec::new();
+    for (i, mode) in ["", "--incremental", "", "--incremental", "--incremental"]
+        .iter()
+        .enumerate()
+    {
+        c.execute(
+            "UPDATE orders SET total = total + 1 WHERE id = ?1",
+            [i as i64 % 5 + 1],
+        )
+        .unwrap();
+        let mut args = vec!["collection", "backup", "c", "--db", d];
+        if !mode.is_empty() {
+            args.push(mode);
+        }
+        let b = json(&args);
+        ids.push(b["backup"].as_str().unwrap().to_string());
+        assert_eq!(b["bytes"], dir_bytes(&col.join(&ids[i])), "{}", ids[i]);
+    }
+    (db, repo, ids)
+}
+
+#[test]
+fn list_show_and_prune_report_the_same_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, repo, ids) = two_quick_chains(dir.path());
+    let col = Path::new(&repo).join("collections/c");
+    // The leftover of a killed backup.
+    let leftover = col.join("20000101T000000Z_full/tables/orders");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("part-00000.parquet"), [7u8; 100]).unwrap();
+
+    let listed = json(&["collection", "list", "--repo", &repo]);
+    let shown = json(&["collection", "show", "c", "--repo", &repo]);
+    let total: u64 = ids.iter().map(|id| dir_bytes(&col.join(id))).sum::<u64>() + 100;
+    assert_eq!(listed["collections"][0]["bytes"], total);
+    assert_eq!(shown["bytes"], total);
+    let mut seen = Vec::new();
+    for chain in shown["chains"].as_array().unwrap() {
+        for b in chain.as_array().unwrap() {
+            let id = b["id"].as_str().unwrap();
+            assert_eq!(b["bytes"], dir_bytes(&col.join(id)), "{id}");
+            seen.push(id.to_string());
+        }
+    }
+    assert_eq!(seen, ids);
+
+    // The dry run and the prune report the same bytes: those the deleted
+    // backups and the leftover held.
+    let prune = |dry: bool| {
+        let mut args = vec![
+            "collection",
+            "prune",
+            "c",
+            "--repo",
+            &repo,
+            "--keep-chains",
+            "1",
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        json(&args)
+    };
+    let planned = prune(true);
+    let freed: u64 = ids[..2]
+        .iter()
+        .map(|id| dir_bytes(&col.join(id)))
+        .sum::<u64>()
+        + 100;
+    assert_eq!(planned["bytes"], freed);
+    let done = prune(false);
+    assert_eq!(done["deleted"], planned["deleted"]);
+    assert_eq!(done["bytes"], planned["bytes"]);
+    let listed = json(&["collection", "list", "--repo", &repo]);
+    assert_eq!(listed["collections"][0]["bytes"], total - freed);
+}

@@ -228,7 +228,7 @@ async fn run_backup(
             tables: changes_json(&changes),
             rows,
             deleted,
-            bytes: m.total_bytes(),
+            bytes: report.bytes,
             seconds: report.seconds,
         })
     } else if out.quiet {
@@ -241,7 +241,7 @@ async fn run_backup(
             m.parent.as_deref().unwrap_or("?"),
             plural(rows, "row", "rows"),
             plural(deleted, "row", "rows"),
-            human_bytes(m.total_bytes()),
+            human_bytes(report.bytes),
             human_seconds(report.seconds),
             report.repository
         ))
@@ -252,7 +252,7 @@ async fn run_backup(
             report.collection,
             plural(changes.len() as u64, "table", "tables"),
             plural(rows, "row", "rows"),
-            human_bytes(m.total_bytes()),
+            human_bytes(report.bytes),
             human_seconds(report.seconds),
             report.repository
         ))
@@ -446,6 +446,8 @@ struct ShowJson<'a> {
     repository: &'a str,
     chains: Vec<Vec<BackupEntryJson<'a>>>,
     incomplete: &'a [String],
+    /// Backups and leftovers together, as `collection list` counts them.
+    bytes: u64,
     locked_by: Option<String>,
 }
 
@@ -489,6 +491,7 @@ async fn run_show(args: &CollectionShowArgs, store: &StoreOptions, out: &OutputA
                 })
                 .collect(),
             incomplete: &d.incomplete,
+            bytes: d.bytes,
             locked_by,
         });
     }
@@ -504,9 +507,10 @@ async fn run_show(args: &CollectionShowArgs, store: &StoreOptions, out: &OutputA
         ),
         format!("tables      {}", d.info.tables.join(", ")),
         format!(
-            "backups     {} in {}",
+            "backups     {} in {}, {}",
             human_count(backups as u64),
-            plural(d.chains.len() as u64, "chain", "chains")
+            plural(d.chains.len() as u64, "chain", "chains"),
+            human_bytes(d.bytes)
         ),
     ];
     if let Some(l) = &locked_by {

@@ -205,6 +205,7 @@ async fn locked_backup(
         collection: info.name.clone(),
         id,
         repository: store.url().to_string(),
+        bytes: repo::committed_size(&manifest),
         manifest,
         trimmed,
         seconds: 0.0,

@@ -178,6 +178,34 @@ pub struct Listing {
     pub bytes: std::collections::HashMap<String, u64>,
 }
 
+impl Listing {
+    /// The size of backup (or leftover) `id`: the bytes of every file in
+    /// its directory — data files, `SHA256SUMS`, `manifest.json` — which is
+    /// what deleting it frees. `show`, `list` and `prune` all report this.
+    pub fn size_of(&self, id: &str) -> u64 {
+        self.bytes.get(id).copied().unwrap_or(0)
+    }
+
+    /// The size of several backups, each counted once.
+    pub fn size_of_all<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> u64 {
+        let ids: std::collections::BTreeSet<&String> = ids.into_iter().collect();
+        ids.into_iter().map(|id| self.size_of(id)).sum()
+    }
+
+    /// The size of the collection's backups and leftovers together.
+    pub fn total_size(&self) -> u64 {
+        self.size_of_all(self.committed.iter().chain(&self.incomplete))
+    }
+}
+
+/// The size, as [`Listing::size_of`] counts it, of the backup `manifest`
+/// describes once [`archive::commit`] has written it: its data files,
+/// `SHA256SUMS` and `manifest.json` (for the report of the backup that
+/// wrote it, without listing the repository again).
+pub fn committed_size(manifest: &Manifest) -> u64 {
+    manifest.total_bytes() + manifest.sha256sums().len() as u64 + manifest.to_bytes().len() as u64
+}
+
 /// List the backups of the collection at `store` (one recursive listing).
 pub async fn list_backups(store: &Store) -> Result<Listing> {
     let mut listing = Listing::default();
