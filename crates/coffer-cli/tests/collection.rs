@@ -502,6 +502,20 @@ fn dir_bytes(dir: &Path) -> u64 {
     n
 }
 
+/// `20261124T101500Z_full` → `2026-11-24T10:15:00Z`.
+fn id_as_rfc3339(id: &str) -> String {
+    let t = &id[..16];
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &t[0..4],
+        &t[4..6],
+        &t[6..8],
+        &t[9..11],
+        &t[11..13],
+        &t[13..15]
+    )
+}
+
 /// A collection `c` of a small database in `dir` with two chains taken
 /// back to back (several backups start within one second, so their ids
 /// are moved on from their start); returns the database, the repository
@@ -600,4 +614,36 @@ fn list_show_and_prune_report_the_same_sizes() {
     assert_eq!(done["bytes"], planned["bytes"]);
     let listed = json(&["collection", "list", "--repo", &repo]);
     assert_eq!(listed["collections"][0]["bytes"], total - freed);
+}
+
+#[test]
+fn the_time_in_an_id_is_the_backup_point_and_selects_that_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, repo, ids) = two_quick_chains(dir.path());
+    let shown = json(&["collection", "show", "c", "--repo", &repo]);
+    for chain in shown["chains"].as_array().unwrap() {
+        for b in chain.as_array().unwrap() {
+            let id = b["id"].as_str().unwrap();
+            assert_eq!(b["backup_point"], id_as_rfc3339(id), "{id}");
+        }
+    }
+    // --at with the time in an id (either way of writing it) restores
+    // exactly that backup.
+    for (i, id) in ids.iter().enumerate() {
+        for at in [id_as_rfc3339(id), id[..16].to_string()] {
+            let target = dir.path().join(format!("at{i}-{}.db", at.len()));
+            let r = json(&[
+                "collection",
+                "restore",
+                "c",
+                "--repo",
+                &repo,
+                "--into",
+                s(&target),
+                "--at",
+                &at,
+            ]);
+            assert_eq!(r["backup"], id.as_str(), "--at {at}");
+        }
+    }
 }

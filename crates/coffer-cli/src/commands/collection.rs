@@ -336,13 +336,17 @@ async fn run_restore(
     }
 }
 
-/// An RFC 3339 time from the command line.
+/// A time from the command line: RFC 3339, or as in a backup id
+/// (`20261124T101500Z`).
 fn parse_time(text: &str) -> Result<jiff::Timestamp> {
-    text.parse().map_err(|_| {
-        Error::invalid(format!(
-            "--at '{text}' is not an RFC 3339 time; write it like 2026-11-24T10:15:00Z"
-        ))
-    })
+    text.parse()
+        .ok()
+        .or_else(|| collection::repo::id_time(&format!("{text}_full")))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "--at '{text}' is not an RFC 3339 time; write it like 2026-11-24T10:15:00Z (or 20261124T101500Z, as in a backup id)"
+            ))
+        })
 }
 
 #[derive(Serialize)]
