@@ -486,6 +486,168 @@ fn killed_restores_leave_the_target_as_it_was() {
     assert_eq!(count(&existing, "SELECT count(*) FROM mine"), 2);
 }
 
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            n += if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                p.metadata().unwrap().len()
+            };
+        }
+    }
+    n
+}
+
+/// `20261124T101500Z_full` → `2026-11-24T10:15:00Z`.
+fn id_as_rfc3339(id: &str) -> String {
+    let t = &id[..16];
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &t[0..4],
+        &t[4..6],
+        &t[6..8],
+        &t[9..11],
+        &t[11..13],
+        &t[13..15]
+    )
+}
+
+/// A collection `c` of a small database in `dir` with two chains taken
+/// back to back (several backups start within one second, so their ids
+/// are moved on from their start); returns the database, the repository
+/// and the ids, oldest first. Checks that what each backup reports as its
+/// size is what the repository holds for it.
+fn two_quick_chains(dir: &Path) -> (std::path::PathBuf, String, Vec<String>) {
+    let db = dir.join("app.db");
+    create_small_db_file(&db);
+    let d = s(&db);
+    let repo = format!("{d}.backups");
+    let col = Path::new(&repo).join("collections/c");
+    ok(&[
+        "collection",
+        "create",
+        "c",
+        "--db",
+        d,
+        "--table",
+        "customers",
+        "--table",
+        "orders",
+    ]);
+    let c = Connection::open(&db).unwrap();
+    let mut ids = Vec::new();
+    for (i, mode) in ["", "--incremental", "", "--incremental", "--incremental"]
+        .iter()
+        .enumerate()
+    {
+        c.execute(
+            "UPDATE orders SET total = total + 1 WHERE id = ?1",
+            [i as i64 % 5 + 1],
+        )
+        .unwrap();
+        let mut args = vec!["collection", "backup", "c", "--db", d];
+        if !mode.is_empty() {
+            args.push(mode);
+        }
+        let b = json(&args);
+        ids.push(b["backup"].as_str().unwrap().to_string());
+        assert_eq!(b["bytes"], dir_bytes(&col.join(&ids[i])), "{}", ids[i]);
+    }
+    (db, repo, ids)
+}
+
+#[test]
+fn list_show_and_prune_report_the_same_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, repo, ids) = two_quick_chains(dir.path());
+    let col = Path::new(&repo).join("collections/c");
+    // The leftover of a killed backup.
+    let leftover = col.join("20000101T000000Z_full/tables/orders");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("part-00000.parquet"), [7u8; 100]).unwrap();
+
+    let listed = json(&["collection", "list", "--repo", &repo]);
+    let shown = json(&["collection", "show", "c", "--repo", &repo]);
+    let total: u64 = ids.iter().map(|id| dir_bytes(&col.join(id))).sum::<u64>() + 100;
+    assert_eq!(listed["collections"][0]["bytes"], total);
+    assert_eq!(shown["bytes"], total);
+    let mut seen = Vec::new();
+    for chain in shown["chains"].as_array().unwrap() {
+        for b in chain.as_array().unwrap() {
+            let id = b["id"].as_str().unwrap();
+            assert_eq!(b["bytes"], dir_bytes(&col.join(id)), "{id}");
+            seen.push(id.to_string());
+        }
+    }
+    assert_eq!(seen, ids);
+
+    // The dry run and the prune report the same bytes: those the deleted
+    // backups and the leftover held.
+    let prune = |dry: bool| {
+        let mut args = vec![
+            "collection",
+            "prune",
+            "c",
+            "--repo",
+            &repo,
+            "--keep-chains",
+            "1",
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        json(&args)
+    };
+    let planned = prune(true);
+    let freed: u64 = ids[..2]
+        .iter()
+        .map(|id| dir_bytes(&col.join(id)))
+        .sum::<u64>()
+        + 100;
+    assert_eq!(planned["bytes"], freed);
+    let done = prune(false);
+    assert_eq!(done["deleted"], planned["deleted"]);
+    assert_eq!(done["bytes"], planned["bytes"]);
+    let listed = json(&["collection", "list", "--repo", &repo]);
+    assert_eq!(listed["collections"][0]["bytes"], total - freed);
+}
+
+#[test]
+fn the_time_in_an_id_is_the_backup_point_and_selects_that_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, repo, ids) = two_quick_chains(dir.path());
+    let shown = json(&["collection", "show", "c", "--repo", &repo]);
+    for chain in shown["chains"].as_array().unwrap() {
+        for b in chain.as_array().unwrap() {
+            let id = b["id"].as_str().unwrap();
+            assert_eq!(b["backup_point"], id_as_rfc3339(id), "{id}");
+        }
+    }
+    // --at with the time in an id (either way of writing it) restores
+    // exactly that backup.
+    for (i, id) in ids.iter().enumerate() {
+        for at in [id_as_rfc3339(id), id[..16].to_string()] {
+            let target = dir.path().join(format!("at{i}-{}.db", at.len()));
+            let r = json(&[
+                "collection",
+                "restore",
+                "c",
+                "--repo",
+                &repo,
+                "--into",
+                s(&target),
+                "--at",
+                &at,
+            ]);
+            assert_eq!(r["backup"], id.as_str(), "--at {at}");
+        }
+    }
+}
+
 /// Issue 'Hardening' item 10: `collection show/list/restore/prune` find
 /// the repository from the database with --db, as `backup` does.
 #[test]

@@ -22,6 +22,11 @@
 //! to it; entries written meanwhile carry the new epoch and survive
 //! [`trim`](coffer::engine::ChangeCapture::trim), which removes only the
 //! epochs the committed backup covered.
+//!
+//! `VACUUM` may renumber implicit rowids (a table without an `INTEGER
+//! PRIMARY KEY`) and raises the schema cookie: each committed backup records
+//! the cookie it saw, and an incremental is refused for a collection with
+//! such a table once the cookie moved.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -583,7 +588,9 @@ fn ensure_meta(tx: &Connection, db: &str) -> Result<()> {
              created_at TEXT NOT NULL,
              last_backup TEXT,
              pending_backup TEXT,
-             pending_epoch INTEGER
+             pending_epoch INTEGER,
+             cookie INTEGER,
+             begun_cookie INTEGER
          );
          CREATE TABLE IF NOT EXISTS main.{CAPTURE_TABLE}(
              table_name TEXT PRIMARY KEY NOT NULL,
@@ -592,7 +599,64 @@ fn ensure_meta(tx: &Connection, db: &str) -> Result<()> {
              covered INTEGER
          ) WITHOUT ROWID;"
     ))
-    .map_err(|e| sql_error("set up change capture in", db, e))
+    .map_err(|e| sql_error("set up change capture in", db, e))?;
+    ensure_cookie_columns(tx, db)
+}
+
+/// Add the schema-cookie columns to a `_coffer_collections` made before
+/// they existed (they start empty: the next backup of a collection with an
+/// implicit rowid is a full one).
+fn ensure_cookie_columns(tx: &Connection, db: &str) -> Result<()> {
+    let err = |e| sql_error("set up change capture in", db, e);
+    let has: i64 = tx
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM pragma_table_info('{COLLECTIONS_TABLE}') WHERE name = 'cookie'"
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if has == 0 {
+        tx.execute_batch(&format!(
+            "ALTER TABLE main.{COLLECTIONS_TABLE} ADD COLUMN cookie INTEGER;
+             ALTER TABLE main.{COLLECTIONS_TABLE} ADD COLUMN begun_cookie INTEGER;"
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The database's schema cookie (`PRAGMA schema_version`), as seen by the
+/// transaction `conn` has open. SQLite raises it with every schema change,
+/// and `VACUUM` raises it too.
+fn schema_cookie(conn: &Connection, db: &str) -> Result<i64> {
+    conn.query_row("PRAGMA main.schema_version", [], |r| r.get(0))
+        .map_err(|e| sql_error("read the schema version of", db, e))
+}
+
+/// After coffer's own schema changes in this transaction (capture installed
+/// or removed): a recorded cookie equal to `before` saw no change since it
+/// was read but these, none of which renumbers a rowid, so it moves to the
+/// new value and no collection needs a full backup because of coffer.
+fn carry_cookies(tx: &Connection, db: &str, before: i64) -> Result<()> {
+    if !table_exists(tx, COLLECTIONS_TABLE)? {
+        return Ok(());
+    }
+    let after = schema_cookie(tx, db)?;
+    if after == before {
+        return Ok(());
+    }
+    tx.execute(
+        &format!(
+            "UPDATE main.{COLLECTIONS_TABLE} SET \
+             cookie = CASE WHEN cookie = ?1 THEN ?2 ELSE cookie END, \
+             begun_cookie = CASE WHEN begun_cookie = ?1 THEN ?2 ELSE begun_cookie END"
+        ),
+        (before, after),
+    )
+    .map(|_| ())
+    .map_err(|e| sql_error("record the collections in", db, e))
 }
 
 /// Create the log and triggers of `table` (dropping stale ones first).
@@ -721,6 +785,7 @@ impl ChangeCapture for SqliteEngine {
         let path = SqliteEngine::path_of(db);
         let mut conn = open_rw(path)?;
         write_txn(&mut conn, path, |tx| {
+            let cookie = schema_cookie(tx, path)?;
             let (catalog, _) = read_catalog(tx, path)?;
             let mut keys = Vec::new();
             let mut seen = std::collections::HashSet::new();
@@ -788,7 +853,7 @@ impl ChangeCapture for SqliteEngine {
                 ),
             )
             .map_err(|e| sql_error("record the collection in", path, e))?;
-            Ok(())
+            carry_cookies(tx, path, cookie)
         })
     }
 
@@ -805,6 +870,7 @@ impl ChangeCapture for SqliteEngine {
             let Some(record) = read_records(tx, path)?.into_iter().find(|r| r.name == name) else {
                 return Ok(false);
             };
+            let cookie = schema_cookie(tx, path)?;
             for table in &record.tables {
                 drop_table_capture(tx, table)?;
             }
@@ -833,6 +899,8 @@ impl ChangeCapture for SqliteEngine {
                      DROP TABLE IF EXISTS main.{EPOCH_TABLE};"
                 ))
                 .map_err(err)?;
+            } else {
+                carry_cookies(tx, path, cookie)?;
             }
             Ok(true)
         })
@@ -843,6 +911,8 @@ impl ChangeCapture for SqliteEngine {
         let mut conn = open_rw(path)?;
         let epoch = write_txn(&mut conn, path, |tx| {
             let record = find_record(tx, path, name)?;
+            let cookie = schema_cookie(tx, path)?;
+            ensure_cookie_columns(tx, path)?;
             if full {
                 // A full backup reads whole tables, so it can also mend a
                 // capture that was lost: later changes are logged again.
@@ -867,6 +937,15 @@ impl ChangeCapture for SqliteEngine {
                     |r| r.get(0),
                 )
                 .map_err(|e| sql_error("advance the change log epoch of", path, e))?;
+            // What this backup will record as the cookie it saw once it is
+            // committed (`trim`); read before its snapshot, so a VACUUM in
+            // between shows as a change at the next backup.
+            carry_cookies(tx, path, cookie)?;
+            tx.execute(
+                &format!("UPDATE main.{COLLECTIONS_TABLE} SET begun_cookie = ?1 WHERE name = ?2"),
+                (schema_cookie(tx, path)?, name),
+            )
+            .map_err(|e| sql_error("record the backup in", path, e))?;
             Ok((next - 1) as u64)
         })?;
         drop(conn);
@@ -884,13 +963,38 @@ impl ChangeCapture for SqliteEngine {
                     .collect::<rusqlite::Result<HashMap<_, _>>>()
             })
             .map_err(|e| sql_error("read the change capture of", path, e))?;
+        // VACUUM renumbers implicit rowids and raises the schema cookie: if
+        // the cookie moved since the last committed backup, the log of a
+        // table keyed by an implicit rowid may name the wrong rows.
+        let recorded: Option<i64> = inner
+            .connection()
+            .query_row(
+                &format!("SELECT cookie FROM main.{COLLECTIONS_TABLE} WHERE name = ?1"),
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_error("read the change capture of", path, e))?;
+        let cookie_moved = recorded != Some(schema_cookie(inner.connection(), path)?);
         for table in &record.tables {
             let key = table_key(inner.connection(), path, inner.catalog(), table)
                 .map_err(|e| gone(e, name))?;
+            let implicit_rowid = inner
+                .catalog()
+                .tables
+                .iter()
+                .any(|t| &t.name == table && t.rowid_column.is_some());
             let problem = capture_problem(inner.catalog(), table, &key).or_else(|| {
-                (matches!(key.key, Key::Rowid { .. })
-                    && covered.get(table).copied().flatten().is_none())
-                .then(|| format!("no committed backup covers the new rows of table '{table}'"))
+                if matches!(key.key, Key::Rowid { .. })
+                    && covered.get(table).copied().flatten().is_none()
+                {
+                    Some(format!("no committed backup covers the new rows of table '{table}'"))
+                } else if implicit_rowid && cookie_moved {
+                    Some(format!(
+                        "table '{table}' has no INTEGER PRIMARY KEY and the schema of {path} changed since the last backup (a VACUUM does that, and renumbers such a table's rowids), so its change log may name the wrong rows"
+                    ))
+                } else {
+                    None
+                }
             });
             if let Some(p) = problem {
                 problems.insert(table.clone(), p);
@@ -934,6 +1038,7 @@ impl ChangeCapture for SqliteEngine {
         let mut conn = open_rw(path)?;
         write_txn(&mut conn, path, |tx| {
             let record = find_record(tx, path, name)?;
+            ensure_cookie_columns(tx, path)?;
             for table in &record.tables {
                 let log = log_name(table);
                 if table_exists(tx, &log)? {
@@ -955,7 +1060,7 @@ impl ChangeCapture for SqliteEngine {
             .map_err(|e| sql_error("record the backup in", path, e))?;
             tx.execute(
                 &format!(
-                    "UPDATE main.{COLLECTIONS_TABLE} SET last_backup = ?1, pending_backup = NULL, pending_epoch = NULL WHERE name = ?2"
+                    "UPDATE main.{COLLECTIONS_TABLE} SET last_backup = ?1, pending_backup = NULL, pending_epoch = NULL, cookie = begun_cookie WHERE name = ?2"
                 ),
                 (id, name),
             )

@@ -964,3 +964,160 @@ async fn an_emptied_repository_starts_a_new_chain() {
     f.restore_to("main", RestorePoint::Latest, &target).await;
     assert_eq!(digests_of(&target, TABLES), digests(&f.conn(), TABLES));
 }
+
+/// VACUUM renumbers the rowids of a table without an `INTEGER PRIMARY
+/// KEY`, so a change log of such a table no longer names the right rows:
+/// the incremental after a VACUUM is refused, `--auto` takes a full backup,
+/// and every restore equals its source. An `INTEGER PRIMARY KEY` keeps its
+/// values through a VACUUM and stays incremental; so does a collection
+/// whose only schema change since its backup is coffer's own capture of
+/// another collection.
+#[tokio::test(flavor = "multi_thread")]
+async fn vacuum_never_makes_an_incremental_restore_wrong_rows() {
+    let f = Fixture::new();
+    f.conn()
+        .execute_batch(
+            "CREATE TABLE plain(a INTEGER, b TEXT);
+             CREATE TABLE keyed(code TEXT PRIMARY KEY, v INTEGER);
+             CREATE TABLE numbered(id INTEGER PRIMARY KEY, v INTEGER);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+             INSERT INTO plain SELECT i, 'row' || i FROM n;
+             INSERT INTO keyed SELECT 'k' || a, a FROM plain;
+             INSERT INTO numbered SELECT a, a FROM plain;",
+        )
+        .unwrap();
+    f.create("plain", &["plain"]).await;
+    f.create("keyed", &["keyed"]).await;
+    f.create("numbered", &["numbered"]).await;
+    for name in ["plain", "keyed", "numbered"] {
+        f.backup(name, BackupMode::Full).await.unwrap();
+    }
+    let source = |t: &str| table_digest(&f.conn(), t);
+    let fresh = |i: usize| f.dir.path().join(format!("restored{i}.db"));
+
+    // The report: 1,000 rows, delete half, VACUUM, update one, back up.
+    f.conn()
+        .execute_batch(
+            "DELETE FROM plain WHERE a % 2 = 0;
+             DELETE FROM keyed WHERE v % 2 = 0;
+             DELETE FROM numbered WHERE v % 2 = 0;
+             VACUUM;
+             UPDATE plain SET b = 'changed' WHERE a = 999;
+             UPDATE keyed SET v = -1 WHERE code = 'k999';
+             UPDATE numbered SET v = -1 WHERE id = 999;",
+        )
+        .unwrap();
+    let r = f.backup("plain", BackupMode::Auto).await.unwrap();
+    assert_eq!(r.manifest.kind, ArchiveKind::Full, "plain after VACUUM");
+    f.restore_to("plain", RestorePoint::Latest, &fresh(0)).await;
+    let c = Connection::open(fresh(0)).unwrap();
+    let rows: i64 = c
+        .query_row("SELECT count(*) FROM plain", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 500);
+    assert_eq!(table_digest(&c, "plain"), source("plain"));
+
+    let err = f
+        .backup("keyed", BackupMode::Incremental)
+        .await
+        .expect_err("a TEXT PRIMARY KEY table has an implicit rowid too");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("table 'keyed'")
+            && msg.contains("INTEGER PRIMARY KEY")
+            && msg.contains("VACUUM")
+            && msg.contains("take a full backup"),
+        "{msg}"
+    );
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let r = f.backup("keyed", BackupMode::Auto).await.unwrap();
+    assert_eq!(r.manifest.kind, ArchiveKind::Full);
+
+    let r = f.backup("numbered", BackupMode::Incremental).await.unwrap();
+    assert_eq!(r.manifest.kind, ArchiveKind::Incremental);
+    assert_eq!(
+        collection::table_changes(&r.manifest),
+        [("numbered".to_string(), 1, 500)]
+    );
+
+    // After the full backups, incrementals again; coffer's own schema
+    // changes (capture for another collection) force no full backup.
+    f.create("main", TABLES).await;
+    f.conn()
+        .execute_batch(
+            "INSERT INTO plain VALUES (2000, 'new');
+             UPDATE plain SET b = 'again' WHERE a = 1;
+             DELETE FROM plain WHERE a = 3;
+             UPDATE keyed SET v = -2 WHERE code = 'k1';",
+        )
+        .unwrap();
+    for name in ["plain", "keyed", "numbered"] {
+        let r = f.backup(name, BackupMode::Incremental).await.unwrap();
+        assert_eq!(r.manifest.kind, ArchiveKind::Incremental, "{name}");
+    }
+
+    // A VACUUM between two incrementals: the next is full again, and every
+    // backup point restores exactly.
+    let before_vacuum = source("plain");
+    f.conn()
+        .execute_batch(
+            "DELETE FROM plain WHERE a < 100; VACUUM; UPDATE plain SET b = 'late' WHERE a = 501;",
+        )
+        .unwrap();
+    let err = f
+        .backup("plain", BackupMode::Incremental)
+        .await
+        .expect_err("refused after VACUUM");
+    assert!(err.to_string().contains("table 'plain'"), "{err}");
+    let r = f.backup("plain", BackupMode::Auto).await.unwrap();
+    assert_eq!(r.manifest.kind, ArchiveKind::Full);
+    let store = collection::repo::collection_store(&f.repo_store(), "plain");
+    let ids = collection::repo::list_backups(&store)
+        .await
+        .unwrap()
+        .committed;
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    f.restore_to("plain", RestorePoint::Backup(ids[2].clone()), &fresh(1))
+        .await;
+    assert_eq!(
+        table_digest(&Connection::open(fresh(1)).unwrap(), "plain"),
+        before_vacuum
+    );
+    f.restore_to("plain", RestorePoint::Latest, &fresh(2)).await;
+    assert_eq!(
+        table_digest(&Connection::open(fresh(2)).unwrap(), "plain"),
+        source("plain")
+    );
+}
+
+/// A database whose collections were recorded before coffer kept the
+/// schema cookie: its backups work, and the first incremental of a table
+/// with an implicit rowid waits for a full backup that records one.
+#[tokio::test(flavor = "multi_thread")]
+async fn collections_recorded_without_a_schema_cookie_keep_working() {
+    let f = Fixture::new();
+    f.create("main", TABLES).await;
+    f.backup("main", BackupMode::Full).await.unwrap();
+    f.conn()
+        .execute_batch(
+            "ALTER TABLE _coffer_collections DROP COLUMN cookie;
+             ALTER TABLE _coffer_collections DROP COLUMN begun_cookie;
+             INSERT INTO events VALUES ('x', NULL);",
+        )
+        .unwrap();
+    let err = f
+        .backup("main", BackupMode::Incremental)
+        .await
+        .expect_err("no cookie recorded");
+    assert!(err.to_string().contains("table 'events'"), "{err}");
+    let r = f.backup("main", BackupMode::Auto).await.unwrap();
+    assert_eq!(r.manifest.kind, ArchiveKind::Full);
+    f.conn()
+        .execute_batch("INSERT INTO events VALUES ('y', NULL);")
+        .unwrap();
+    let r = f.backup("main", BackupMode::Incremental).await.unwrap();
+    assert_eq!(r.manifest.kind, ArchiveKind::Incremental);
+    let target = f.dir.path().join("r.db");
+    f.restore_to("main", RestorePoint::Latest, &target).await;
+    assert_eq!(digests_of(&target, TABLES), digests(&f.conn(), TABLES));
+}

@@ -213,7 +213,7 @@ pub struct CollectionRestoreArgs {
     #[arg(long, value_name = "ID", conflicts_with = "at")]
     pub backup: Option<String>,
 
-    /// Restore to the latest backup at or before this time (RFC 3339, e.g. 2026-11-24T10:00:00Z).
+    /// Restore to the latest backup at or before this time (RFC 3339, e.g. 2026-11-24T10:00:00Z, or as in a backup id, 20261124T100000Z).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
 

@@ -228,7 +228,7 @@ async fn run_backup(
             tables: changes_json(&changes),
             rows,
             deleted,
-            bytes: m.total_bytes(),
+            bytes: report.bytes,
             seconds: report.seconds,
         })
     } else if out.quiet {
@@ -241,7 +241,7 @@ async fn run_backup(
             m.parent.as_deref().unwrap_or("?"),
             plural(rows, "row", "rows"),
             plural(deleted, "row", "rows"),
-            human_bytes(m.total_bytes()),
+            human_bytes(report.bytes),
             human_seconds(report.seconds),
             report.repository
         ))
@@ -252,7 +252,7 @@ async fn run_backup(
             report.collection,
             plural(changes.len() as u64, "table", "tables"),
             plural(rows, "row", "rows"),
-            human_bytes(m.total_bytes()),
+            human_bytes(report.bytes),
             human_seconds(report.seconds),
             report.repository
         ))
@@ -336,7 +336,6 @@ async fn run_restore(
     }
 }
 
-/// An RFC 3339 time from the command line.
 /// Open the repository given with --repo, or the one recorded in the
 /// database given with --db for collection `name` (or for all of its
 /// collections).
@@ -356,12 +355,17 @@ fn open_repository(choice: &RepoChoice, name: Option<&str>, store: &StoreOptions
     Store::open(&location, store)
 }
 
+/// A time from the command line: RFC 3339, or as in a backup id
+/// (`20261124T101500Z`).
 fn parse_time(text: &str) -> Result<jiff::Timestamp> {
-    text.parse().map_err(|_| {
-        Error::invalid(format!(
-            "--at '{text}' is not an RFC 3339 time; write it like 2026-11-24T10:15:00Z"
-        ))
-    })
+    text.parse()
+        .ok()
+        .or_else(|| collection::repo::id_time(&format!("{text}_full")))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "--at '{text}' is not an RFC 3339 time; write it like 2026-11-24T10:15:00Z (or 20261124T101500Z, as in a backup id)"
+            ))
+        })
 }
 
 #[derive(Serialize)]
@@ -465,6 +469,8 @@ struct ShowJson<'a> {
     repository: &'a str,
     chains: Vec<Vec<BackupEntryJson<'a>>>,
     incomplete: &'a [String],
+    /// Backups and leftovers together, as `collection list` counts them.
+    bytes: u64,
     locked_by: Option<String>,
 }
 
@@ -508,6 +514,7 @@ async fn run_show(args: &CollectionShowArgs, store: &StoreOptions, out: &OutputA
                 })
                 .collect(),
             incomplete: &d.incomplete,
+            bytes: d.bytes,
             locked_by,
         });
     }
@@ -523,9 +530,10 @@ async fn run_show(args: &CollectionShowArgs, store: &StoreOptions, out: &OutputA
         ),
         format!("tables      {}", d.info.tables.join(", ")),
         format!(
-            "backups     {} in {}",
+            "backups     {} in {}, {}",
             human_count(backups as u64),
-            plural(d.chains.len() as u64, "chain", "chains")
+            plural(d.chains.len() as u64, "chain", "chains"),
+            human_bytes(d.bytes)
         ),
     ];
     if let Some(l) = &locked_by {

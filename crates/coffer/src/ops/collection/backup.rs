@@ -136,6 +136,7 @@ async fn locked_backup(
     };
 
     let mut snapshot = capture.begin(db, name, chain_full.is_none())?;
+    // Read once the snapshot is open: its changes are all from before.
     let mut backup_point = jiff::Timestamp::now();
     let mut parent = None;
     if let Some((full_id, full, latest)) = chain_full {
@@ -154,7 +155,7 @@ async fn locked_backup(
     } else {
         ArchiveKind::Full
     };
-    let id = repo::next_id(kind, &listing.committed);
+    let (id, backup_point) = repo::next_id(kind, backup_point, &listing.committed);
     let dest = store.child(&id);
     let epoch = snapshot.epoch();
     tracing::info!(%id, epoch, "collection backup");
@@ -205,6 +206,7 @@ async fn locked_backup(
         collection: info.name.clone(),
         id,
         repository: store.url().to_string(),
+        bytes: repo::committed_size(&manifest),
         manifest,
         trimmed,
         seconds: 0.0,

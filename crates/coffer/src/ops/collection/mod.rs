@@ -86,6 +86,9 @@ pub struct CollectionBackupReport {
     pub repository: String,
     /// The committed manifest.
     pub manifest: Manifest,
+    /// Its size in the repository, as `show` and `list` count it
+    /// ([`repo::Listing::size_of`]).
+    pub bytes: u64,
     /// Whether the change log was trimmed (if not, the next backup does it).
     pub trimmed: bool,
     /// Wall time in seconds.
@@ -413,15 +416,13 @@ async fn purge(store: &Store) -> Result<usize> {
 
 /// Delete one archive: its manifest first (from then on it does not
 /// exist), then its other files.
-pub(crate) async fn delete_archive(store: &Store, id: &str) -> Result<u64> {
+pub(crate) async fn delete_archive(store: &Store, id: &str) -> Result<()> {
     let archive = store.child(id);
     archive.delete(crate::manifest::MANIFEST).await?;
-    let mut bytes = 0;
     for e in archive.list("").await? {
-        bytes += e.size;
         archive.delete(&e.path).await?;
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// One collection of a repository, as [`list`] shows it.
@@ -435,7 +436,8 @@ pub struct CollectionSummary {
     pub chains: usize,
     /// The latest backup.
     pub latest: Option<String>,
-    /// Bytes stored.
+    /// Bytes stored: its backups and leftovers
+    /// ([`repo::Listing::total_size`], as [`show`] counts them).
     pub bytes: u64,
 }
 
@@ -457,7 +459,7 @@ pub async fn list(repo: &Store) -> Result<Vec<CollectionSummary>> {
                 .filter(|id| id.ends_with("_full"))
                 .count(),
             latest: listing.committed.last().cloned(),
-            bytes: listing.bytes.values().sum(),
+            bytes: listing.total_size(),
             info,
         });
     }
@@ -477,7 +479,8 @@ pub struct BackupSummary {
     pub backup_point: String,
     /// Per table: name, rows upserted (all rows for a full), keys deleted.
     pub tables: Vec<(String, u64, u64)>,
-    /// Bytes of its data files.
+    /// Its size in the repository ([`repo::Listing::size_of`]: every file,
+    /// what pruning it frees).
     pub bytes: u64,
 }
 
@@ -500,6 +503,8 @@ pub struct CollectionDetails {
     pub chains: Vec<ChainSummary>,
     /// Directories of backups that never committed.
     pub incomplete: Vec<String>,
+    /// Bytes stored: its backups and leftovers, as [`list`] counts them.
+    pub bytes: u64,
     /// Who holds its lock, if anyone.
     pub locked_by: Option<LockInfo>,
 }
@@ -538,7 +543,7 @@ pub async fn show(repo: &Store, name: &str) -> Result<CollectionDetails> {
                     parent: m.parent.clone(),
                     backup_point: m.backup_point.clone(),
                     tables: table_changes(&m),
-                    bytes: m.total_bytes(),
+                    bytes: listing.size_of(&id),
                     id,
                 })
                 .collect(),
@@ -552,6 +557,7 @@ pub async fn show(repo: &Store, name: &str) -> Result<CollectionDetails> {
         info,
         repository: store.url().to_string(),
         chains,
+        bytes: listing.total_size(),
         incomplete: listing.incomplete,
         locked_by,
     })

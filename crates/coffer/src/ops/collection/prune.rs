@@ -31,19 +31,22 @@ pub struct PruneReport {
     pub repository: String,
     /// The plan carried out (or only shown, for a dry run).
     pub plan: PrunePlan,
-    /// Bytes freed.
+    /// Bytes freed (or, for a dry run, that would be): the size of the
+    /// deleted backups and leftovers as `show` and `list` count it
+    /// ([`repo::Listing::size_of`]), the same figure either way.
     pub bytes: u64,
     /// Whether anything was deleted.
     pub dry_run: bool,
 }
 
-async fn make_plan(store: &Store, keep_chains: usize) -> Result<PrunePlan> {
+/// The plan, and the bytes it frees.
+async fn make_plan(store: &Store, keep_chains: usize) -> Result<(PrunePlan, u64)> {
     let listing = repo::list_backups(store).await?;
     let backups = repo::read_backups(store, &listing.committed).await?;
     let chains = chains_of(backups);
     let cut = chains.len().saturating_sub(keep_chains);
     let mut plan = PrunePlan {
-        incomplete: listing.incomplete,
+        incomplete: listing.incomplete.clone(),
         ..Default::default()
     };
     for (i, chain) in chains.into_iter().enumerate() {
@@ -58,7 +61,8 @@ async fn make_plan(store: &Store, keep_chains: usize) -> Result<PrunePlan> {
     plan.keep.sort();
     plan.delete.sort();
     plan.delete.reverse();
-    Ok(plan)
+    let bytes = listing.size_of_all(plan.delete.iter().chain(&plan.incomplete));
+    Ok((plan, bytes))
 }
 
 /// Plan (and unless `dry_run`, carry out) keeping the newest `keep_chains`
@@ -75,16 +79,8 @@ pub async fn prune(
         ));
     }
     let (store, _) = repo::require_info(repo, name).await?;
-    let listing_bytes = |plan: &PrunePlan, listing: &repo::Listing| -> u64 {
-        plan.delete
-            .iter()
-            .chain(&plan.incomplete)
-            .filter_map(|id| listing.bytes.get(id))
-            .sum()
-    };
     if dry_run {
-        let plan = make_plan(&store, keep_chains).await?;
-        let bytes = listing_bytes(&plan, &repo::list_backups(&store).await?);
+        let (plan, bytes) = make_plan(&store, keep_chains).await?;
         return Ok(PruneReport {
             repository: store.url().to_string(),
             plan,
@@ -94,10 +90,9 @@ pub async fn prune(
     }
     let lock = RepoLock::acquire(&store, "prune").await?;
     let result = async {
-        let plan = make_plan(&store, keep_chains).await?;
-        let mut bytes = 0;
+        let (plan, bytes) = make_plan(&store, keep_chains).await?;
         for id in plan.delete.iter().chain(&plan.incomplete) {
-            bytes += delete_archive(&store, id).await?;
+            delete_archive(&store, id).await?;
         }
         // What listings do not show: directories a killed prune or backup
         // left empty, and uploads a killed backup left unfinished.

@@ -154,16 +154,27 @@ pub fn id_time(id: &str) -> Option<jiff::Timestamp> {
         .map(|z| z.timestamp())
 }
 
-/// A new id for a backup starting now, later than every id in `existing`
-/// (so that name order stays time order even within one second).
-pub fn next_id(kind: ArchiveKind, existing: &[String]) -> String {
-    let mut time = jiff::Timestamp::now();
+/// The id and the backup point of a backup whose snapshot was opened at
+/// `snapshot`: the same whole second, the first at or after `snapshot`
+/// and later than every id in `existing` (so that name order stays time
+/// order even within one second). Rounding up, never down, keeps the
+/// promise of `--at TIME` (a backup at or before TIME holds no change made
+/// after TIME), and `--at` the time in an id selects that backup.
+pub fn next_id(
+    kind: ArchiveKind,
+    snapshot: jiff::Timestamp,
+    existing: &[String],
+) -> (String, jiff::Timestamp) {
+    let second = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Ceil);
+    let mut time = snapshot.round(second).unwrap_or(snapshot);
     if let Some(last) = existing.iter().filter_map(|id| id_time(id)).max()
         && time < last + jiff::SignedDuration::from_secs(1)
     {
         time = last + jiff::SignedDuration::from_secs(1);
     }
-    backup_id(time, kind)
+    (backup_id(time, kind), time)
 }
 
 /// The backups of a collection directory: committed ones (with a manifest),
@@ -176,6 +187,34 @@ pub struct Listing {
     pub incomplete: Vec<String>,
     /// Bytes stored per id (all its files).
     pub bytes: std::collections::HashMap<String, u64>,
+}
+
+impl Listing {
+    /// The size of backup (or leftover) `id`: the bytes of every file in
+    /// its directory — data files, `SHA256SUMS`, `manifest.json` — which is
+    /// what deleting it frees. `show`, `list` and `prune` all report this.
+    pub fn size_of(&self, id: &str) -> u64 {
+        self.bytes.get(id).copied().unwrap_or(0)
+    }
+
+    /// The size of several backups, each counted once.
+    pub fn size_of_all<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> u64 {
+        let ids: std::collections::BTreeSet<&String> = ids.into_iter().collect();
+        ids.into_iter().map(|id| self.size_of(id)).sum()
+    }
+
+    /// The size of the collection's backups and leftovers together.
+    pub fn total_size(&self) -> u64 {
+        self.size_of_all(self.committed.iter().chain(&self.incomplete))
+    }
+}
+
+/// The size, as [`Listing::size_of`] counts it, of the backup `manifest`
+/// describes once [`archive::commit`] has written it: its data files,
+/// `SHA256SUMS` and `manifest.json` (for the report of the backup that
+/// wrote it, without listing the repository again).
+pub fn committed_size(manifest: &Manifest) -> u64 {
+    manifest.total_bytes() + manifest.sha256sums().len() as u64 + manifest.to_bytes().len() as u64
 }
 
 /// List the backups of the collection at `store` (one recursive listing).
@@ -271,12 +310,24 @@ mod tests {
         assert_eq!(id_time("20261124T101500Z_full"), Some(t));
         assert_eq!(id_time("20261124T101500Z_other"), None);
         assert_eq!(id_time("collection.json"), None);
-        let later = next_id(
+        let (later, point) = next_id(
             ArchiveKind::Incremental,
+            t,
             &["29991231T235959Z_full".to_string()],
         );
         assert_eq!(later, "30000101T000000Z_incremental");
+        assert_eq!(Some(point), id_time(&later));
         assert!(later.as_str() > "29991231T235959Z_full");
+        // Rounded up to the second, never down.
+        let (id, point) = next_id(
+            ArchiveKind::Full,
+            "2026-11-24T10:15:00.2Z".parse().unwrap(),
+            &[],
+        );
+        assert_eq!(id, "20261124T101501Z_full");
+        assert_eq!(point.to_string(), "2026-11-24T10:15:01Z");
+        let (id, _) = next_id(ArchiveKind::Full, t, &[]);
+        assert_eq!(id, "20261124T101500Z_full");
     }
 
     #[test]
