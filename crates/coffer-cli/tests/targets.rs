@@ -367,15 +367,24 @@ fn a_killed_backup_s_upload_in_progress_is_removed_with_its_other_files() {
     create_big_db(&db, 100_000);
     let archive = dir.path().join("archive");
     // Parts larger than one upload chunk go up in several writes, into a
-    // staging file `part-….parquet#N` renamed when complete.
-    let mut child = spawn(&["backup", s(&db), s(&archive), "--part-size", "64MiB"]);
-    assert!(
-        wait_for(&mut child, || !staging_files(&archive).is_empty()),
-        "no upload in progress was seen"
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!staging_files(&archive).is_empty());
+    // staging file `part-….parquet#N` renamed when complete. The kill can
+    // land just after the rename: try again then, on a fresh location.
+    let mut landed = false;
+    for _ in 0..10 {
+        let _ = std::fs::remove_dir_all(&archive);
+        let mut child = spawn(&["backup", s(&db), s(&archive), "--part-size", "64MiB"]);
+        assert!(
+            wait_for(&mut child, || !staging_files(&archive).is_empty()),
+            "no upload in progress was seen"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if !staging_files(&archive).is_empty() {
+            landed = true;
+            break;
+        }
+    }
+    assert!(landed, "no kill left an upload in progress");
     ok(&["backup", s(&db), s(&archive), "--part-size", "64MiB"]);
     assert_eq!(staging_files(&archive), Vec::<std::path::PathBuf>::new());
     ok(&["verify", s(&archive)]);
