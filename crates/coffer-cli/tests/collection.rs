@@ -718,4 +718,23 @@ fn a_bad_collection_name_is_a_usage_error() {
             "{stderr}"
         );
     }
+    let into = dir.path().join("copy.db");
+    let out = coffer(&[
+        "collection",
+        "restore",
+        "c",
+        "--db",
+        s(&db),
+        "--into",
+        s(&into),
+        "--at",
+        "yesterday",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'yesterday' is not an RFC 3339 time"),
+        "{stderr}"
+    );
+    assert!(!into.exists());
 }

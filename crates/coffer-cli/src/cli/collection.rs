@@ -29,6 +29,19 @@ fn parse_name(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A time from the command line: RFC 3339, or as in a backup id
+/// (`20261124T101500Z`); a bad one is a usage error (exit status 2).
+fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse()
+        .ok()
+        .or_else(|| coffer::ops::collection::repo::id_time(&format!("{text}_full")))
+        .ok_or_else(|| {
+            format!(
+                "'{text}' is not an RFC 3339 time; write it like 2026-11-24T10:15:00Z (or 20261124T101500Z, as in a backup id)"
+            )
+        })
+}
+
 /// The collection commands.
 #[derive(Debug, Subcommand)]
 pub enum CollectionCommand {
@@ -214,8 +227,8 @@ pub struct CollectionRestoreArgs {
     pub backup: Option<String>,
 
     /// Restore to the latest backup at or before this time (RFC 3339, e.g. 2026-11-24T10:00:00Z, or as in a backup id, 20261124T100000Z).
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<jiff::Timestamp>,
 
     /// Restore only this table; repeat for more. All of the collection's by default.
     #[arg(long = "table", value_name = "TABLE")]

@@ -284,7 +284,7 @@ async fn run_restore(
     let (engine, db) = engine_for(&args.into)?;
     let point = match (&args.backup, &args.at) {
         (Some(id), _) => RestorePoint::Backup(id.clone()),
-        (None, Some(at)) => RestorePoint::At(parse_time(at)?),
+        (None, Some(at)) => RestorePoint::At(*at),
         (None, None) => RestorePoint::Latest,
     };
     let repo = open_repository(&args.repo, Some(&args.name), store)?;
@@ -353,19 +353,6 @@ fn open_repository(choice: &RepoChoice, name: Option<&str>, store: &StoreOptions
         }
     };
     Store::open(&location, store)
-}
-
-/// A time from the command line: RFC 3339, or as in a backup id
-/// (`20261124T101500Z`).
-fn parse_time(text: &str) -> Result<jiff::Timestamp> {
-    text.parse()
-        .ok()
-        .or_else(|| collection::repo::id_time(&format!("{text}_full")))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "--at '{text}' is not an RFC 3339 time; write it like 2026-11-24T10:15:00Z (or 20261124T101500Z, as in a backup id)"
-            ))
-        })
 }
 
 #[derive(Serialize)]
