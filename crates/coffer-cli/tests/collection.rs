@@ -164,21 +164,6 @@ fn collection_commands_work_and_fail_clearly() {
             vec![
                 "collection",
                 "restore",
-                "c",
-                "--repo",
-                &repo,
-                "--into",
-                s(&first),
-                "--force",
-                "--at",
-                "soon",
-            ],
-            "not an RFC 3339 time",
-        ),
-        (
-            vec![
-                "collection",
-                "restore",
                 "x",
                 "--repo",
                 &repo,
