@@ -13,20 +13,6 @@ fn has_files(dir: &Path) -> bool {
     dir.join("tables").exists() && walk(&dir.join("tables")).iter().any(|p| p.is_file())
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            }
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn killed_backup_leaves_no_archive() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,14 +49,6 @@ fn killed_backup_leaves_no_archive() {
     );
 }
 
-fn temp_of(dir: &Path) -> bool {
-    restore_leftovers(dir).iter().any(|p| {
-        std::fs::metadata(p)
-            .map(|m| m.len() > 100_000)
-            .unwrap_or(false)
-    })
-}
-
 #[test]
 fn killed_restore_leaves_no_target() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,7 +59,7 @@ fn killed_restore_leaves_no_target() {
     let target = dir.path().join("restored.db");
     let mut child = spawn(&["restore", s(&archive), s(&target)]);
     assert!(
-        wait_for(&mut child, || temp_of(dir.path())),
+        wait_for(&mut child, || big_restore_leftover(dir.path())),
         "the restore finished before it could be killed"
     );
     child.kill().unwrap();
@@ -111,7 +89,7 @@ fn killed_forced_restore_keeps_the_old_target() {
     let target = dir.path().join("old.db");
     std::fs::write(&target, b"the old database").unwrap();
     let mut child = spawn(&["restore", s(&archive), s(&target), "--force"]);
-    assert!(wait_for(&mut child, || temp_of(dir.path())));
+    assert!(wait_for(&mut child, || big_restore_leftover(dir.path())));
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"the old database");
@@ -139,7 +117,7 @@ fn a_stop_signal_stops_a_restore_cleanly() {
     for (signal, status) in STOP_SIGNALS {
         let target = dir.path().join("restored.db");
         let mut child = spawn(&["restore", s(&archive), s(&target)]);
-        assert!(wait_for(&mut child, || temp_of(dir.path())));
+        assert!(wait_for(&mut child, || big_restore_leftover(dir.path())));
         send_signal(&child, signal);
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -304,29 +304,6 @@ fn a_target_inside_its_own_archive_is_refused() {
     assert!(!into.exists());
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn big_leftover(dir: &Path) -> bool {
-    restore_leftovers(dir).iter().any(|p| {
-        std::fs::metadata(p)
-            .map(|m| m.len() > 100_000)
-            .unwrap_or(false)
-    })
-}
-
 #[test]
 fn the_next_restore_into_the_directory_removes_a_killed_restore_s_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,7 +315,7 @@ fn the_next_restore_into_the_directory_removes_a_killed_restore_s_file() {
     std::fs::create_dir(&out).unwrap();
     let mut child = spawn(&["restore", s(&archive), s(&out.join("first.db"))]);
     assert!(
-        wait_for(&mut child, || big_leftover(&out)),
+        wait_for(&mut child, || big_restore_leftover(&out)),
         "the restore finished before it could be killed"
     );
     child.kill().unwrap();

@@ -66,6 +66,32 @@ pub fn restore_leftovers(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Whether `dir` holds a restore's temporary file of more than 100 kB: a
+/// restore well under way, to be killed or interrupted.
+pub fn big_restore_leftover(dir: &Path) -> bool {
+    restore_leftovers(dir).iter().any(|p| {
+        std::fs::metadata(p)
+            .map(|m| m.len() > 100_000)
+            .unwrap_or(false)
+    })
+}
+
+/// Every file and directory below `dir`, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// A database big enough that backing it up or restoring it takes a
 /// noticeable time: `rows` rows of 1 KiB of text with an index.
 pub fn create_big_db(path: &Path, rows: u64) {
