@@ -223,3 +223,44 @@ fn ls_and_verify_speak_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false, "{v}");
 }
+
+#[test]
+fn a_resealed_manifest_cannot_reach_outside_the_restored_database() {
+    let f = fixture();
+    let (other, bytes) = bystander(f.dir.path());
+    let stray = f.dir.path().join("stray.db");
+    append_to_sql(
+        &f.archive.join("manifest.json"),
+        "order_totals",
+        &attack(&other, &stray),
+    );
+    let target = f.dir.path().join("out.db");
+    let err = fails(&["restore", s(&f.archive), s(&target)]);
+    assert!(
+        err.contains("manifest.json") && err.contains("view 'order_totals'"),
+        "{err}"
+    );
+    untouched(&other, &bytes, &stray);
+    assert!(
+        !target.exists(),
+        "a refused restore left {}",
+        target.display()
+    );
+    assert!(restore_leftovers(f.dir.path()).is_empty());
+}
+
+#[test]
+fn a_resealed_manifest_with_a_bad_setting_is_refused() {
+    let f = fixture();
+    reseal(&f.archive.join("manifest.json"), |m| {
+        m.settings.insert("page_size".into(), 1000.into());
+    });
+    let target = f.dir.path().join("out.db");
+    let err = fails(&["restore", s(&f.archive), s(&target)]);
+    assert!(
+        err.contains("manifest.json") && err.contains("page_size"),
+        "{err}"
+    );
+    assert!(!target.exists());
+    assert!(restore_leftovers(f.dir.path()).is_empty());
+}
