@@ -97,11 +97,11 @@ fn edited_manifest_is_refused() {
 #[test]
 fn manifest_naming_a_path_outside_the_archive_is_refused() {
     let f = fixture();
-    let path = f.archive.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    m["tables"][0]["parts"][0]["path"] = "../../etc/passwd".into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    refused(&f, "manifest.json");
+    // Sealed again, so that the path itself is what is refused.
+    reseal(&f.archive.join("manifest.json"), |m| {
+        m.tables[0].parts[0].file.path = "../../etc/passwd".into();
+    });
+    refused(&f, "the path '../../etc/passwd' outside its archive");
 }
 
 #[test]
