@@ -723,3 +723,60 @@ fn a_bad_collection_name_is_a_usage_error() {
     );
     assert!(!into.exists());
 }
+
+#[test]
+fn a_resealed_collection_backup_cannot_reach_outside_the_restored_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    create_small_db_file(&db);
+    let d = s(&db);
+    let repo = format!("{d}.backups");
+    ok(&[
+        "collection",
+        "create",
+        "c",
+        "--db",
+        d,
+        "--table",
+        "customers",
+        "--table",
+        "orders",
+    ]);
+    ok(&["collection", "backup", "c", "--db", d]);
+    let backups = backup_dirs(Path::new(&repo), "c");
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let (other, bytes) = bystander(dir.path());
+    let stray = dir.path().join("stray.db");
+    append_to_sql(
+        &backups[0].join("manifest.json"),
+        "orders_customer",
+        &attack(&other, &stray),
+    );
+    // Into a new database, built beside it, and into an existing one, in place.
+    let new = dir.path().join("new.db");
+    let existing = dir.path().join("existing.db");
+    Connection::open(&existing)
+        .unwrap()
+        .execute_batch("CREATE TABLE keep(v); INSERT INTO keep VALUES ('precious');")
+        .unwrap();
+    let before = coffer_testkit::compare::database_digest(&existing);
+    for target in [&new, &existing] {
+        let err = fails(&[
+            "collection",
+            "restore",
+            "c",
+            "--repo",
+            &repo,
+            "--into",
+            s(target),
+        ]);
+        assert!(
+            err.contains("manifest.json") && err.contains("index 'orders_customer'"),
+            "{err}"
+        );
+        untouched(&other, &bytes, &stray);
+    }
+    assert!(!new.exists(), "a refused restore left {}", new.display());
+    assert!(restore_leftovers(dir.path()).is_empty());
+    assert_eq!(coffer_testkit::compare::database_digest(&existing), before);
+}

@@ -97,11 +97,11 @@ fn edited_manifest_is_refused() {
 #[test]
 fn manifest_naming_a_path_outside_the_archive_is_refused() {
     let f = fixture();
-    let path = f.archive.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    m["tables"][0]["parts"][0]["path"] = "../../etc/passwd".into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    refused(&f, "manifest.json");
+    // Sealed again, so that the path itself is what is refused.
+    reseal(&f.archive.join("manifest.json"), |m| {
+        m.tables[0].parts[0].file.path = "../../etc/passwd".into();
+    });
+    refused(&f, "the path '../../etc/passwd' outside its archive");
 }
 
 #[test]
@@ -229,4 +229,45 @@ fn ls_and_verify_speak_json() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false, "{v}");
+}
+
+#[test]
+fn a_resealed_manifest_cannot_reach_outside_the_restored_database() {
+    let f = fixture();
+    let (other, bytes) = bystander(f.dir.path());
+    let stray = f.dir.path().join("stray.db");
+    append_to_sql(
+        &f.archive.join("manifest.json"),
+        "order_totals",
+        &attack(&other, &stray),
+    );
+    let target = f.dir.path().join("out.db");
+    let err = fails(&["restore", s(&f.archive), s(&target)]);
+    assert!(
+        err.contains("manifest.json") && err.contains("view 'order_totals'"),
+        "{err}"
+    );
+    untouched(&other, &bytes, &stray);
+    assert!(
+        !target.exists(),
+        "a refused restore left {}",
+        target.display()
+    );
+    assert!(restore_leftovers(f.dir.path()).is_empty());
+}
+
+#[test]
+fn a_resealed_manifest_with_a_bad_setting_is_refused() {
+    let f = fixture();
+    reseal(&f.archive.join("manifest.json"), |m| {
+        m.settings.insert("page_size".into(), 1000.into());
+    });
+    let target = f.dir.path().join("out.db");
+    let err = fails(&["restore", s(&f.archive), s(&target)]);
+    assert!(
+        err.contains("manifest.json") && err.contains("page_size"),
+        "{err}"
+    );
+    assert!(!target.exists());
+    assert!(restore_leftovers(f.dir.path()).is_empty());
 }

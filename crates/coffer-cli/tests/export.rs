@@ -805,3 +805,33 @@ fn a_killed_or_interrupted_import_leaves_no_new_database_and_ctrl_c_exits_130() 
     ok(&["import", s(&archive), s(&target)]);
     assert_same_tables(&db, &target, &["big"]);
 }
+
+#[test]
+fn a_resealed_export_cannot_reach_outside_the_database_it_imports_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("small.db");
+    create_small_db(&db).unwrap();
+    let s3 = S3::start();
+    let url = s3.url("small/tampered");
+    s3.ok(&["export", s(&db), &url]);
+    let (other, bytes) = bystander(dir.path());
+    let stray = dir.path().join("stray.db");
+    append_to_sql(
+        &s3.object("small/tampered/manifest.json"),
+        "orders_customer",
+        &attack(&other, &stray),
+    );
+    // Into a new database, built beside it, and into an existing one, in place.
+    let new = dir.path().join("new.db");
+    let (existing, digest) = existing_target(dir.path());
+    for target in [&new, &existing] {
+        let err = s3.fails(&["import", &url, s(target)]);
+        assert!(
+            err.contains("manifest.json") && err.contains("index 'orders_customer'"),
+            "{err}"
+        );
+        untouched(&other, &bytes, &stray);
+    }
+    assert!(!new.exists(), "a refused import left {}", new.display());
+    assert_eq!(database_digest(&existing), digest);
+}

@@ -25,6 +25,7 @@ use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::catalog::rowid_alias;
+use crate::guard::{Guard, restrict, setting_pragmas};
 use crate::restorer::{
     Phases, SqliteRestorer, complete_beside, create_beside, execute_rows, temp_files,
 };
@@ -42,6 +43,7 @@ pub struct SqliteChainRestorer {
     target: PathBuf,
     mode: Mode,
     conn: Option<Connection>,
+    guard: Guard,
     replace: bool,
     inserts: HashMap<String, String>,
     upserts: HashMap<String, String>,
@@ -64,7 +66,7 @@ impl SqliteChainRestorer {
         let existing = std::fs::metadata(&target)
             .map(|m| m.len() > 0)
             .unwrap_or(false);
-        let (mode, conn) = if existing {
+        let (mode, conn, guard) = if existing {
             let conn = Connection::open_with_flags(
                 &target,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -77,10 +79,11 @@ impl SqliteChainRestorer {
                 r.get::<_, i64>(0)
             })
             .map_err(|e| sql_error("open", &target.display().to_string(), e))?;
-            (Mode::InPlace, conn)
+            let guard = restrict(&conn, &target.display().to_string())?;
+            (Mode::InPlace, conn, guard)
         } else {
-            let (temp, conn) = create_beside(&target, "restore")?;
-            (Mode::Fresh { temp }, conn)
+            let (temp, conn, guard) = create_beside(&target, "restore")?;
+            (Mode::Fresh { temp }, conn, guard)
         };
         // Rows are restored as they were: no foreign-key checks, and above
         // all no ON DELETE actions when an upsert replaces a row.
@@ -92,6 +95,7 @@ impl SqliteChainRestorer {
             target,
             mode,
             conn: Some(conn),
+            guard,
             replace,
             inserts: HashMap::new(),
             upserts: HashMap::new(),
@@ -109,7 +113,7 @@ impl SqliteChainRestorer {
     fn exec(&self, sql: &str, what: &str) -> Result<()> {
         self.conn()
             .execute_batch(sql)
-            .map_err(|e| sql_error("restore", what, e))
+            .map_err(|e| self.guard.error("restore", what, e))
     }
 
     fn table_exists(&self, name: &str) -> Result<bool> {
@@ -126,7 +130,8 @@ impl SqliteChainRestorer {
     fn objects(&self, manifest: &Manifest, kind: &str, tables: &[&Table]) -> Result<()> {
         for obj in &manifest.objects {
             if obj.kind == kind && tables.iter().any(|t| t.name == obj.table) {
-                self.exec(&obj.sql, &format!("{kind} '{}'", obj.name))?;
+                let what = format!("{kind} '{}'", obj.name);
+                self.guard.create(self.conn(), obj, &obj.sql, &what)?;
             }
         }
         Ok(())
@@ -225,17 +230,8 @@ impl ChainRestorer for SqliteChainRestorer {
     fn begin(&mut self, full: &Manifest, tables: &[&Table]) -> Result<()> {
         match self.mode {
             Mode::Fresh { .. } => {
-                for name in ["page_size", "auto_vacuum", "encoding"] {
-                    if let Some(v) = full.settings.get(name) {
-                        let value = match v {
-                            serde_json::Value::Number(n) => n.to_string(),
-                            serde_json::Value::String(s) => {
-                                format!("'{}'", s.replace('\'', "''"))
-                            }
-                            _ => continue,
-                        };
-                        self.exec(&format!("PRAGMA main.{name} = {value}"), name)?;
-                    }
+                for pragma in setting_pragmas(full, true)? {
+                    self.exec(&pragma, "the settings")?;
                 }
                 self.exec("BEGIN", "the new database")?;
             }

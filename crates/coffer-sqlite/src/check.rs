@@ -98,6 +98,7 @@ fn open(path: &Path, cancel: &Cancel) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| sql_error("open", &what, e))?;
+    crate::guard::restrict(&conn, &what)?;
     conn.execute_batch("PRAGMA cache_size = -16384;")
         .map_err(|e| sql_error("open", &what, e))?;
     let cancel = cancel.clone();

@@ -27,13 +27,14 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use coffer::engine::{DataBatch, ImportMode, Misfit, Restorer};
-use coffer::manifest::{LogicalType, Manifest, Table};
+use coffer::manifest::{LogicalType, Manifest, SchemaObject, Table};
 use coffer::portable;
 use coffer::progress::Cancel;
 use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::catalog::rowid_alias;
+use crate::guard::{Guard, restrict};
 use crate::restorer::{create_beside, execute_rows, move_into_place, resolve_target, temp_files};
 use crate::{Result, quote, sql_error};
 
@@ -49,6 +50,7 @@ pub struct SqliteImporter {
     /// The file being built beside a target that did not exist.
     temp: Option<PathBuf>,
     conn: Option<Connection>,
+    guard: Guard,
     mode: ImportMode,
     plans: HashMap<String, Plan>,
     /// Tables this import creates (their indexes are created at the end).
@@ -83,7 +85,7 @@ impl SqliteImporter {
         }
         let exists = std::fs::metadata(&target).is_ok_and(|m| m.len() > 0);
         let name = display(&target);
-        let (conn, temp) = if exists {
+        let (conn, guard, temp) = if exists {
             let conn = Connection::open_with_flags(
                 &target,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -95,24 +97,26 @@ impl SqliteImporter {
                 r.get::<_, i64>(0)
             })
             .map_err(|e| sql_error("open", &name, e))?;
+            let guard = restrict(&conn, &name)?;
             conn.execute_batch(
                 "PRAGMA foreign_keys = OFF;
                  PRAGMA cache_size = -16384;
                  BEGIN IMMEDIATE;",
             )
             .map_err(|e| sql_error("start the import into", &name, e))?;
-            (conn, None)
+            (conn, guard, None)
         } else {
-            let (temp, conn) = create_beside(&target, "import")?;
+            let (temp, conn, guard) = create_beside(&target, "import")?;
             conn.execute_batch("BEGIN")
                 .map_err(|e| sql_error("set up", &display(&temp), e))?;
-            (conn, Some(temp))
+            (conn, guard, Some(temp))
         };
         conn.progress_handler(10_000, Some(move || cancel.is_cancelled()));
         Ok(SqliteImporter {
             target,
             temp,
             conn: Some(conn),
+            guard,
             mode,
             plans: HashMap::new(),
             created: HashSet::new(),
@@ -129,9 +133,17 @@ impl SqliteImporter {
     }
 
     fn exec(&self, sql: &str, what: &str) -> Result<()> {
-        self.conn()
-            .execute_batch(sql)
-            .map_err(|e| sql_error("import", &format!("{what} into {}", self.name()), e))
+        self.conn().execute_batch(sql).map_err(|e| {
+            self.guard
+                .error("import", &format!("{what} into {}", self.name()), e)
+        })
+    }
+
+    /// Create the schema object `obj` with `sql` (the manifest's own, or
+    /// coffer's neutral DDL), checked by the guard.
+    fn create(&self, obj: &SchemaObject, sql: &str) -> Result<()> {
+        let what = format!("{} '{}' into {}", obj.kind, obj.name, self.name());
+        self.guard.create(self.conn(), obj, sql, &what)
     }
 
     /// The type and exact name of the table, view or index called `name`
@@ -364,13 +376,22 @@ impl Restorer for SqliteImporter {
                 self.plans.insert(t.name.clone(), Self::plan(t, true));
                 continue;
             }
-            let ddl = manifest
+            match manifest
                 .objects
                 .iter()
                 .find(|o| native && o.kind == "table" && o.name == t.name)
-                .map(|o| o.sql.clone())
-                .unwrap_or_else(|| neutral_ddl(t));
-            self.exec(&ddl, &format!("table '{}'", t.name))?;
+            {
+                Some(obj) => self.create(obj, &obj.sql)?,
+                None => {
+                    let obj = SchemaObject {
+                        kind: "table".into(),
+                        name: t.name.clone(),
+                        table: t.name.clone(),
+                        sql: String::new(),
+                    };
+                    self.create(&obj, &neutral_ddl(t))?;
+                }
+            }
             self.created.insert(t.name.clone());
             self.plans.insert(t.name.clone(), Self::plan(t, false));
         }
@@ -401,7 +422,7 @@ impl Restorer for SqliteImporter {
         if manifest.source.engine == "sqlite" {
             for obj in &manifest.objects {
                 if obj.kind == "index" && self.created.contains(&obj.table) && !obj.sql.is_empty() {
-                    self.exec(&obj.sql, &format!("index '{}'", obj.name))?;
+                    self.create(obj, &obj.sql)?;
                 }
             }
         }

@@ -20,6 +20,7 @@ pub mod apply;
 pub mod capture;
 pub mod catalog;
 mod check;
+mod guard;
 pub mod importer;
 pub mod restorer;
 pub mod snapshot;

@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, Float64Array, Int64Array, StringArray};
 use coffer::engine::{DataBatch, RawValue, Restorer};
-use coffer::manifest::{Manifest, Table};
+use coffer::manifest::{Manifest, SchemaObject, Table};
 use coffer::progress::{Cancel, Progress};
 use coffer::{Error, ErrorKind};
 use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
 use crate::catalog::{INTERNAL_TABLES, rowid_alias};
+use crate::guard::{Guard, restrict, setting_pragmas};
 use crate::{Result, quote, sql_error};
 
 /// Restores into a temporary file and [`install`]s it at the target.
@@ -29,6 +30,7 @@ pub struct SqliteRestorer {
     target: PathBuf,
     temp: PathBuf,
     conn: Option<Connection>,
+    guard: Guard,
     inserts: HashMap<String, String>,
     internal_rows: Vec<(String, DataBatch)>,
     cancel: Cancel,
@@ -45,8 +47,9 @@ fn is_internal(name: &str) -> bool {
 /// final rename stays on one filesystem. Nobody sees it until it is renamed,
 /// so journaling and syncs are off; a 16 MiB page cache and one sorter
 /// thread (more only cost memory, see docs/DECISIONS.md); foreign keys off,
-/// since rows arrive in table order, not in dependency order.
-pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Connection)> {
+/// since rows arrive in table order, not in dependency order. The connection
+/// is [`restrict`]ed to the new file for its whole life.
+pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Connection, Guard)> {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -82,7 +85,8 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
          PRAGMA foreign_keys = OFF;",
     )
     .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
-    Ok((temp, conn))
+    let guard = restrict(&conn, &temp.display().to_string())?;
+    Ok((temp, conn, guard))
 }
 
 /// Remove the temporary files that runs killed while building a database
@@ -182,7 +186,7 @@ impl SqliteRestorer {
                 ),
             ));
         }
-        let (temp, conn) = create_beside(&target, "restore")?;
+        let (temp, conn, guard) = create_beside(&target, "restore")?;
         // Long statements (index builds) stop when the user asks.
         let stop = cancel.clone();
         conn.progress_handler(10_000, Some(move || stop.is_cancelled()));
@@ -190,6 +194,7 @@ impl SqliteRestorer {
             target,
             temp,
             conn: Some(conn),
+            guard,
             inserts: HashMap::new(),
             internal_rows: Vec::new(),
             cancel,
@@ -205,7 +210,13 @@ impl SqliteRestorer {
     fn exec(&self, sql: &str, what: &str) -> Result<()> {
         self.conn()
             .execute_batch(sql)
-            .map_err(|e| sql_error("restore", what, e))
+            .map_err(|e| self.guard.error("restore", what, e))
+    }
+
+    /// Create the schema object `obj` of the manifest, checked by the guard.
+    fn create(&self, obj: &SchemaObject) -> Result<()> {
+        let what = format!("{} '{}'", obj.kind, obj.name);
+        self.guard.create(self.conn(), obj, &obj.sql, &what)
     }
 
     fn table_exists(&self, name: &str) -> Result<bool> {
@@ -331,23 +342,18 @@ impl Restorer for SqliteRestorer {
     }
 
     fn begin(&mut self, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
+        // Those set at the end are checked before anything is built.
+        setting_pragmas(manifest, false)?;
         // Settings that must precede the first table.
-        for name in ["page_size", "auto_vacuum", "encoding"] {
-            if let Some(v) = manifest.settings.get(name) {
-                let value = match v {
-                    serde_json::Value::Number(n) => n.to_string(),
-                    serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
-                    _ => continue,
-                };
-                self.exec(&format!("PRAGMA main.{name} = {value}"), name)?;
-            }
+        for pragma in setting_pragmas(manifest, true)? {
+            self.exec(&pragma, "the settings")?;
         }
         self.exec("BEGIN", "the new database")?;
         let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
         for obj in &manifest.objects {
             if obj.kind == "table" && !is_internal(&obj.name) && wanted.contains(&obj.name.as_str())
             {
-                self.exec(&obj.sql, &format!("table '{}'", obj.name))?;
+                self.create(obj)?;
             }
         }
         for t in tables {
@@ -393,7 +399,7 @@ impl Restorer for SqliteRestorer {
             if keep {
                 self.phases
                     .note(&format!("creating {} {}", obj.kind, obj.name));
-                self.exec(&obj.sql, &format!("{} '{}'", obj.kind, obj.name))?;
+                self.create(obj)?;
             }
         }
         // SQLite's own tables: the AUTOINCREMENT counters, and the planner's
@@ -428,10 +434,8 @@ impl Restorer for SqliteRestorer {
             "indexes, views, triggers and SQLite's own tables created"
         );
         self.exec("COMMIT", "the new database")?;
-        for name in ["user_version", "application_id"] {
-            if let Some(serde_json::Value::Number(n)) = manifest.settings.get(name) {
-                self.exec(&format!("PRAGMA main.{name} = {n}"), name)?;
-            }
+        for pragma in setting_pragmas(manifest, false)? {
+            self.exec(&pragma, "the settings")?;
         }
         let conn = self.conn.take().expect("open");
         self.phases.begin("checking");
@@ -570,6 +574,7 @@ pub fn install(temp: &Path, target: &Path, wal: bool, cancel: &Cancel) -> Result
     if wal {
         let what = temp.display().to_string();
         let conn = Connection::open(temp).map_err(|e| sql_error("open", &what, e))?;
+        restrict(&conn, &what)?;
         conn.execute_batch("PRAGMA journal_mode = WAL;")
             .map_err(|e| sql_error("set the journal mode of", &what, e))?;
         conn.close()

@@ -132,3 +132,65 @@ pub fn wait_for(child: &mut Child, cond: impl Fn() -> bool) -> bool {
     }
     panic!("timed out waiting");
 }
+
+/// Rewrite the manifest at `path` with `edit` and seal it again, as anyone
+/// who can write to an archive's location can: its checksum detects damage,
+/// not intent.
+pub fn reseal(path: &Path, edit: impl FnOnce(&mut coffer::manifest::Manifest)) {
+    let mut m = coffer::manifest::Manifest::from_bytes(&std::fs::read(path).unwrap(), "manifest")
+        .expect("a sound manifest to tamper with");
+    edit(&mut m);
+    m.seal();
+    std::fs::write(path, m.to_bytes()).unwrap();
+}
+
+/// Append `tail` to the SQL of schema object `name` in the manifest at
+/// `path`, and reseal it.
+pub fn append_to_sql(path: &Path, name: &str, tail: &str) {
+    reseal(path, |m| {
+        let obj = m
+            .objects
+            .iter_mut()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("no object {name}"));
+        obj.sql.push_str(tail);
+    });
+}
+
+/// A database unrelated to a restore, for it to attack: `other.db` in
+/// `dir` with a table `precious`. Returns its path and its bytes.
+pub fn bystander(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("other.db");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("CREATE TABLE precious(x); INSERT INTO precious VALUES (1), (2), (3);")
+        .unwrap();
+    drop(c);
+    let bytes = std::fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+/// SQL that, appended to a schema object's, attacks `other` (deletes from
+/// `precious`, then drops it) and creates the file `stray`.
+pub fn attack(other: &Path, stray: &Path) -> String {
+    format!(
+        "; ATTACH '{}' AS v; DELETE FROM v.precious; DROP TABLE v.precious; ATTACH '{}' AS w; CREATE TABLE w.t(x)",
+        s(other),
+        s(stray)
+    )
+}
+
+/// `other` still holds exactly `bytes` and `stray` was not created.
+pub fn untouched(other: &Path, bytes: &[u8], stray: &Path) {
+    assert_eq!(
+        std::fs::read(other).unwrap(),
+        bytes,
+        "{} was changed",
+        other.display()
+    );
+    let c = rusqlite::Connection::open(other).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM precious", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+    assert!(!stray.exists(), "{} was created", stray.display());
+}
