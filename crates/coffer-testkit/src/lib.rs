@@ -6,13 +6,16 @@
 //!   databases and a digest over the same content;
 //! * [`s3`] — an in-process S3 server (s3s-fs over a temporary directory);
 //! * [`conformance`] — the storage conformance suite every
-//!   [`Store`](coffer::store::Store) backend must pass.
+//!   [`Store`](coffer::store::Store) backend must pass;
+//! * [`stores`] — object stores that misbehave as real services do: one
+//!   that ignores create-only writes, one that injects faults and stalls.
 #![warn(missing_docs)]
 
 pub mod compare;
 pub mod conformance;
 pub mod nasty;
 pub mod s3;
+pub mod stores;
 
 pub use compare::{assert_same_database, compare_databases, database_digest};
 pub use nasty::{create_nasty_db, create_small_db};

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use coffer::ErrorKind;
 use coffer::store::Store;
 use coffer_testkit::S3Server;
-use coffer_testkit::conformance;
+use coffer_testkit::{conformance, stores};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_local_directory() {
@@ -146,4 +146,172 @@ async fn s3_objects_can_be_corrupted_behind_the_servers_back() {
     assert_eq!(store.get("data/f.bin").await.unwrap(), &b"evil"[..]);
     std::fs::remove_file(&file).unwrap();
     assert!(store.get_opt("data/f.bin").await.unwrap().is_none());
+}
+
+/// A store over a fresh local directory below `base`, wrapped by `wrap`.
+fn wrapped<T: object_store::ObjectStore>(
+    base: &std::path::Path,
+    n: &AtomicUsize,
+    wrap: impl Fn(object_store::local::LocalFileSystem) -> T,
+) -> Store {
+    let dir = base.join(format!("w{}", n.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap();
+    stores::store_over(wrap(fs), &format!("test://{}", dir.display()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_store_that_ignores_create_only_writes() {
+    let base = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    conformance::run_all_but_create_only(|| wrapped(base.path(), &n, stores::IgnoresCreateOnly))
+        .await;
+    // The wrapper really overwrites: the check it is spared fails on it.
+    let store = wrapped(base.path(), &n, stores::IgnoresCreateOnly);
+    store
+        .put_new("x", Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    store
+        .put_new("x", Bytes::from_static(b"two"))
+        .await
+        .unwrap();
+    assert_eq!(store.get("x").await.unwrap(), &b"two"[..]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_store_that_stalls() {
+    let base = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    let faults = stores::Faults {
+        period: 3,
+        fail_at: None,
+        stall_at: Some(1),
+        stall: std::time::Duration::from_millis(30),
+    };
+    conformance::run_all(|| wrapped(base.path(), &n, |fs| stores::Faulty::new(fs, faults))).await;
+}
+
+/// Two runs take one lock at once on a store that ignores create-only
+/// writes: both writes "succeed", the read-back decides, one wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lock_holds_on_a_store_that_ignores_create_only_writes() {
+    let base = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    let store = wrapped(base.path(), &n, stores::IgnoresCreateOnly);
+    let (a, b) = tokio::join!(
+        coffer::lock::RepoLock::acquire(&store, "backup"),
+        coffer::lock::RepoLock::acquire(&store, "prune"),
+    );
+    let won = [a.is_ok(), b.is_ok()];
+    assert_eq!(
+        won.iter().filter(|w| **w).count(),
+        1,
+        "{:?} {:?}",
+        a.as_ref().err(),
+        b.as_ref().err()
+    );
+    let lost = a.as_ref().err().or(b.as_ref().err()).unwrap();
+    assert_eq!(lost.kind(), ErrorKind::AlreadyExists, "{lost:?}");
+    let holder = a.ok().or(b.ok()).unwrap();
+    holder.check().await.unwrap();
+    holder.release().await.unwrap();
+}
+
+fn small_db(dir: &std::path::Path) -> std::path::PathBuf {
+    let db = dir.join("small.db");
+    coffer_testkit::create_small_db(&db).unwrap();
+    db
+}
+
+async fn backup_into(db: &std::path::Path, store: &Store) -> coffer::Result<()> {
+    let engine: std::sync::Arc<dyn coffer::engine::Engine> =
+        std::sync::Arc::new(coffer_sqlite::SqliteEngine);
+    coffer::ops::backup::backup(
+        engine,
+        db.to_str().unwrap(),
+        store,
+        Default::default(),
+        std::sync::Arc::new(coffer::progress::Silent),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The archive commit on a store that ignores create-only writes: a second
+/// backup into a location holding an archive is refused, and the first
+/// archive still verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_archive_commit_holds_on_a_store_that_ignores_create_only_writes() {
+    let base = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    let db = small_db(base.path());
+    let store = wrapped(base.path(), &n, stores::IgnoresCreateOnly);
+    backup_into(&db, &store).await.unwrap();
+    let first = coffer::archive::read_manifest(&store).await.unwrap();
+    let err = backup_into(&db, &store).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err:?}");
+    let report = coffer::ops::verify::verify(&store, &coffer::progress::Silent)
+        .await
+        .unwrap();
+    assert!(report.is_ok());
+    assert_eq!(
+        coffer::archive::read_manifest(&store)
+            .await
+            .unwrap()
+            .created_at,
+        first.created_at
+    );
+}
+
+/// Under injected faults a backup either commits an archive that verifies
+/// or fails and leaves no archive: never a manifest over missing or wrong
+/// files.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_under_faults_commits_a_whole_archive_or_none() {
+    let base = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    let db = small_db(base.path());
+    let (mut committed, mut failed) = (0, 0);
+    // A small backup makes a few dozen requests: a fault at each of the
+    // first ones, and some late enough that the backup commits first.
+    for fail_at in 0..30 {
+        let faults = stores::Faults {
+            period: 30,
+            fail_at: Some(fail_at),
+            stall_at: Some((fail_at + 5) % 30),
+            stall: std::time::Duration::from_millis(20),
+        };
+        let store = wrapped(base.path(), &n, |fs| stores::Faulty::new(fs, faults));
+        let result = backup_into(&db, &store).await;
+        // Read back through a store without faults.
+        let plain = Store::open(&store.url().replace("test://", ""), &Default::default()).unwrap();
+        match result {
+            Ok(()) => {
+                committed += 1;
+                let report = coffer::ops::verify::verify(&plain, &coffer::progress::Silent)
+                    .await
+                    .unwrap();
+                assert!(
+                    report.is_ok(),
+                    "fault at {fail_at}: a committed archive is damaged"
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                assert!(
+                    e.to_string().contains("injected fault"),
+                    "fault at {fail_at}: {e}"
+                );
+                let read = coffer::archive::read_manifest(&plain).await;
+                assert!(
+                    read.is_err(),
+                    "fault at {fail_at}: a failed backup left a manifest"
+                );
+            }
+        }
+    }
+    assert!(failed > 0, "no injected fault stopped a backup");
+    assert!(committed > 0, "no backup got past its faults");
+    eprintln!("{committed} backups committed, {failed} failed cleanly");
 }

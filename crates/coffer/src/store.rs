@@ -223,6 +223,20 @@ impl Store {
         })
     }
 
+    /// A store over any [`ObjectStore`] — a wrapper that adds behaviour
+    /// (tests use ones that ignore create-only writes or inject faults) or
+    /// a backend coffer does not build itself. `url` names the location in
+    /// messages. Such a store is treated as remote: uploads go in large
+    /// chunks and locks wait before their read-back.
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Store {
+        Store {
+            inner,
+            root: Path::default(),
+            url: url.trim_end_matches('/').to_string(),
+            local_dir: None,
+        }
+    }
+
     /// The location as the user wrote it, without a trailing slash.
     pub fn url(&self) -> &str {
         &self.url
