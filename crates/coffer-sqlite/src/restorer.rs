@@ -45,7 +45,10 @@ fn is_internal(name: &str) -> bool {
 /// final rename stays on one filesystem. Nobody sees it until it is renamed,
 /// so journaling and syncs are off; a 16 MiB page cache and one sorter
 /// thread (more only cost memory, see docs/DECISIONS.md); foreign keys off,
-/// since rows arrive in table order, not in dependency order.
+/// since rows arrive in table order, not in dependency order. A `restore`
+/// loads rows as the source holds them, also those that break a CHECK
+/// constraint (which SQLite lets `PRAGMA ignore_check_constraints` write):
+/// the constraints stay in the schema, unenforced on this connection only.
 pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Connection)> {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -82,6 +85,10 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
          PRAGMA foreign_keys = OFF;",
     )
     .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
+    if purpose == "restore" {
+        conn.execute_batch("PRAGMA ignore_check_constraints = ON;")
+            .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
+    }
     Ok((temp, conn))
 }
 
