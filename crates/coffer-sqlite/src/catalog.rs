@@ -66,6 +66,10 @@ pub fn rowid_alias(columns: &[String]) -> Option<&'static str> {
 pub struct ScanPlan {
     /// One SQL expression per data column, in data column order.
     pub exprs: Vec<String>,
+    /// Why the table's rows cannot be read exactly, as one sentence naming
+    /// it; a scan of it fails with this, while the rest of the database
+    /// can still be read.
+    pub refusal: Option<String>,
 }
 
 /// The virtual table module named in `CREATE VIRTUAL TABLE ... USING m(...)`.
@@ -217,6 +221,13 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
         let mut columns = Vec::new();
         let mut exprs = Vec::new();
         let mut rowid_column = None;
+        let mut refusal = None;
+        if wants_rowid && rowid_alias(&names).is_none() {
+            refusal = Some(format!(
+                "table '{}' has columns named rowid, oid and _rowid_, which hide every name of its rowid, so its rows cannot be copied with their rowids; rename one of those columns (ALTER TABLE ... RENAME COLUMN), or leave the table out with --exclude",
+                name.escape_debug()
+            ));
+        }
         if wants_rowid && let Some(alias) = rowid_alias(&names) {
             let mut col_name = ROWID_COLUMN.to_string();
             while names.iter().any(|n| n.eq_ignore_ascii_case(&col_name)) {
@@ -261,7 +272,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             rows: 0,
             parts: Vec::new(),
         });
-        plans.push(ScanPlan { exprs });
+        plans.push(ScanPlan { exprs, refusal });
     }
     Ok((
         Catalog {

@@ -96,3 +96,43 @@ async fn rows_that_break_a_check_constraint_restore_as_the_source_holds_them() {
         dump(&db, "SELECT sql FROM sqlite_schema WHERE name = 't'")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_whose_columns_shadow_every_rowid_alias_is_refused_not_renumbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_with(
+        dir.path(),
+        "CREATE TABLE t(rowid TEXT, oid TEXT, _rowid_ TEXT);
+         INSERT INTO t VALUES('a','b','c'),('d','e','f'),('g','h','i');
+         DELETE FROM t WHERE rowid = 'a';
+         CREATE TABLE other(x);
+         INSERT INTO other VALUES(1);",
+    );
+    let dest = store(dir.path(), "bk");
+    let e = back_up(&db, &dest, None).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("'t'"), "{msg}");
+    assert!(msg.contains("rowid"), "{msg}");
+    // The other tables can still be backed up on their own.
+    let dest = store(dir.path(), "bk2");
+    back_up(&db, &dest, Some(vec!["other".into()]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shadowed_rowid_is_kept_through_an_unshadowed_alias() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_with(
+        dir.path(),
+        "CREATE TABLE t(rowid TEXT, _rowid_ TEXT, v);
+         INSERT INTO t VALUES('a','b',1),('d','e',2),('g','h',3);
+         DELETE FROM t WHERE v = 1;",
+    );
+    let dest = store(dir.path(), "bk");
+    back_up(&db, &dest, None).await.unwrap();
+    let out = dir.path().join("out.db");
+    restore_to(&dest, &out).await.unwrap();
+    let q = "SELECT oid, rowid, _rowid_, v FROM t ORDER BY oid";
+    assert_eq!(dump(&db, q), dump(&out, q));
+}
