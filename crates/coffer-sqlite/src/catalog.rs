@@ -83,6 +83,16 @@ pub fn vtab_module(sql: &str) -> Option<String> {
     Some(rest[..end].to_ascii_lowercase())
 }
 
+/// Whether reading virtual table `table` fails because SQLite does not
+/// have its module (an extension's, such as SpatiaLite's
+/// `VirtualSpatialIndex`, that is not loaded).
+fn module_missing(conn: &Connection, table: &str) -> bool {
+    match conn.prepare(&format!("SELECT * FROM main.{} LIMIT 0", quote(table))) {
+        Ok(_) => false,
+        Err(e) => e.to_string().contains("no such module"),
+    }
+}
+
 struct RawColumn {
     name: String,
     declared: String,
@@ -200,7 +210,19 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             continue;
         }
         let is_virtual = list_kind == "virtual";
-        let raw = table_columns(conn, &name)?;
+        let raw = match table_columns(conn, &name) {
+            Ok(raw) => raw,
+            Err(_) if is_virtual && module_missing(conn, &name) => {
+                // Its definition is kept (above); its rows cannot be read.
+                tracing::warn!(
+                    "virtual table '{}' uses the module {}, which coffer does not have: its definition is kept, its rows are not read",
+                    name.escape_debug(),
+                    sql.as_deref().and_then(vtab_module).unwrap_or_default()
+                );
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let names: Vec<String> = raw.iter().map(|c| c.name.clone()).collect();
         let data: Vec<&RawColumn> = raw.iter().filter(|c| c.hidden == 0).collect();
         let pk_cols: Vec<&RawColumn> = {

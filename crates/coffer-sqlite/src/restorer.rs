@@ -252,6 +252,53 @@ impl SqliteRestorer {
         )
     }
 
+    /// Recreate a virtual table of the archive that has no rows in it: the
+    /// backup found no module for it. Where this SQLite has the module it is
+    /// created; where it does not, its definition is written into the
+    /// schema as the source had it (it works where the module is loaded),
+    /// with a warning naming it. Anything but a `CREATE VIRTUAL TABLE` of
+    /// that name is refused as a damaged archive.
+    fn recreate_virtual(&self, obj: &coffer::manifest::SchemaObject) -> Result<()> {
+        let upper = obj.sql.trim_start().to_ascii_uppercase();
+        let module = crate::catalog::vtab_module(&obj.sql);
+        if !upper.starts_with("CREATE VIRTUAL TABLE") || module.is_none() {
+            return Err(Error::corrupt(format!(
+                "the archive lists table '{}' without its rows, which only a virtual table may be; the archive is damaged",
+                obj.name.escape_debug()
+            )));
+        }
+        let what = format!("virtual table '{}'", obj.name);
+        // Asked first: with journaling off, a CREATE that fails for want of
+        // its module is not undone.
+        let known: bool = self
+            .conn()
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_module_list WHERE name = ?1 COLLATE NOCASE",
+                [module.as_deref().unwrap_or_default()],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_error("restore", &what, e))?;
+        if known {
+            return self.exec(&obj.sql, &what);
+        }
+        self.conn()
+            .execute_batch("PRAGMA writable_schema = ON")
+            .and_then(|_| {
+                self.conn().execute(
+                    "INSERT INTO main.sqlite_schema(type, name, tbl_name, rootpage, sql) \
+                     VALUES ('table', ?1, ?1, 0, ?2)",
+                    [&obj.name, &obj.sql],
+                )
+            })
+            .and_then(|_| self.conn().execute_batch("PRAGMA writable_schema = OFF"))
+            .map_err(|e| sql_error("restore", &what, e))?;
+        tracing::warn!(
+            "{what} uses the module {}, which coffer does not have: its definition was restored, its rows were not in the archive; it works where that module is loaded",
+            module.unwrap_or_default()
+        );
+        Ok(())
+    }
+
     fn insert_rows(&self, table: &Table, sql: &str, batch: &DataBatch) -> Result<()> {
         execute_rows(self.conn(), &table.name, sql, batch)
     }
@@ -395,6 +442,11 @@ impl Restorer for SqliteRestorer {
                 "trigger" if obj.name.starts_with(crate::capture::PREFIX) => all,
                 "trigger" => wanted.contains(&obj.table.as_str()),
                 "view" => all,
+                "table" if all && manifest.table(&obj.name).is_none() => {
+                    // A virtual table whose rows the backup could not read.
+                    self.recreate_virtual(obj)?;
+                    false
+                }
                 _ => false,
             };
             if keep {

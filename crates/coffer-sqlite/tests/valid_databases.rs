@@ -136,3 +136,80 @@ async fn a_shadowed_rowid_is_kept_through_an_unshadowed_alias() {
     let q = "SELECT oid, rowid, _rowid_, v FROM t ORDER BY oid";
     assert_eq!(dump(&db, q), dump(&out, q));
 }
+
+/// A database with a virtual table of a module SQLite does not have, as a
+/// SpatiaLite database has its `VirtualSpatialIndex`.
+fn with_unknown_module(dir: &Path) -> PathBuf {
+    let db = db_with(
+        dir,
+        "CREATE TABLE spatial_ref_sys(srid INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO spatial_ref_sys VALUES(4326, 'WGS 84'), (3857, 'Pseudo-Mercator');
+         CREATE TABLE places(id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO places VALUES(1, 'here');",
+    );
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA writable_schema = ON;
+         INSERT INTO sqlite_schema(type, name, tbl_name, rootpage, sql)
+           VALUES('table', 'SpatialIndex', 'SpatialIndex', 0,
+                  'CREATE VIRTUAL TABLE SpatialIndex USING VirtualSpatialIndex()');
+         PRAGMA writable_schema = OFF;",
+    )
+    .unwrap();
+    db
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_virtual_table_of_an_unknown_module_does_not_block_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = with_unknown_module(dir.path());
+    // One ordinary table.
+    let dest = store(dir.path(), "one");
+    let r = back_up(&db, &dest, Some(vec!["spatial_ref_sys".into()]))
+        .await
+        .unwrap();
+    assert_eq!(r.manifest.total_rows(), 2);
+    // The whole database: its definition is kept, its rows are not read.
+    let dest = store(dir.path(), "all");
+    let r = back_up(&db, &dest, None).await.unwrap();
+    assert!(r.manifest.objects.iter().any(|o| o.name == "SpatialIndex"));
+    assert!(r.manifest.table("SpatialIndex").is_none());
+    assert_eq!(r.manifest.total_rows(), 3);
+    // The restore recreates what it can and keeps the definition.
+    let out = dir.path().join("out.db");
+    restore_to(&dest, &out).await.unwrap();
+    let q = "SELECT srid, name FROM spatial_ref_sys ORDER BY srid";
+    assert_eq!(dump(&db, q), dump(&out, q));
+    assert_eq!(
+        dump(
+            &out,
+            "SELECT sql FROM sqlite_schema WHERE name = 'SpatialIndex'"
+        ),
+        dump(
+            &db,
+            "SELECT sql FROM sqlite_schema WHERE name = 'SpatialIndex'"
+        )
+    );
+    // An export of the whole database too.
+    let dest = store(dir.path(), "export");
+    let r = coffer::ops::export::export(
+        Arc::new(SqliteEngine),
+        db.to_str().unwrap(),
+        &dest,
+        BackupOptions::default(),
+        Arc::new(Silent),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.manifest.total_rows(), 3);
+    // Selecting it by name says why it cannot be read.
+    let dest = store(dir.path(), "vt");
+    let e = back_up(&db, &dest, Some(vec!["SpatialIndex".into()]))
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("VirtualSpatialIndex") || msg.contains("virtualspatialindex"),
+        "{msg}"
+    );
+}
