@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, Float64Array, Int64Array, StringArray};
-use coffer::engine::{DataBatch, RawValue, Restorer};
+use coffer::engine::{DataBatch, RawValue, Restorer, Skipped};
 use coffer::manifest::{Manifest, Table};
 use coffer::progress::{Cancel, Progress};
 use coffer::{Error, ErrorKind};
@@ -34,6 +34,8 @@ pub struct SqliteRestorer {
     cancel: Cancel,
     finished: bool,
     phases: Phases,
+    skip_missing_collations: bool,
+    skipped: Vec<Skipped>,
 }
 
 fn is_internal(name: &str) -> bool {
@@ -202,6 +204,8 @@ impl SqliteRestorer {
             cancel,
             finished: false,
             phases: Phases::default(),
+            skip_missing_collations: false,
+            skipped: Vec::new(),
         })
     }
 
@@ -294,8 +298,114 @@ impl SqliteRestorer {
             .map_err(|e| sql_error("restore", &what, e))?;
         tracing::warn!(
             "{what} uses the module {}, which coffer does not have: its definition was restored, its rows were not in the archive; it works where that module is loaded",
-            module.unwrap_or_default()
+            crate::catalog::module_as_written(&obj.sql).unwrap_or_default()
         );
+        Ok(())
+    }
+
+    fn is_skipped(&self, kind: &str, name: &str) -> bool {
+        self.skipped
+            .iter()
+            .any(|s| s.kind == kind && s.name == name)
+    }
+
+    /// The collation sequences that `sql` names and this connection does
+    /// not have.
+    fn missing_collations(&self, sql: &str) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for c in crate::catalog::collations_in(sql) {
+            let known: bool = self
+                .conn()
+                .query_row(
+                    "SELECT count(*) > 0 FROM pragma_collation_list WHERE name = ?1 COLLATE NOCASE",
+                    [&c],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_error("inspect", "the new database", e))?;
+            if !known {
+                missing.push(c);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Find the tables and indexes to restore that need a collation
+    /// sequence this SQLite does not have (one the source's application
+    /// defined), which cannot be built. Unless told to skip them, refuse
+    /// the restore naming them; else record them, and the indexes and
+    /// triggers of the tables among them, in `skipped`. Views and triggers
+    /// that name such a collation are restored: SQLite needs it only when
+    /// they run.
+    fn leave_out_missing_collations(&mut self, manifest: &Manifest, wanted: &[&str]) -> Result<()> {
+        let mut needs: Vec<(String, String, Vec<String>)> = Vec::new();
+        let mut all_missing: Vec<String> = Vec::new();
+        for obj in &manifest.objects {
+            let buildable = match obj.kind.as_str() {
+                "table" | "index" => wanted.contains(&obj.table.as_str()),
+                _ => false,
+            };
+            if !buildable {
+                continue;
+            }
+            let missing = self.missing_collations(&obj.sql)?;
+            if missing.is_empty() {
+                continue;
+            }
+            for c in &missing {
+                if !all_missing.contains(c) {
+                    all_missing.push(c.clone());
+                }
+            }
+            needs.push((obj.kind.clone(), obj.name.clone(), missing));
+        }
+        if needs.is_empty() {
+            return Ok(());
+        }
+        let quoted = |v: &[String]| {
+            v.iter()
+                .map(|c| format!("'{}'", c.escape_debug()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.skip_missing_collations {
+            let objects: Vec<String> = needs
+                .iter()
+                .map(|(kind, name, _)| format!("{kind} '{}'", name.escape_debug()))
+                .collect();
+            return Err(Error::invalid(format!(
+                "the archive's database uses the collation sequence(s) {}, which its application defines and coffer does not have, so {} cannot be built; pass --skip-missing-collations to restore everything else (what is left out is listed)",
+                quoted(&all_missing),
+                objects.join(", ")
+            )));
+        }
+        for (kind, name, missing) in needs {
+            self.skipped.push(Skipped {
+                kind,
+                name,
+                reason: format!("needs the collation sequence(s) {}", quoted(&missing)),
+            });
+        }
+        for obj in &manifest.objects {
+            if matches!(obj.kind.as_str(), "index" | "trigger")
+                && obj.name != obj.table
+                && self.is_skipped("table", &obj.table)
+                && !self.is_skipped(&obj.kind, &obj.name)
+            {
+                self.skipped.push(Skipped {
+                    kind: obj.kind.clone(),
+                    name: obj.name.clone(),
+                    reason: format!("its table '{}' was left out", obj.table.escape_debug()),
+                });
+            }
+        }
+        for s in &self.skipped {
+            tracing::warn!(
+                "left out {} '{}': it {}",
+                s.kind,
+                s.name.escape_debug(),
+                s.reason
+            );
+        }
         Ok(())
     }
 
@@ -398,21 +508,36 @@ impl Restorer for SqliteRestorer {
         }
         self.exec("BEGIN", "the new database")?;
         let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        self.leave_out_missing_collations(manifest, &wanted)?;
         for obj in &manifest.objects {
-            if obj.kind == "table" && !is_internal(&obj.name) && wanted.contains(&obj.name.as_str())
+            if obj.kind == "table"
+                && !is_internal(&obj.name)
+                && wanted.contains(&obj.name.as_str())
+                && !self.is_skipped("table", &obj.name)
             {
                 self.exec(&obj.sql, &format!("table '{}'", obj.name))?;
             }
         }
         for t in tables {
-            if !is_internal(&t.name) {
+            if !is_internal(&t.name) && !self.is_skipped("table", &t.name) {
                 self.inserts.insert(t.name.clone(), Self::insert_sql(t));
             }
         }
         Ok(())
     }
 
+    fn skip_missing_collations(&mut self) {
+        self.skip_missing_collations = true;
+    }
+
+    fn skipped(&self) -> Vec<Skipped> {
+        self.skipped.clone()
+    }
+
     fn load(&mut self, table: &Table, batch: &DataBatch) -> Result<()> {
+        if self.is_skipped("table", &table.name) {
+            return Ok(());
+        }
         if is_internal(&table.name) {
             self.internal_rows.push((table.name.clone(), batch.clone()));
             return Ok(());
@@ -427,7 +552,11 @@ impl Restorer for SqliteRestorer {
 
     fn finish(mut self: Box<Self>, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
         let started = std::time::Instant::now();
-        let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        let wanted: Vec<&str> = tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|t| !self.is_skipped("table", t))
+            .collect();
         let all = tables.len() == manifest.tables.len();
         self.phases.begin("indexes");
         for obj in &manifest.objects {
@@ -448,7 +577,7 @@ impl Restorer for SqliteRestorer {
                     false
                 }
                 _ => false,
-            };
+            } && !self.is_skipped(&obj.kind, &obj.name);
             if keep {
                 self.phases
                     .note(&format!("creating {} {}", obj.kind, obj.name));
@@ -476,7 +605,8 @@ impl Restorer for SqliteRestorer {
             let table = manifest
                 .table(&name)
                 .ok_or_else(|| Error::internal(format!("no table '{name}'")))?;
-            let batch = keep_rows_for(&batch, &wanted, all);
+            let left_out = self.skipped.iter().any(|s| s.kind == "table");
+            let batch = keep_rows_for(&batch, &wanted, all && !left_out);
             if batch.num_rows() > 0 {
                 self.insert_rows(table, &Self::insert_sql(table), &batch)?;
             }

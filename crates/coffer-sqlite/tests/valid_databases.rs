@@ -213,3 +213,138 @@ async fn a_virtual_table_of_an_unknown_module_does_not_block_a_backup() {
         "{msg}"
     );
 }
+
+/// Register the collation `rev` (text compared backwards), as an
+/// application would, on `c`.
+fn register_rev(c: &rusqlite::Connection) {
+    use std::ffi::{c_int, c_void};
+    unsafe extern "C" fn rev(
+        _: *mut c_void,
+        n1: c_int,
+        p1: *const c_void,
+        n2: c_int,
+        p2: *const c_void,
+    ) -> c_int {
+        // SAFETY: SQLite passes two buffers of the given lengths.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(p1 as *const u8, n1 as usize),
+                std::slice::from_raw_parts(p2 as *const u8, n2 as usize),
+            )
+        };
+        let a: Vec<u8> = a.iter().rev().copied().collect();
+        let b: Vec<u8> = b.iter().rev().copied().collect();
+        a.cmp(&b) as c_int
+    }
+    // SAFETY: a live connection; the callback is a plain function.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_create_collation_v2(
+            c.handle(),
+            c"rev".as_ptr(),
+            rusqlite::ffi::SQLITE_UTF8,
+            std::ptr::null_mut(),
+            Some(rev),
+            None,
+        )
+    };
+    assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+}
+
+fn with_app_collation(dir: &Path) -> PathBuf {
+    let db = dir.join("src.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    register_rev(&c);
+    c.execute_batch(
+        "CREATE TABLE words(id INTEGER PRIMARY KEY AUTOINCREMENT, w TEXT COLLATE rev);
+         CREATE INDEX words_w ON words(w);
+         CREATE TRIGGER words_t AFTER DELETE ON words BEGIN SELECT 1; END;
+         CREATE TABLE plain(x TEXT, y);
+         CREATE INDEX plain_x ON plain(x COLLATE rev);
+         CREATE INDEX plain_y ON plain(y);
+         CREATE VIEW sorted AS SELECT x FROM plain ORDER BY x COLLATE rev;
+         INSERT INTO words(w) VALUES('ab'), ('ba');
+         INSERT INTO plain VALUES('ab', 1), ('ba', 2), (NULL, x'00');",
+    )
+    .unwrap();
+    db
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_application_collation_is_named_at_backup_and_restore_can_skip_what_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = with_app_collation(dir.path());
+    let dest = store(dir.path(), "bk");
+    let r = back_up(&db, &dest, None).await.unwrap();
+    assert_eq!(
+        r.manifest.settings.get("collations"),
+        Some(&serde_json::json!(["rev"]))
+    );
+    // Without the option: refused up front, naming the collation and what
+    // needs it, nothing left behind.
+    let out = dir.path().join("out.db");
+    let e = restore_to(&dest, &out).await.unwrap_err();
+    let msg = e.to_string();
+    for part in [
+        "'rev'",
+        "table 'words'",
+        "index 'plain_x'",
+        "--skip-missing-collations",
+    ] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "only src.db and bk"
+    );
+    // With it: everything else, and the list of what was left out.
+    let report = restore(
+        Arc::new(SqliteEngine),
+        &dest,
+        out.to_str().unwrap(),
+        RestoreOptions {
+            skip_missing_collations: true,
+            ..RestoreOptions::default()
+        },
+        Arc::new(Silent),
+    )
+    .await
+    .unwrap();
+    let left: Vec<(String, String)> = report
+        .skipped
+        .iter()
+        .map(|s| (s.kind.clone(), s.name.clone()))
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("table", "words"),
+        ("index", "words_w"),
+        ("index", "plain_x"),
+        ("trigger", "words_t"),
+    ]
+    .iter()
+    .map(|(k, n)| (k.to_string(), n.to_string()))
+    .collect();
+    let mut sorted = left.clone();
+    sorted.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(sorted, want_sorted);
+    assert_eq!(report.tables, ["sqlite_sequence", "plain"]);
+    // plain's 3 and sqlite_sequence's 1 (read, then kept only for tables
+    // restored); not words' 2.
+    assert_eq!(report.rows, 4);
+    let q = "SELECT rowid, quote(x), quote(y) FROM plain ORDER BY rowid";
+    assert_eq!(dump(&db, q), dump(&out, q));
+    let c = rusqlite::Connection::open(&out).unwrap();
+    let mut stmt = c
+        .prepare("SELECT type || ' ' || name FROM sqlite_schema ORDER BY name")
+        .unwrap();
+    let objects: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|x| x.unwrap())
+        .collect();
+    // No sqlite_sequence: only `words` had AUTOINCREMENT.
+    assert_eq!(objects, ["table plain", "index plain_y", "view sorted"]);
+}
