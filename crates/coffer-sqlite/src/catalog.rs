@@ -401,7 +401,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
     }
     if !collations.is_empty() {
         tracing::warn!(
-            "the schema of {database} uses the collation sequence(s) {}, which its application defines and coffer does not have: the backup is complete, but a restore cannot build the tables and indexes that use them and stops unless given --skip-missing-collations, which leaves those out",
+            "the schema of {database} uses the collation sequence(s) {}, which its application defines and coffer does not have: the backup is complete, but a restore cannot build the tables and indexes that use them, and stops unless given --skip-missing-collations, which leaves those out",
             collations
                 .iter()
                 .map(|c| format!("'{}'", c.escape_debug()))

@@ -260,12 +260,14 @@ impl SqliteRestorer {
     /// backup found no module for it. Where this SQLite has the module it is
     /// created; where it does not, its definition is written into the
     /// schema as the source had it (it works where the module is loaded),
-    /// with a warning naming it. Anything but a `CREATE VIRTUAL TABLE` of
-    /// that name is refused as a damaged archive.
+    /// with a warning naming it. Anything but one `CREATE VIRTUAL TABLE`
+    /// statement is refused as a damaged archive.
     fn recreate_virtual(&self, obj: &coffer::manifest::SchemaObject) -> Result<()> {
         let upper = obj.sql.trim_start().to_ascii_uppercase();
         let module = crate::catalog::vtab_module(&obj.sql);
-        if !upper.starts_with("CREATE VIRTUAL TABLE") || module.is_none() {
+        // One statement: SQLite reads only the first of a schema row's SQL.
+        let single = !obj.sql.trim_end().trim_end_matches(';').contains(';');
+        if !upper.starts_with("CREATE VIRTUAL TABLE") || module.is_none() || !single {
             return Err(Error::corrupt(format!(
                 "the archive lists table '{}' without its rows, which only a virtual table may be; the archive is damaged",
                 obj.name.escape_debug()

@@ -348,3 +348,33 @@ async fn an_application_collation_is_named_at_backup_and_restore_can_skip_what_n
     // No sqlite_sequence: only `words` had AUTOINCREMENT.
     assert_eq!(objects, ["table plain", "index plain_y", "view sorted"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_without_rows_that_is_not_one_virtual_table_is_refused() {
+    use coffer::manifest::{MANIFEST, Manifest};
+    let dir = tempfile::tempdir().unwrap();
+    let db = with_unknown_module(dir.path());
+    let dest = store(dir.path(), "all");
+    back_up(&db, &dest, None).await.unwrap();
+    let path = dir.path().join("all").join(MANIFEST);
+    let original = std::fs::read(&path).unwrap();
+    for sql in [
+        "CREATE TABLE SpatialIndex(x)",
+        "CREATE VIRTUAL TABLE SpatialIndex USING VirtualSpatialIndex(); CREATE TABLE evil(x)",
+    ] {
+        let mut m = Manifest::from_bytes(&original, "test").unwrap();
+        let o = m
+            .objects
+            .iter_mut()
+            .find(|o| o.name == "SpatialIndex")
+            .unwrap();
+        o.sql = sql.to_string();
+        m.seal();
+        std::fs::write(&path, m.to_bytes()).unwrap();
+        let out = dir.path().join("out.db");
+        let e = restore_to(&dest, &out).await.unwrap_err();
+        assert!(e.to_string().contains("'SpatialIndex'"), "{e}");
+        assert!(e.to_string().contains("damaged"), "{e}");
+        assert!(!out.exists());
+    }
+}
