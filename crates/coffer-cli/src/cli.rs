@@ -401,6 +401,13 @@ pub struct RestoreArgs {
     /// Restore only this table; repeat for more. All tables by default.
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
+
+    /// When the database uses collation sequences that its application
+    /// defines (which coffer cannot have), restore everything else instead
+    /// of refusing; the tables and indexes that need them are left out and
+    /// listed.
+    #[arg(long)]
+    pub skip_missing_collations: bool,
 }
 
 /// Arguments of `coffer verify`.

@@ -250,6 +250,7 @@ async fn run_restore(
         replace: args.force,
         tables: args.tables.clone(),
         cancel: cancel.clone(),
+        skip_missing_collations: args.skip_missing_collations,
     };
     tracing::info!(src = %store.url(), db = %db, ?options, "restore");
     let ctrl_c = cancel_on_stop_signal(cancel);
@@ -278,10 +279,19 @@ async fn run_restore(
             rows: report.rows,
             bytes: report.bytes,
             seconds: report.seconds,
+            skipped: &report.skipped,
         })
     } else if out.quiet {
         Ok(())
     } else {
+        if !report.skipped.is_empty() {
+            let left: Vec<String> = report
+                .skipped
+                .iter()
+                .map(|s| format!("{} '{}' ({})", s.kind, s.name.escape_debug(), s.reason))
+                .collect();
+            emit(&format!("left out: {}", left.join(", ")))?;
+        }
         emit(&format!(
             "restored {}, {} ({} read) in {} from {} into {}",
             plural(report.tables.len() as u64, "table", "tables"),

@@ -74,6 +74,8 @@ pub struct RestoreJson<'a> {
     pub rows: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// Objects left out (`--skip-missing-collations`): `{kind, name, reason}`.
+    pub skipped: &'a [coffer::engine::Skipped],
 }
 
 /// One file in `coffer verify --json`.

@@ -117,3 +117,100 @@ fn tables_with_very_long_names_back_up_export_and_restore() {
         }
     }
 }
+
+/// A database whose table `words` uses the collation `rev` that only its
+/// application defines (written as SQLite would keep it), beside `plain`.
+fn db_with_app_collation(db: &std::path::Path) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE words(id INTEGER PRIMARY KEY, w TEXT);
+         CREATE TABLE plain(x);
+         INSERT INTO words VALUES(1, 'ab');
+         INSERT INTO plain VALUES(1), (2);
+         PRAGMA writable_schema = ON;
+         UPDATE sqlite_schema SET sql = 'CREATE TABLE words(id INTEGER PRIMARY KEY, w TEXT COLLATE rev)'
+          WHERE name = 'words';",
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_application_collation_is_named_at_backup_and_restore_leaves_out_what_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    db_with_app_collation(&db);
+    let archive = dir.path().join("archive");
+    let out = coffer(&["backup", s(&db), s(&archive)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("'rev'") && stderr.contains("--skip-missing-collations"),
+        "no warning: {stderr}"
+    );
+    let restored = dir.path().join("restored.db");
+    let err = fails(&["restore", s(&archive), s(&restored)]);
+    for part in ["'rev'", "table 'words'", "--skip-missing-collations"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(!restored.exists());
+    let json = ok(&[
+        "restore",
+        s(&archive),
+        s(&restored),
+        "--skip-missing-collations",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["skipped"][0]["kind"], "table", "{json}");
+    assert_eq!(v["skipped"][0]["name"], "words", "{json}");
+    assert!(v["tables"].as_array().unwrap().len() == 1, "{json}");
+    let text = ok(&[
+        "restore",
+        s(&archive),
+        s(&restored),
+        "--skip-missing-collations",
+        "--force",
+    ]);
+    assert!(text.contains("left out: table 'words'"), "{text}");
+    let c = rusqlite::Connection::open(&restored).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM plain", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn a_virtual_table_of_an_unknown_module_is_named_and_does_not_block_backup_or_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("geo.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE spatial_ref_sys(srid INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO spatial_ref_sys VALUES(4326, 'WGS 84');
+             PRAGMA writable_schema = ON;
+             INSERT INTO sqlite_schema(type, name, tbl_name, rootpage, sql)
+               VALUES('table', 'SpatialIndex', 'SpatialIndex', 0,
+                      'CREATE VIRTUAL TABLE SpatialIndex USING VirtualSpatialIndex()');",
+        )
+        .unwrap();
+    let out = coffer(&["backup", s(&db), s(&dir.path().join("bk"))]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("SpatialIndex"), "no warning: {stderr}");
+    ok(&[
+        "export",
+        s(&db),
+        s(&dir.path().join("ex")),
+        "--table",
+        "spatial_ref_sys",
+    ]);
+    let restored = dir.path().join("r.db");
+    let out = coffer(&["restore", s(&dir.path().join("bk")), s(&restored)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("VirtualSpatialIndex"),
+        "no warning: {stderr}"
+    );
+}

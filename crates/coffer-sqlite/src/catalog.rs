@@ -66,17 +66,124 @@ pub fn rowid_alias(columns: &[String]) -> Option<&'static str> {
 pub struct ScanPlan {
     /// One SQL expression per data column, in data column order.
     pub exprs: Vec<String>,
+    /// Why the table's rows cannot be read exactly, as one sentence naming
+    /// it; a scan of it fails with this, while the rest of the database
+    /// can still be read.
+    pub refusal: Option<String>,
 }
 
-/// The virtual table module named in `CREATE VIRTUAL TABLE ... USING m(...)`.
+/// The virtual table module named in `CREATE VIRTUAL TABLE ... USING m(...)`,
+/// lowercased.
 pub fn vtab_module(sql: &str) -> Option<String> {
+    module_as_written(sql).map(|m| m.to_ascii_lowercase())
+}
+
+/// The virtual table module named in `CREATE VIRTUAL TABLE ... USING m(...)`,
+/// as written (for messages).
+pub fn module_as_written(sql: &str) -> Option<&str> {
     let upper = sql.to_ascii_uppercase();
     let at = upper.find(" USING ")? + " USING ".len();
     let rest = sql[at..].trim_start();
     let end = rest
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(rest.len());
-    Some(rest[..end].to_ascii_lowercase())
+    Some(&rest[..end])
+}
+
+/// Whether reading virtual table `table` fails because SQLite does not
+/// have its module (an extension's, such as SpatiaLite's
+/// `VirtualSpatialIndex`, that is not loaded).
+fn module_missing(conn: &Connection, table: &str) -> bool {
+    match conn.prepare(&format!("SELECT * FROM main.{} LIMIT 0", quote(table))) {
+        Ok(_) => false,
+        Err(e) => e.to_string().contains("no such module"),
+    }
+}
+
+/// The collation sequences SQLite always has.
+pub const BUILTIN_COLLATIONS: &[&str] = &["binary", "nocase", "rtrim"];
+
+/// The collation sequences that `sql` names (`COLLATE name`), outside
+/// string literals and comments, lowercased (SQLite matches them without
+/// regard to case), each once, in order of appearance.
+pub fn collations_in(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut words: Vec<String> = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    // A quoted run from `i` (opening quote `q`, closing `close`): its text
+    // (doubled closing quotes undone) and the index after it.
+    let quoted = |i: usize, close: u8| -> (String, usize) {
+        let mut text = Vec::new();
+        let mut j = i + 1;
+        while j < b.len() {
+            if b[j] == close {
+                if close != b']' && j + 1 < b.len() && b[j + 1] == close {
+                    text.push(close);
+                    j += 2;
+                    continue;
+                }
+                return (String::from_utf8_lossy(&text).into_owned(), j + 1);
+            }
+            text.push(b[j]);
+            j += 1;
+        }
+        (String::from_utf8_lossy(&text).into_owned(), j)
+    };
+    while i < b.len() {
+        let c = b[i];
+        let word = if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            None
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i += 2;
+            while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                i += 1;
+            }
+            i += 2;
+            None
+        } else if c == b'\'' {
+            // A string literal: never a name, but `COLLATE 'x'` is allowed.
+            let (text, next) = quoted(i, b'\'');
+            i = next;
+            Some((text, true))
+        } else if c == b'"' || c == b'`' || c == b'[' {
+            let close = if c == b'[' { b']' } else { c };
+            let (text, next) = quoted(i, close);
+            i = next;
+            Some((text, true))
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            let start = i;
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
+                i += 1;
+            }
+            Some((String::from_utf8_lossy(&b[start..i]).into_owned(), false))
+        } else {
+            i += 1;
+            if !c.is_ascii_whitespace() {
+                words.push(String::new());
+            }
+            None
+        };
+        if let Some((text, was_quoted)) = word {
+            if words.last().is_some_and(|w| w == "COLLATE") {
+                let name = text.to_lowercase();
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+            words.push(if was_quoted {
+                String::new()
+            } else {
+                text.to_ascii_uppercase()
+            });
+        }
+    }
+    out
 }
 
 struct RawColumn {
@@ -196,7 +303,21 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             continue;
         }
         let is_virtual = list_kind == "virtual";
-        let raw = table_columns(conn, &name)?;
+        let raw = match table_columns(conn, &name) {
+            Ok(raw) => raw,
+            Err(_) if is_virtual && module_missing(conn, &name) => {
+                // Its definition is kept (above); its rows cannot be read.
+                tracing::warn!(
+                    "virtual table '{}' uses the module {}, which coffer does not have: its definition is kept, its rows are not read",
+                    name.escape_debug(),
+                    sql.as_deref()
+                        .and_then(module_as_written)
+                        .unwrap_or_default()
+                );
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let names: Vec<String> = raw.iter().map(|c| c.name.clone()).collect();
         let data: Vec<&RawColumn> = raw.iter().filter(|c| c.hidden == 0).collect();
         let pk_cols: Vec<&RawColumn> = {
@@ -217,6 +338,13 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
         let mut columns = Vec::new();
         let mut exprs = Vec::new();
         let mut rowid_column = None;
+        let mut refusal = None;
+        if wants_rowid && rowid_alias(&names).is_none() {
+            refusal = Some(format!(
+                "table '{}' has columns named rowid, oid and _rowid_, which hide every name of its rowid, so its rows cannot be copied with their rowids; rename one of those columns (ALTER TABLE ... RENAME COLUMN), or leave the table out with --exclude",
+                name.escape_debug()
+            ));
+        }
         if wants_rowid && let Some(alias) = rowid_alias(&names) {
             let mut col_name = ROWID_COLUMN.to_string();
             while names.iter().any(|n| n.eq_ignore_ascii_case(&col_name)) {
@@ -261,7 +389,26 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             rows: 0,
             parts: Vec::new(),
         });
-        plans.push(ScanPlan { exprs });
+        plans.push(ScanPlan { exprs, refusal });
+    }
+    let mut collations: Vec<String> = Vec::new();
+    for o in &objects {
+        for c in collations_in(&o.sql) {
+            if !BUILTIN_COLLATIONS.contains(&c.as_str()) && !collations.contains(&c) {
+                collations.push(c);
+            }
+        }
+    }
+    if !collations.is_empty() {
+        tracing::warn!(
+            "the schema of {database} uses the collation sequence(s) {}, which its application defines and coffer does not have: the backup is complete, but a restore cannot build the tables and indexes that use them, and stops unless given --skip-missing-collations, which leaves those out",
+            collations
+                .iter()
+                .map(|c| format!("'{}'", c.escape_debug()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        settings.insert("collations".to_string(), collations.into());
     }
     Ok((
         Catalog {
@@ -302,6 +449,18 @@ mod tests {
             vtab_module("create virtual table r using rtree(id, x0, x1)").as_deref(),
             Some("rtree")
         );
+    }
+
+    #[test]
+    fn collations_named_in_sql() {
+        assert_eq!(
+            collations_in(
+                "CREATE TABLE t(a TEXT COLLATE rev, b collate \"Odd \"\"x\"\"\", c COLLATE NOCASE, d DEFAULT 'COLLATE no', -- COLLATE no\n e /* COLLATE no */ COLLATE [br ack], f COLLATE REV)"
+            ),
+            ["rev", "odd \"x\"", "nocase", "br ack"]
+        );
+        assert!(collations_in("CREATE TABLE \"COLLATE\"(x)").is_empty());
+        assert_eq!(collations_in("CREATE INDEX i ON t(a COLLATE`my`)"), ["my"]);
     }
 
     #[test]

@@ -41,6 +41,7 @@ const PRAGMAS: &[&str] = &[
     "data_version",
     "encoding",
     "foreign_keys",
+    "ignore_check_constraints",
     "index_info",
     "index_list",
     "index_xinfo",

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, Float64Array, Int64Array, StringArray};
-use coffer::engine::{DataBatch, RawValue, Restorer};
+use coffer::engine::{DataBatch, RawValue, Restorer, Skipped};
 use coffer::manifest::{Manifest, SchemaObject, Table};
 use coffer::progress::{Cancel, Progress};
 use coffer::{Error, ErrorKind};
@@ -36,6 +36,8 @@ pub struct SqliteRestorer {
     cancel: Cancel,
     finished: bool,
     phases: Phases,
+    skip_missing_collations: bool,
+    skipped: Vec<Skipped>,
 }
 
 fn is_internal(name: &str) -> bool {
@@ -48,7 +50,10 @@ fn is_internal(name: &str) -> bool {
 /// so journaling and syncs are off; a 16 MiB page cache and one sorter
 /// thread (more only cost memory, see docs/DECISIONS.md); foreign keys off,
 /// since rows arrive in table order, not in dependency order. The connection
-/// is [`restrict`]ed to the new file for its whole life.
+/// is [`restrict`]ed to the new file for its whole life. A `restore`
+/// loads rows as the source holds them, also those that break a CHECK
+/// constraint (which SQLite lets `PRAGMA ignore_check_constraints` write):
+/// the constraints stay in the schema, unenforced on this connection only.
 pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Connection, Guard)> {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -86,6 +91,10 @@ pub(crate) fn create_beside(target: &Path, purpose: &str) -> Result<(PathBuf, Co
     )
     .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
     let guard = restrict(&conn, &temp.display().to_string())?;
+    if purpose == "restore" {
+        conn.execute_batch("PRAGMA ignore_check_constraints = ON;")
+            .map_err(|e| sql_error("set up", &temp.display().to_string(), e))?;
+    }
     Ok((temp, conn, guard))
 }
 
@@ -200,6 +209,8 @@ impl SqliteRestorer {
             cancel,
             finished: false,
             phases: Phases::default(),
+            skip_missing_collations: false,
+            skipped: Vec::new(),
         })
     }
 
@@ -254,6 +265,161 @@ impl SqliteRestorer {
             quote(&table.name),
             cols.join(", ")
         )
+    }
+
+    /// Recreate a virtual table of the archive that has no rows in it: the
+    /// backup found no module for it. Where this SQLite has the module it is
+    /// created; where it does not, its definition is written into the
+    /// schema as the source had it (it works where the module is loaded),
+    /// with a warning naming it. Anything but one `CREATE VIRTUAL TABLE`
+    /// statement is refused as a damaged archive.
+    fn recreate_virtual(&self, obj: &coffer::manifest::SchemaObject) -> Result<()> {
+        let upper = obj.sql.trim_start().to_ascii_uppercase();
+        let module = crate::catalog::vtab_module(&obj.sql);
+        // One statement: SQLite reads only the first of a schema row's SQL.
+        let single = !obj.sql.trim_end().trim_end_matches(';').contains(';');
+        if !upper.starts_with("CREATE VIRTUAL TABLE") || module.is_none() || !single {
+            return Err(Error::corrupt(format!(
+                "the archive lists table '{}' without its rows, which only a virtual table may be; the archive is damaged",
+                obj.name.escape_debug()
+            )));
+        }
+        let what = format!("virtual table '{}'", obj.name);
+        // Asked first: with journaling off, a CREATE that fails for want of
+        // its module is not undone.
+        let known: bool = self
+            .conn()
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_module_list WHERE name = ?1 COLLATE NOCASE",
+                [module.as_deref().unwrap_or_default()],
+                |r| r.get(0),
+            )
+            .map_err(|e| sql_error("restore", &what, e))?;
+        if known {
+            return self.exec(&obj.sql, &what);
+        }
+        self.conn()
+            .execute_batch("PRAGMA writable_schema = ON")
+            .and_then(|_| {
+                self.conn().execute(
+                    "INSERT INTO main.sqlite_schema(type, name, tbl_name, rootpage, sql) \
+                     VALUES ('table', ?1, ?1, 0, ?2)",
+                    [&obj.name, &obj.sql],
+                )
+            })
+            .and_then(|_| self.conn().execute_batch("PRAGMA writable_schema = OFF"))
+            .map_err(|e| sql_error("restore", &what, e))?;
+        tracing::warn!(
+            "{what} uses the module {}, which coffer does not have: its definition was restored, its rows were not in the archive; it works where that module is loaded",
+            crate::catalog::module_as_written(&obj.sql).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    fn is_skipped(&self, kind: &str, name: &str) -> bool {
+        self.skipped
+            .iter()
+            .any(|s| s.kind == kind && s.name == name)
+    }
+
+    /// The collation sequences that `sql` names and this connection does
+    /// not have.
+    fn missing_collations(&self, sql: &str) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for c in crate::catalog::collations_in(sql) {
+            let known: bool = self
+                .conn()
+                .query_row(
+                    "SELECT count(*) > 0 FROM pragma_collation_list WHERE name = ?1 COLLATE NOCASE",
+                    [&c],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_error("inspect", "the new database", e))?;
+            if !known {
+                missing.push(c);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Find the tables and indexes to restore that need a collation
+    /// sequence this SQLite does not have (one the source's application
+    /// defined), which cannot be built. Unless told to skip them, refuse
+    /// the restore naming them; else record them, and the indexes and
+    /// triggers of the tables among them, in `skipped`. Views and triggers
+    /// that name such a collation are restored: SQLite needs it only when
+    /// they run.
+    fn leave_out_missing_collations(&mut self, manifest: &Manifest, wanted: &[&str]) -> Result<()> {
+        let mut needs: Vec<(String, String, Vec<String>)> = Vec::new();
+        let mut all_missing: Vec<String> = Vec::new();
+        for obj in &manifest.objects {
+            let buildable = match obj.kind.as_str() {
+                "table" | "index" => wanted.contains(&obj.table.as_str()),
+                _ => false,
+            };
+            if !buildable {
+                continue;
+            }
+            let missing = self.missing_collations(&obj.sql)?;
+            if missing.is_empty() {
+                continue;
+            }
+            for c in &missing {
+                if !all_missing.contains(c) {
+                    all_missing.push(c.clone());
+                }
+            }
+            needs.push((obj.kind.clone(), obj.name.clone(), missing));
+        }
+        if needs.is_empty() {
+            return Ok(());
+        }
+        let quoted = |v: &[String]| {
+            v.iter()
+                .map(|c| format!("'{}'", c.escape_debug()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.skip_missing_collations {
+            let objects: Vec<String> = needs
+                .iter()
+                .map(|(kind, name, _)| format!("{kind} '{}'", name.escape_debug()))
+                .collect();
+            return Err(Error::invalid(format!(
+                "the archive's database uses the collation sequence(s) {}, which its application defines and coffer does not have, so {} cannot be built; pass --skip-missing-collations to restore everything else (what is left out is listed)",
+                quoted(&all_missing),
+                objects.join(", ")
+            )));
+        }
+        for (kind, name, missing) in needs {
+            self.skipped.push(Skipped {
+                kind,
+                name,
+                reason: format!("needs the collation sequence(s) {}", quoted(&missing)),
+            });
+        }
+        for obj in &manifest.objects {
+            if matches!(obj.kind.as_str(), "index" | "trigger")
+                && obj.name != obj.table
+                && self.is_skipped("table", &obj.table)
+                && !self.is_skipped(&obj.kind, &obj.name)
+            {
+                self.skipped.push(Skipped {
+                    kind: obj.kind.clone(),
+                    name: obj.name.clone(),
+                    reason: format!("its table '{}' was left out", obj.table.escape_debug()),
+                });
+            }
+        }
+        for s in &self.skipped {
+            tracing::warn!(
+                "left out {} '{}': it {}",
+                s.kind,
+                s.name.escape_debug(),
+                s.reason
+            );
+        }
+        Ok(())
     }
 
     fn insert_rows(&self, table: &Table, sql: &str, batch: &DataBatch) -> Result<()> {
@@ -350,21 +516,36 @@ impl Restorer for SqliteRestorer {
         }
         self.exec("BEGIN", "the new database")?;
         let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        self.leave_out_missing_collations(manifest, &wanted)?;
         for obj in &manifest.objects {
-            if obj.kind == "table" && !is_internal(&obj.name) && wanted.contains(&obj.name.as_str())
+            if obj.kind == "table"
+                && !is_internal(&obj.name)
+                && wanted.contains(&obj.name.as_str())
+                && !self.is_skipped("table", &obj.name)
             {
                 self.create(obj)?;
             }
         }
         for t in tables {
-            if !is_internal(&t.name) {
+            if !is_internal(&t.name) && !self.is_skipped("table", &t.name) {
                 self.inserts.insert(t.name.clone(), Self::insert_sql(t));
             }
         }
         Ok(())
     }
 
+    fn skip_missing_collations(&mut self) {
+        self.skip_missing_collations = true;
+    }
+
+    fn skipped(&self) -> Vec<Skipped> {
+        self.skipped.clone()
+    }
+
     fn load(&mut self, table: &Table, batch: &DataBatch) -> Result<()> {
+        if self.is_skipped("table", &table.name) {
+            return Ok(());
+        }
         if is_internal(&table.name) {
             self.internal_rows.push((table.name.clone(), batch.clone()));
             return Ok(());
@@ -379,7 +560,11 @@ impl Restorer for SqliteRestorer {
 
     fn finish(mut self: Box<Self>, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
         let started = std::time::Instant::now();
-        let wanted: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        let wanted: Vec<&str> = tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|t| !self.is_skipped("table", t))
+            .collect();
         let all = tables.len() == manifest.tables.len();
         self.phases.begin("indexes");
         for obj in &manifest.objects {
@@ -394,8 +579,13 @@ impl Restorer for SqliteRestorer {
                 "trigger" if obj.name.starts_with(crate::capture::PREFIX) => all,
                 "trigger" => wanted.contains(&obj.table.as_str()),
                 "view" => all,
+                "table" if all && manifest.table(&obj.name).is_none() => {
+                    // A virtual table whose rows the backup could not read.
+                    self.recreate_virtual(obj)?;
+                    false
+                }
                 _ => false,
-            };
+            } && !self.is_skipped(&obj.kind, &obj.name);
             if keep {
                 self.phases
                     .note(&format!("creating {} {}", obj.kind, obj.name));
@@ -423,7 +613,8 @@ impl Restorer for SqliteRestorer {
             let table = manifest
                 .table(&name)
                 .ok_or_else(|| Error::internal(format!("no table '{name}'")))?;
-            let batch = keep_rows_for(&batch, &wanted, all);
+            let left_out = self.skipped.iter().any(|s| s.kind == "table");
+            let batch = keep_rows_for(&batch, &wanted, all && !left_out);
             if batch.num_rows() > 0 {
                 self.insert_rows(table, &Self::insert_sql(table), &batch)?;
             }

@@ -271,6 +271,9 @@ impl Snapshot for SqliteSnapshot {
                 Error::invalid(format!("table '{}' is not in {}", table.name, self.path))
             })?;
         let plan = &self.plans[index];
+        if let Some(refusal) = &plan.refusal {
+            return Err(Error::invalid(refusal.clone()));
+        }
         let sql = format!(
             "SELECT {} FROM main.{}",
             plan.exprs.join(", "),

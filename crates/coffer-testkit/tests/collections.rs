@@ -1121,3 +1121,36 @@ async fn collections_recorded_without_a_schema_cookie_keep_working() {
     f.restore_to("main", RestorePoint::Latest, &target).await;
     assert_eq!(digests_of(&target, TABLES), digests(&f.conn(), TABLES));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_that_break_a_check_constraint_restore_fresh_and_in_place() {
+    let f = Fixture::new();
+    f.conn()
+        .execute_batch(
+            "CREATE TABLE checked(id INTEGER PRIMARY KEY, n INTEGER CHECK (n > 0));
+             PRAGMA ignore_check_constraints = ON;
+             INSERT INTO checked VALUES (1, -1), (2, 5);",
+        )
+        .unwrap();
+    f.create("main", &["checked"]).await;
+    f.backup("main", BackupMode::Full).await.unwrap();
+    f.conn()
+        .execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             INSERT INTO checked VALUES (3, -3);
+             UPDATE checked SET n = -5 WHERE id = 2;",
+        )
+        .unwrap();
+    f.backup("main", BackupMode::Incremental).await.unwrap();
+    let fresh = f.dir.path().join("fresh.db");
+    f.restore_to("main", RestorePoint::Latest, &fresh).await;
+    let want = digests(&f.conn(), &["checked"]);
+    assert_eq!(digests_of(&fresh, &["checked"]), want);
+    let existing = f.dir.path().join("existing.db");
+    Connection::open(&existing)
+        .unwrap()
+        .execute_batch("CREATE TABLE mine(x); INSERT INTO mine VALUES (42);")
+        .unwrap();
+    f.restore_to("main", RestorePoint::Latest, &existing).await;
+    assert_eq!(digests_of(&existing, &["checked"]), want);
+}

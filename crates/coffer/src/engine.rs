@@ -130,6 +130,30 @@ pub trait Restorer: Send {
     /// hung. The caller ends the last phase. By default nothing is reported
     /// beyond the phase the caller began.
     fn set_progress(&mut self, _progress: Arc<dyn Progress>) {}
+
+    /// Where the archive's database needs collation sequences that its
+    /// application defines and this engine does not have, restore what
+    /// does not need them instead of refusing: [`Restorer::begin`] then
+    /// leaves out the objects that need them (listed by
+    /// [`Restorer::skipped`]). Call before `begin`; by default a no-op.
+    fn skip_missing_collations(&mut self) {}
+
+    /// The schema objects that [`Restorer::begin`] decided to leave out,
+    /// each with why; the rows of a table left out are not loaded.
+    fn skipped(&self) -> Vec<Skipped> {
+        Vec::new()
+    }
+}
+
+/// A schema object that a restore left out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// `table`, `index`, `trigger`, ...
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Why, as a phrase ("needs the collation 'rev'").
+    pub reason: String,
 }
 
 /// A database engine.

@@ -140,6 +140,19 @@ const ENCODER_GONE: &str = "the encoder stopped";
 pub(crate) fn unknown_table(name: &str, db: &str, catalog: &crate::engine::Catalog) -> Error {
     let shown = name.escape_debug();
     if let Some(o) = catalog.objects.iter().find(|o| o.name == name) {
+        if o.kind == "table" {
+            // In the schema, not among the tables: a virtual table whose
+            // module the engine does not have.
+            let module = o
+                .sql
+                .split_once(" USING ")
+                .map(|(_, m)| m.split('(').next().unwrap_or(m).trim())
+                .unwrap_or("its module");
+            return Error::invalid(format!(
+                "'{shown}' in {db} is a virtual table of the module {}, which coffer does not have, so its rows cannot be read; leave it out (a backup of the whole database keeps its definition)",
+                module.escape_debug()
+            ));
+        }
         return Error::invalid(format!(
             "'{shown}' in {db} is a {}, not a table; only tables have rows to copy (a backup of the whole database keeps every {} as well)",
             o.kind, o.kind

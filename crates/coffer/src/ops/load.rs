@@ -37,6 +37,8 @@ pub(crate) struct Loaded {
     pub rows: u64,
     /// Bytes of data files read.
     pub bytes: u64,
+    /// What the restorer left out ([`Restorer::skipped`]).
+    pub skipped: Vec<crate::engine::Skipped>,
 }
 
 /// Load the tables `selected` (indexes into `manifest.tables`) of the
@@ -97,6 +99,18 @@ pub(crate) async fn load_archive(
         let tables: Vec<&Table> = selected.iter().map(|&i| &manifest.tables[i]).collect();
         let mut restorer = open()?;
         restorer.begin(&manifest, &tables)?;
+        let skipped = restorer.skipped();
+        // Tables left out: their parts are still read and checked, their
+        // rows not loaded.
+        let left_out: Vec<bool> = manifest
+            .tables
+            .iter()
+            .map(|t| {
+                skipped
+                    .iter()
+                    .any(|s| s.kind == "table" && s.name == t.name)
+            })
+            .collect();
         let total_rows: u64 = tables.iter().map(|t| t.rows).sum();
         let total_bytes: u64 = tables
             .iter()
@@ -117,6 +131,10 @@ pub(crate) async fn load_archive(
             let mut load_result = Ok(());
             let mut current = None;
             for (i, batch) in batch_rx.iter() {
+                if left_out[i] {
+                    progress.advance(batch.num_rows() as u64, 0);
+                    continue;
+                }
                 if current != Some(i) {
                     current = Some(i);
                     progress.note(&format!("loading {}", manifest.tables[i].name));
@@ -139,7 +157,11 @@ pub(crate) async fn load_archive(
                 (Err(e), _) if e.message() != LOADER_GONE => Err(e),
                 (_, Err(e)) => Err(e),
                 (Err(e), Ok(())) => Err(e),
-                (Ok(bytes), Ok(())) => Ok(Loaded { rows, bytes }),
+                (Ok(bytes), Ok(())) => Ok(Loaded {
+                    rows,
+                    bytes,
+                    skipped: Vec::new(),
+                }),
             }
         });
         // Once stopping was asked, the fetcher and decoder stop too: say why.
@@ -154,7 +176,7 @@ pub(crate) async fn load_archive(
         let finished = restorer.finish(&manifest, &tables);
         progress.end();
         finished?;
-        Ok(loaded)
+        Ok(Loaded { skipped, ..loaded })
     })
     .await
     .map_err(|e| Error::internal(format!("the {label} worker failed: {e}")));

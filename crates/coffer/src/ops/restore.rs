@@ -21,6 +21,11 @@ pub struct RestoreOptions {
     pub tables: Vec<String>,
     /// Set to stop the restore; the target is left as it was.
     pub cancel: Cancel,
+    /// Where the archive's database needs collation sequences that its
+    /// application defines (which coffer cannot have), restore everything
+    /// that does not need them instead of refusing; what is left out is in
+    /// [`RestoreReport::skipped`].
+    pub skip_missing_collations: bool,
 }
 
 /// What a finished restore did.
@@ -36,6 +41,9 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Schema objects left out (with `skip_missing_collations`); the
+    /// tables among them are not in `tables` and their rows not in `rows`.
+    pub skipped: Vec<crate::engine::Skipped>,
 }
 
 /// The tables of `manifest` named in `names` (all when empty), in archive
@@ -102,7 +110,14 @@ pub async fn restore(
     let open = {
         let target = target.to_string();
         let (replace, cancel) = (options.replace, options.cancel.clone());
-        move || engine.restorer(&target, replace, cancel)
+        let skip = options.skip_missing_collations;
+        move || {
+            let mut r = engine.restorer(&target, replace, cancel)?;
+            if skip {
+                r.skip_missing_collations();
+            }
+            Ok(r)
+        }
     };
     let loaded = load_archive(
         src,
@@ -118,6 +133,12 @@ pub async fn restore(
     let tables = selected
         .iter()
         .map(|&i| manifest.tables[i].name.clone())
+        .filter(|n| {
+            !loaded
+                .skipped
+                .iter()
+                .any(|s| s.kind == "table" && &s.name == n)
+        })
         .collect();
     Ok(RestoreReport {
         manifest,
@@ -125,5 +146,6 @@ pub async fn restore(
         rows: loaded.rows,
         bytes: loaded.bytes,
         seconds: started.elapsed().as_secs_f64(),
+        skipped: loaded.skipped,
     })
 }
