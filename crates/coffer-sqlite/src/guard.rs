@@ -38,6 +38,7 @@ const PRAGMAS: &[&str] = &[
     "application_id",
     "auto_vacuum",
     "cache_size",
+    "collation_list",
     "data_version",
     "encoding",
     "foreign_keys",
@@ -48,6 +49,7 @@ const PRAGMAS: &[&str] = &[
     "integrity_check",
     "journal_mode",
     "locking_mode",
+    "module_list",
     "page_size",
     "quick_check",
     "synchronous",
@@ -116,6 +118,8 @@ struct State {
     expected: Option<Expected>,
     /// Why the authorizer last refused something.
     refused: Option<String>,
+    /// Set while [`Guard::record_virtual_table`] writes one schema row.
+    schema_row: bool,
 }
 
 /// The restriction of one connection; see the module docs.
@@ -164,6 +168,19 @@ fn judge(state: &mut State, ctx: &AuthContext<'_>) -> std::result::Result<(), St
             other.unwrap_or("?")
         )),
     };
+    // Recording a virtual table whose module this SQLite lacks: the one
+    // PRAGMA and the one schema row that takes, nothing else.
+    if state.schema_row {
+        return match ctx.action {
+            A::Pragma { pragma_name, .. }
+                if pragma_name.eq_ignore_ascii_case("writable_schema") && in_main(ctx) =>
+            {
+                Ok(())
+            }
+            A::Insert { table_name } if is_schema_table(table_name) && in_main(ctx) => Ok(()),
+            _ => Err("does more than record a virtual table".into()),
+        };
+    }
     // What no connection building a restore may do at all.
     match ctx.action {
         A::Attach { .. } => return Err("attaches another database".into()),
@@ -342,6 +359,34 @@ impl Guard {
     /// `main` (for an index or a trigger, on `obj.table`), and does nothing
     /// else. Otherwise nothing is executed and the error names manifest.json
     /// and the object. `sql` is `obj.sql`, or coffer's own DDL for it.
+    /// Record the virtual table `obj`, whose module this SQLite does not
+    /// have, as a row of the schema, as the source holds it: it works where
+    /// that module is loaded. Its SQL must be one `CREATE VIRTUAL TABLE` of
+    /// the entry's name (checked by the caller's reading of it and here by
+    /// the name); while the row is written, the connection may run
+    /// `PRAGMA writable_schema` and insert into the schema table, nothing
+    /// else.
+    pub(crate) fn record_virtual_table(&self, conn: &Connection, obj: &SchemaObject) -> Result<()> {
+        let what = format!("virtual table '{}'", obj.name);
+        {
+            let mut state = self.lock();
+            state.refused = None;
+            state.schema_row = true;
+        }
+        let written = conn
+            .execute_batch("PRAGMA writable_schema = ON")
+            .and_then(|()| {
+                conn.execute(
+                    "INSERT INTO main.sqlite_schema(type, name, tbl_name, rootpage, sql) \
+                     VALUES ('table', ?1, ?1, 0, ?2)",
+                    [&obj.name, &obj.sql],
+                )
+            })
+            .and_then(|_| conn.execute_batch("PRAGMA writable_schema = OFF"));
+        self.lock().schema_row = false;
+        written.map_err(|e| self.error("restore", &what, e))
+    }
+
     pub(crate) fn create(
         &self,
         conn: &Connection,

@@ -296,19 +296,9 @@ impl SqliteRestorer {
             )
             .map_err(|e| sql_error("restore", &what, e))?;
         if known {
-            return self.exec(&obj.sql, &what);
+            return self.create(obj);
         }
-        self.conn()
-            .execute_batch("PRAGMA writable_schema = ON")
-            .and_then(|_| {
-                self.conn().execute(
-                    "INSERT INTO main.sqlite_schema(type, name, tbl_name, rootpage, sql) \
-                     VALUES ('table', ?1, ?1, 0, ?2)",
-                    [&obj.name, &obj.sql],
-                )
-            })
-            .and_then(|_| self.conn().execute_batch("PRAGMA writable_schema = OFF"))
-            .map_err(|e| sql_error("restore", &what, e))?;
+        self.guard.record_virtual_table(self.conn(), obj)?;
         tracing::warn!(
             "{what} uses the module {}, which coffer does not have: its definition was restored, its rows were not in the archive; it works where that module is loaded",
             crate::catalog::module_as_written(&obj.sql).unwrap_or_default()
