@@ -785,19 +785,24 @@ fn compare(a: ValueRef<'_>, b: ValueRef<'_>, coll: Coll) -> Cmp {
         (ValueRef::Real(x), ValueRef::Integer(y)) => int_real(y, x).reverse(),
         (ValueRef::Text(x), ValueRef::Text(y)) => match coll {
             Coll::Binary => x.cmp(y),
-            Coll::Nocase => {
-                let n = x.len().min(y.len());
-                x[..n]
-                    .iter()
-                    .map(u8::to_ascii_lowercase)
-                    .cmp(y[..n].iter().map(u8::to_ascii_lowercase))
-                    .then(x.len().cmp(&y.len()))
-            }
+            Coll::Nocase => nocase(x, y),
             Coll::Rtrim => trim_end(x).cmp(trim_end(y)),
         },
         (ValueRef::Blob(x), ValueRef::Blob(y)) => x.cmp(y),
         (a, b) => class(&a).cmp(&class(&b)),
     }
+}
+
+/// SQLite's `NOCASE`: ASCII letters folded, the comparison stopping at the
+/// shorter length or at a NUL byte of `x`, then the longer text last.
+fn nocase(x: &[u8], y: &[u8]) -> Cmp {
+    for (&a, &b) in x.iter().zip(y) {
+        let (la, lb) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+        if a == 0 || la != lb {
+            return la.cmp(&lb).then(x.len().cmp(&y.len()));
+        }
+    }
+    x.len().cmp(&y.len())
 }
 
 fn trim_end(s: &[u8]) -> &[u8] {
@@ -1369,6 +1374,28 @@ mod tests {
                                   ('b', char(57344));",
         );
         assert_eq!(fallbacks(&path), ["PRAGMA main.integrity_check('t')"]);
+        assert_eq!(
+            integrity_check(&path, &HashMap::new(), &Cancel::new()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn text_sorts_as_sqlite_sorts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // NOCASE stops at a NUL byte: 'a\0c' and 'A\0b' are equal and sort
+        // by rowid. RTRIM ignores trailing spaces.
+        let path = make(
+            dir.path(),
+            "CREATE TABLE t(x TEXT COLLATE NOCASE, y TEXT COLLATE RTRIM, z);
+             CREATE INDEX t_x ON t(x);
+             CREATE INDEX t_y ON t(y, z);
+             INSERT INTO t VALUES ('a' || char(0) || 'c', 'b  ', 1), ('A' || char(0) || 'b', 'b', 0),
+                                  ('a' || char(0), 'a ', 2), ('a', 'B', 3), ('É', 'é', 4), ('é', 'É', 5);",
+        );
+        let mut names = digested(&path);
+        names.sort();
+        assert_eq!(names, ["t_x", "t_y"]);
         assert_eq!(
             integrity_check(&path, &HashMap::new(), &Cancel::new()).unwrap(),
             None
