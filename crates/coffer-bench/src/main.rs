@@ -280,7 +280,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             body,
         });
     }
-    let text = report::render(&ctx, &sections);
+    let mut text = report::render(&ctx, &sections);
+    if let Some(root) = report::repository_of(&exe_dir.join("coffer-bench")) {
+        text = report::relative_to(&text, &root);
+    }
     print!("{text}");
     if !args.keep {
         remove_path(&ctx.scratch_dir())?;
