@@ -301,9 +301,14 @@ All tables are exported by default (not SQLite's own sqlite_sequence and \
 sqlite_stat* tables); --table names some, --exclude leaves out those whose whole \
 name matches a regular expression. Columns declared DATE, DATETIME/TIMESTAMP or \
 DECIMAL(P,S) are written as Parquet DATE, TIMESTAMP and DECIMAL when every value \
-converts exactly, and keep their plain type otherwise. Values that fit no column \
-type (SQLite lets any column hold anything) are kept in a side file, so \
-`coffer import` gives them back exactly.",
+converts exactly, and keep their plain type otherwise. Every value a column's \
+type can hold is in the column (the integer 18 in a NUMERIC column as 18.0); a \
+side file keeps storage classes and the rare values no column type can show \
+(SQLite lets any column hold anything), so `coffer import` gives them back \
+exactly. The files have exactly the tables' columns: --keep-rowid adds the hidden \
+rowid of tables without an INTEGER PRIMARY KEY, so that an import keeps it. CSV \
+files are plain .csv (NULL an empty field, empty text \"\", bytes \\x hex) unless \
+--compression zstd asks for .csv.zst.",
         after_help = "\
 Examples:
   coffer export app.db s3://my-bucket/exports/app-2025-06-01
@@ -431,7 +436,7 @@ pub struct LsArgs {
 pub enum FormatArg {
     /// Apache Parquet (zstd-compressed pages).
     Parquet,
-    /// RFC 4180 CSV with a header row (.csv.zst when compressed).
+    /// RFC 4180 CSV with a header row (.csv, or .csv.zst with --compression zstd).
     Csv,
 }
 
@@ -466,9 +471,17 @@ pub struct ExportArgs {
     #[arg(long, value_name = "SIZE", default_value = default_part_size(), value_parser = parse_size)]
     pub part_size: u64,
 
-    /// Compression of the data files: zstd, zstd-N (level N from 1 to 22) or none.
-    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = parse_compression)]
-    pub compression: Compression,
+    /// Compression of the data files: zstd, zstd-N (level N from 1 to 22) or
+    /// none. Parquet pages are zstd by default; CSV files are plain `.csv`
+    /// unless this asks for `.csv.zst`.
+    #[arg(long, value_name = "CODEC", value_parser = parse_compression)]
+    pub compression: Option<Compression>,
+
+    /// Keep the hidden rowid of tables without an INTEGER PRIMARY KEY, as a
+    /// leading column `__coffer_rowid`, so that an import keeps the rowids.
+    /// Without it the files have exactly the table's columns.
+    #[arg(long)]
+    pub keep_rowid: bool,
 
     /// Threads that encode data files in parallel.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]

@@ -118,14 +118,245 @@ fn nasty_round_trip(extra: &[&str]) {
     );
 }
 
+// `--keep-rowid` keeps the hidden rowids of tables without an INTEGER
+// PRIMARY KEY, which the nasty database's exact comparison includes.
+
 #[test]
 fn nasty_tables_round_trip_through_s3_exactly_as_parquet() {
-    nasty_round_trip(&[]);
+    nasty_round_trip(&["--keep-rowid"]);
 }
 
 #[test]
 fn nasty_tables_round_trip_through_s3_exactly_as_csv() {
-    nasty_round_trip(&["--format", "csv"]);
+    nasty_round_trip(&["--format", "csv", "--keep-rowid"]);
+}
+
+#[test]
+fn nasty_tables_round_trip_through_s3_exactly_as_compressed_csv() {
+    nasty_round_trip(&["--format", "csv", "--compression", "zstd", "--keep-rowid"]);
+}
+
+fn read_manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn column_names(table: &serde_json::Value) -> Vec<&str> {
+    table["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect()
+}
+
+/// Rows of `table` in `db` as `rowid` and text, in rowid order.
+fn rows_with_rowids(db: &Path, table: &str) -> Vec<(i64, String)> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT rowid, quote(a) || ',' || quote(b) FROM \"{table}\" ORDER BY rowid"
+        ))
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn exports_have_the_tables_own_columns_and_keep_rowid_brings_the_rowid_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE \"Order Details\"(a INTEGER, b TEXT, PRIMARY KEY (a, b));
+         INSERT INTO \"Order Details\"(rowid, a, b) VALUES (5, 1, 'x'), (9, 2, 'y'), (10, 3, 'z');
+         CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO users VALUES (3, 'ada'), (7, 'grace');",
+    )
+    .unwrap();
+    drop(c);
+    for format in ["parquet", "csv"] {
+        // By default the files hold exactly the table's columns ...
+        let plain = dir.path().join(format!("plain-{format}"));
+        ok(&["export", s(&db), s(&plain), "--format", format]);
+        let m = read_manifest(&plain);
+        for t in m["tables"].as_array().unwrap() {
+            assert!(t.get("rowid_column").is_none(), "{t}");
+            assert!(!column_names(t).iter().any(|n| n.contains("coffer")), "{t}");
+        }
+        assert_eq!(column_names(&m["tables"][0]), ["a", "b"]);
+        if format == "csv" {
+            let text = std::fs::read_to_string(plain.join("tables/Order@20Details/part-00000.csv"))
+                .unwrap();
+            assert!(text.starts_with("a,b\r\n1,x\r\n"), "{text}");
+        }
+        // ... and an import keeps every value and the row order, with new
+        // rowids; an INTEGER PRIMARY KEY is a column, so it is kept.
+        let imported = dir.path().join(format!("plain-{format}.db"));
+        ok(&["import", s(&plain), s(&imported)]);
+        assert_same_tables(&db, &imported, &["users"]);
+        let rows: Vec<String> = rows_with_rowids(&imported, "Order Details")
+            .into_iter()
+            .map(|(rowid, row)| format!("{rowid}:{row}"))
+            .collect();
+        assert_eq!(rows, ["1:1,'x'", "2:2,'y'", "3:3,'z'"]);
+
+        // --keep-rowid: the rowid is a leading column, and an import is exact.
+        let kept = dir.path().join(format!("kept-{format}"));
+        ok(&[
+            "export",
+            s(&db),
+            s(&kept),
+            "--format",
+            format,
+            "--keep-rowid",
+        ]);
+        let m = read_manifest(&kept);
+        assert_eq!(m["tables"][0]["rowid_column"], "__coffer_rowid");
+        assert_eq!(column_names(&m["tables"][0]), ["__coffer_rowid", "a", "b"]);
+        assert_eq!(column_names(&m["tables"][1]), ["id", "name"]);
+        let imported = dir.path().join(format!("kept-{format}.db"));
+        ok(&["import", s(&kept), s(&imported)]);
+        assert_same_tables(&db, &imported, &["Order Details", "users"]);
+    }
+    // A backup always keeps the rowids.
+    let backup = dir.path().join("backup");
+    ok(&["backup", s(&db), s(&backup)]);
+    assert_eq!(
+        read_manifest(&backup)["tables"][0]["rowid_column"],
+        "__coffer_rowid"
+    );
+}
+
+#[test]
+fn an_empty_table_has_a_data_file_with_its_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE \"empty one\"(a INTEGER, \"b c\" TEXT);
+         CREATE TABLE full(x INTEGER);
+         INSERT INTO full VALUES (1);",
+    )
+    .unwrap();
+    drop(c);
+    for (command, format, file) in [
+        ("export", "parquet", "part-00000.parquet"),
+        ("export", "csv", "part-00000.csv"),
+        ("backup", "parquet", "part-00000.parquet"),
+    ] {
+        let out = dir.path().join(format!("{command}-{format}"));
+        let mut args = vec![command, s(&db), s(&out)];
+        if command == "export" {
+            args.extend(["--format", format]);
+        }
+        ok(&args);
+        let m = read_manifest(&out);
+        let empty = &m["tables"][0];
+        assert_eq!(empty["name"], "empty one");
+        assert_eq!(empty["rows"], 0);
+        let parts = empty["parts"].as_array().unwrap();
+        assert_eq!(parts.len(), 1, "{command} {format}: {empty}");
+        assert_eq!(parts[0]["rows"], 0);
+        assert_eq!(parts[0]["path"], format!("tables/empty@20one/{file}"));
+        let bytes = std::fs::read(out.join(parts[0]["path"].as_str().unwrap())).unwrap();
+        if format == "csv" {
+            assert_eq!(bytes, b"a,b c\r\n");
+        } else {
+            assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
+        }
+        ok(&["verify", s(&out)]);
+        let back = dir.path().join(format!("{command}-{format}.db"));
+        ok(&["import", s(&out), s(&back)]);
+        assert_same_tables(&db, &back, &["empty one", "full"]);
+    }
+}
+
+#[test]
+fn csv_is_plain_by_default_keeps_null_and_empty_apart_and_writes_bytes_as_hex() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, s TEXT, b BLOB);
+         INSERT INTO t VALUES (1, NULL, NULL), (2, '', x''), (3, 'a,\"b\"', x'00ff');",
+    )
+    .unwrap();
+    drop(c);
+    let out = dir.path().join("csv");
+    ok(&["export", s(&db), s(&out), "--format", "csv"]);
+    let text = std::fs::read_to_string(out.join("tables/t/part-00000.csv")).unwrap();
+    assert_eq!(
+        text,
+        "id,s,b\r\n1,,\r\n2,\"\",\\x\r\n3,\"a,\"\"b\"\"\",\\x00ff\r\n"
+    );
+    // Other readers see every value as it is: nothing is left to a side file.
+    let m = read_manifest(&out);
+    assert!(m["tables"][0]["parts"][0].get("misfits").is_none(), "{m}");
+    let back = dir.path().join("back.db");
+    ok(&["import", s(&out), s(&back)]);
+    assert_same_tables(&db, &back, &["t"]);
+
+    // Compression only when asked for.
+    let zst = dir.path().join("zst");
+    ok(&[
+        "export",
+        s(&db),
+        s(&zst),
+        "--format",
+        "csv",
+        "--compression",
+        "zstd",
+    ]);
+    let bytes = std::fs::read(zst.join("tables/t/part-00000.csv.zst")).unwrap();
+    assert!(bytes.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]));
+    let back = dir.path().join("back-zst.db");
+    ok(&["import", s(&zst), s(&back)]);
+    assert_same_tables(&db, &back, &["t"]);
+}
+
+#[test]
+fn a_value_the_column_type_can_hold_is_in_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("src.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    // SQLite stores 18.0 in a NUMERIC column as the integer 18.
+    c.execute_batch(
+        "CREATE TABLE d(id INTEGER PRIMARY KEY, price NUMERIC, day DATE, tag BLOB);
+         INSERT INTO d VALUES (1, 18.0, 20240131, 'text'), (2, 9.8, '2024-01-31', x'01'),
+             (3, 'n/a', 2460340.5, NULL), (4, 9007199254740993, NULL, NULL);",
+    )
+    .unwrap();
+    let classes: String = c
+        .query_row("SELECT group_concat(typeof(price)) FROM d", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(classes, "integer,real,text,integer");
+    drop(c);
+    let out = dir.path().join("csv");
+    ok(&["export", s(&db), s(&out), "--format", "csv"]);
+    let text = std::fs::read_to_string(out.join("tables/d/part-00000.csv")).unwrap();
+    // 18 as 18.0; numbers in a text column as their text; text in a blob
+    // column as its bytes; only 'n/a' and 2^53 + 1 (no double) are NULL.
+    assert_eq!(
+        text,
+        "id,price,day,tag\r\n1,18.0,20240131,\\x74657874\r\n2,9.8,2024-01-31,\\x01\r\n\
+         3,,2460340.5,\r\n4,,,\r\n"
+    );
+    for format in ["csv", "parquet"] {
+        let out = dir.path().join(format!("x-{format}"));
+        ok(&["export", s(&db), s(&out), "--format", format]);
+        let back = dir.path().join(format!("back-{format}.db"));
+        ok(&["import", s(&out), s(&back)]);
+        assert_same_tables(&db, &back, &["d"]);
+        let backup = dir.path().join(format!("backup-{format}"));
+        ok(&["backup", s(&db), s(&backup)]);
+        let restored = dir.path().join(format!("restored-{format}.db"));
+        ok(&["restore", s(&backup), s(&restored)]);
+        coffer_testkit::compare::assert_same_database(&db, &restored);
+    }
 }
 
 #[test]

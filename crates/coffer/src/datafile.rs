@@ -1,16 +1,38 @@
 //! Data files: tables as Parquet parts, with a side file for misfit values.
 //!
 //! A table's rows are written to `tables/<segment>/part-NNNNN.parquet`,
-//! split when a part reaches the configured size. Values that do not fit
-//! their column's logical type (see [`crate::engine::Misfit`]) are NULL in the
-//! part and carried in `misfits/<segment>/part-NNNNN.parquet`, a Parquet file
-//! of `(row UInt64, column UInt32, class UInt8, value Binary)`, so other
-//! readers see ordinary typed columns and coffer restores exact values.
+//! split when a part reaches the configured size. Values whose storage
+//! class differs from their column's logical type (see
+//! [`crate::engine::Misfit`]) are noted in the part's side file
+//! `misfits/<segment>/part-NNNNN.parquet`, a Parquet file of `(row UInt64,
+//! column UInt32, class UInt8, value Binary NULL)`:
+//!
+//! * a value the column's type holds exactly (the integer 18 in a `float64`
+//!   column as 18.0, the integer 7 in a `utf8` column as `7`, text in a
+//!   `binary` column as its bytes; see [`shown_as`]) is **in the column**,
+//!   and its entry has only the storage class (`value` NULL);
+//! * any other value (text `'n/a'` in a `float64` column, 2^53 + 1 there,
+//!   text that is not UTF-8) is NULL in the column, and its entry carries
+//!   the value's bytes.
+//!
+//! So other readers see every value their column type can show, and coffer
+//! restores exact values and storage classes. In memory
+//! ([`DataBatch`]) a misfit is always NULL in its column and carries its
+//! value; [`show_misfits`] and [`hide_shown`] convert at the file boundary.
+//! Archives of format version 1 have entries with values only, which read
+//! the same way.
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BinaryBuilder, UInt8Builder, UInt32Builder, UInt64Builder};
-use arrow_array::{BinaryArray, RecordBatch, UInt8Array, UInt32Array, UInt64Array};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBufferBuilder, Float64Builder, Int64Builder, StringBuilder, UInt8Builder,
+    UInt32Builder, UInt64Builder,
+};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt8Array,
+    UInt32Array, UInt64Array,
+};
+use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -115,13 +137,320 @@ pub fn arrow_schema(table: &Table) -> SchemaRef {
     ))
 }
 
+/// The schema of misfit side files; `value` is NULL where the column holds
+/// the value (format version 2; version 1 had no such entries and declared
+/// `value` not nullable).
 fn misfit_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("row", DataType::UInt64, false),
         Field::new("column", DataType::UInt32, false),
         Field::new("class", DataType::UInt8, false),
-        Field::new("value", DataType::Binary, false),
+        Field::new("value", DataType::Binary, true),
     ]))
+}
+
+/// One entry of a misfit side file: the storage class of the value at
+/// (`row`, `column`), and its bytes when the column does not hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SideEntry {
+    /// Row index within the part (or batch).
+    pub row: u64,
+    /// Column index in the table's `columns`.
+    pub column: u32,
+    /// 1 integer, 2 real, 3 text, 4 blob.
+    pub class: u8,
+    /// The value's bytes; `None` when the column holds the value.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A value as a column of a plain type holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shown {
+    /// In an `int64` column.
+    Int(i64),
+    /// In a `float64` column.
+    Float(f64),
+    /// In a `utf8` column.
+    Text(String),
+    /// In a `binary` column.
+    Bytes(Vec<u8>),
+}
+
+/// 2^63 as a double: the first double past `i64::MAX`.
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
+/// The shortest text that reads back as exactly `x` (`18.0`, `0.1`,
+/// `1e300`, `-0.0`, `inf`, `-inf`).
+pub fn real_text(x: f64) -> String {
+    if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.to_string()
+    } else {
+        format!("{x:?}")
+    }
+}
+
+/// How a column of plain type `t` holds `v`, a value of another storage
+/// class, when it can hold it **exactly** — so that the value and its class
+/// (recorded beside it) give back `v` bit for bit:
+///
+/// * an integer in a `float64` column, when the double is the same number
+///   (every integer of magnitude up to 2^53, and larger ones that are
+///   multiples of a power of two);
+/// * a real in an `int64` column, when it is a whole number within i64
+///   (not `-0.0`);
+/// * an integer or a real in a `utf8` column, as its decimal text (`7`,
+///   `18.0`, `1e300`, `inf`: the shortest text that reads back as the same
+///   double);
+/// * text in a `binary` column, as its bytes.
+///
+/// Anything else — text or blobs in numeric columns, blobs in text columns,
+/// text that is not UTF-8 — cannot be shown: the column holds NULL there.
+pub fn shown_as(t: LogicalType, v: &RawValue) -> Option<Shown> {
+    match (t, v) {
+        (LogicalType::Float64, RawValue::Integer(i)) => {
+            let f = *i as f64;
+            (f < TWO_POW_63 && f as i64 == *i).then_some(Shown::Float(f))
+        }
+        (LogicalType::Int64, RawValue::Real(f)) => {
+            let ok = f.is_finite() && *f >= -TWO_POW_63 && *f < TWO_POW_63 && f.fract() == 0.0;
+            let i = *f as i64;
+            (ok && (i as f64).to_bits() == f.to_bits()).then_some(Shown::Int(i))
+        }
+        (LogicalType::Utf8, RawValue::Integer(i)) => Some(Shown::Text(i.to_string())),
+        (LogicalType::Utf8, RawValue::Real(f)) => {
+            let text = real_text(*f);
+            (text.parse::<f64>().ok().map(f64::to_bits) == Some(f.to_bits()))
+                .then_some(Shown::Text(text))
+        }
+        (LogicalType::Binary, RawValue::Text(t)) => Some(Shown::Bytes(t.clone())),
+        _ => None,
+    }
+}
+
+fn class_of(v: &RawValue) -> u8 {
+    match v {
+        RawValue::Integer(_) => CLASS_INTEGER,
+        RawValue::Real(_) => CLASS_REAL,
+        RawValue::Text(_) => CLASS_TEXT,
+        RawValue::Blob(_) => CLASS_BLOB,
+    }
+}
+
+fn value_bytes(v: RawValue) -> Vec<u8> {
+    match v {
+        RawValue::Integer(i) => i.to_le_bytes().to_vec(),
+        RawValue::Real(f) => f.to_bits().to_le_bytes().to_vec(),
+        RawValue::Text(t) | RawValue::Blob(t) => t,
+    }
+}
+
+/// Put every misfit of `batch` that its column can hold ([`shown_as`]) into
+/// the column; returns the columns as a data file holds them and the side
+/// entries, sorted by (row, column).
+pub(crate) fn show_misfits(
+    batch: DataBatch,
+    table: &Table,
+) -> Result<(RecordBatch, Vec<SideEntry>)> {
+    if batch.misfits.is_empty() {
+        return Ok((batch.columns, Vec::new()));
+    }
+    let mut shown: Vec<Vec<(usize, Shown)>> = vec![Vec::new(); table.columns.len()];
+    let mut entries = Vec::with_capacity(batch.misfits.len());
+    for m in batch.misfits {
+        let class = class_of(&m.value);
+        let t = table
+            .columns
+            .get(m.column as usize)
+            .map(|c| c.logical_type)
+            .ok_or_else(|| Error::internal(format!("a misfit names column {}", m.column)))?;
+        let value = match shown_as(t, &m.value) {
+            Some(s) => {
+                shown[m.column as usize].push((m.row as usize, s));
+                None
+            }
+            None => Some(value_bytes(m.value)),
+        };
+        entries.push(SideEntry {
+            row: m.row,
+            column: m.column,
+            class,
+            value,
+        });
+    }
+    if shown.iter().all(Vec::is_empty) {
+        return Ok((batch.columns, entries));
+    }
+    let mut columns = batch.columns.columns().to_vec();
+    for (i, fills) in shown.into_iter().enumerate() {
+        if !fills.is_empty() {
+            columns[i] = fill_column(&columns[i], fills)?;
+        }
+    }
+    let columns = RecordBatch::try_new(batch.columns.schema(), columns)
+        .map_err(|e| Error::internal(format!("could not build a batch: {e}")))?;
+    Ok((columns, entries))
+}
+
+/// `array` with the values of `fills` (by row, ascending) in place of its
+/// NULLs there.
+fn fill_column(array: &ArrayRef, fills: Vec<(usize, Shown)>) -> Result<ArrayRef> {
+    let n = array.len();
+    let mut fills = fills.into_iter().peekable();
+    let wrong = || Error::internal("a shown misfit does not match its column's type");
+    macro_rules! rebuild {
+        ($arr:ty, $builder:expr, $variant:ident, $conv:expr) => {{
+            let a = array.as_any().downcast_ref::<$arr>().ok_or_else(wrong)?;
+            let mut b = $builder;
+            for row in 0..n {
+                match fills.next_if(|(r, _)| *r == row) {
+                    Some((_, Shown::$variant(v))) => b.append_value($conv(v)),
+                    Some(_) => return Err(wrong()),
+                    None if a.is_valid(row) => b.append_value(a.value(row)),
+                    None => b.append_null(),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    Ok(match array.data_type() {
+        DataType::Int64 => rebuild!(Int64Array, Int64Builder::with_capacity(n), Int, |v| v),
+        DataType::Float64 => rebuild!(Float64Array, Float64Builder::with_capacity(n), Float, |v| v),
+        DataType::Utf8 => rebuild!(StringArray, StringBuilder::new(), Text, |v: String| v),
+        DataType::Binary => rebuild!(BinaryArray, BinaryBuilder::new(), Bytes, |v: Vec<u8>| v),
+        _ => return Err(wrong()),
+    })
+}
+
+/// The in-memory batch of a data file's `columns` and the side `entries`
+/// of its rows (rows relative to the batch): values the columns hold for
+/// an entry without a value become misfits of the entry's class, NULL in
+/// their column, as [`DataBatch`] has them. `origin` names the side file in
+/// errors.
+pub(crate) fn hide_shown(
+    columns: RecordBatch,
+    entries: Vec<SideEntry>,
+    table: &Table,
+    origin: &str,
+) -> Result<DataBatch> {
+    let damaged = |what: String| {
+        Error::corrupt(format!(
+            "{origin} is damaged ({what}); the archive cannot be restored exactly"
+        ))
+    };
+    let mut hidden: Vec<Vec<usize>> = vec![Vec::new(); columns.num_columns()];
+    let mut misfits = Vec::with_capacity(entries.len());
+    for e in entries {
+        let i = e.column as usize;
+        let row = e.row as usize;
+        let value = match e.value {
+            Some(bytes) => decode_value(e.class, bytes).map_err(damaged)?,
+            None => {
+                let array = columns.column(i);
+                if row >= array.len() || array.is_null(row) {
+                    return Err(damaged(format!(
+                        "row {row} of column '{}' is said to be shown but is NULL",
+                        table.columns[i].name
+                    )));
+                }
+                hidden[i].push(row);
+                shown_value(array.as_ref(), row, e.class).ok_or_else(|| {
+                    damaged(format!(
+                        "row {row} of column '{}' does not hold a value of class {}",
+                        table.columns[i].name, e.class
+                    ))
+                })?
+            }
+        };
+        misfits.push(Misfit {
+            row: e.row,
+            column: e.column,
+            value,
+        });
+    }
+    if hidden.iter().all(Vec::is_empty) {
+        return Ok(DataBatch { columns, misfits });
+    }
+    let mut arrays = columns.columns().to_vec();
+    for (i, rows) in hidden.into_iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        let n = arrays[i].len();
+        let mut mask = BooleanBufferBuilder::new(n);
+        mask.append_n(n, true);
+        for r in rows {
+            mask.set_bit(r, false);
+        }
+        let mask = NullBuffer::new(mask.finish());
+        let nulls = NullBuffer::union(arrays[i].nulls(), Some(&mask));
+        let data = arrays[i]
+            .to_data()
+            .into_builder()
+            .nulls(nulls)
+            .build()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        arrays[i] = arrow_array::make_array(data);
+    }
+    let columns = RecordBatch::try_new(columns.schema(), arrays)
+        .map_err(|e| Error::internal(format!("could not build a batch: {e}")))?;
+    Ok(DataBatch { columns, misfits })
+}
+
+/// The value of class `class` that a column shows at `row` ([`shown_as`]
+/// in reverse), if it is one.
+fn shown_value(array: &dyn Array, row: usize, class: u8) -> Option<RawValue> {
+    let any = array.as_any();
+    let value = match (array.data_type(), class) {
+        (DataType::Float64, CLASS_INTEGER) => {
+            let f = any.downcast_ref::<Float64Array>()?.value(row);
+            RawValue::Integer(f as i64)
+        }
+        (DataType::Int64, CLASS_REAL) => {
+            RawValue::Real(any.downcast_ref::<Int64Array>()?.value(row) as f64)
+        }
+        (DataType::Utf8, CLASS_INTEGER) => {
+            RawValue::Integer(any.downcast_ref::<StringArray>()?.value(row).parse().ok()?)
+        }
+        (DataType::Utf8, CLASS_REAL) => {
+            RawValue::Real(any.downcast_ref::<StringArray>()?.value(row).parse().ok()?)
+        }
+        (DataType::Binary, CLASS_TEXT) => {
+            RawValue::Text(any.downcast_ref::<BinaryArray>()?.value(row).to_vec())
+        }
+        _ => return None,
+    };
+    // Only what a writer shows reads back: the same display again.
+    let t = match array.data_type() {
+        DataType::Float64 => LogicalType::Float64,
+        DataType::Int64 => LogicalType::Int64,
+        DataType::Utf8 => LogicalType::Utf8,
+        _ => LogicalType::Binary,
+    };
+    let again = shown_as(t, &value)?;
+    let same = match (&again, array.data_type()) {
+        (Shown::Float(f), DataType::Float64) => {
+            any.downcast_ref::<Float64Array>()?.value(row).to_bits() == f.to_bits()
+        }
+        (Shown::Int(i), DataType::Int64) => any.downcast_ref::<Int64Array>()?.value(row) == *i,
+        (Shown::Text(s), DataType::Utf8) => any.downcast_ref::<StringArray>()?.value(row) == s,
+        (Shown::Bytes(b), DataType::Binary) => any.downcast_ref::<BinaryArray>()?.value(row) == b,
+        _ => false,
+    };
+    same.then_some(value)
+}
+
+fn decode_value(class: u8, v: Vec<u8>) -> std::result::Result<RawValue, String> {
+    let fixed = |v: &[u8]| -> std::result::Result<[u8; 8], String> {
+        v.try_into()
+            .map_err(|_| format!("a number of {} bytes", v.len()))
+    };
+    Ok(match class {
+        CLASS_INTEGER => RawValue::Integer(i64::from_le_bytes(fixed(&v)?)),
+        CLASS_REAL => RawValue::Real(f64::from_bits(u64::from_le_bytes(fixed(&v)?))),
+        CLASS_TEXT => RawValue::Text(v),
+        CLASS_BLOB => RawValue::Blob(v),
+        c => return Err(format!("unknown value class {c}")),
+    })
 }
 
 const CLASS_INTEGER: u8 = 1;
@@ -157,14 +486,15 @@ pub fn misfit_path(table: &str, n: usize) -> String {
 struct OpenPart {
     writer: ArrowWriter<Upload>,
     rows: u64,
-    misfits: Vec<Misfit>,
+    misfits: Vec<SideEntry>,
 }
 
 /// Writes one table's batches as parts. Use from a blocking thread.
 pub struct TableWriter {
     store: Store,
     handle: Handle,
-    table: String,
+    /// The table in the types its data files have.
+    table: Table,
     schema: SchemaRef,
     options: WriteOptions,
     props: WriterProperties,
@@ -172,9 +502,9 @@ pub struct TableWriter {
     parts: Vec<Part>,
     /// The last closed part, still completing its upload in the background.
     completing: Option<Pending>,
-    /// The table, when some of its columns have portable types that the
-    /// scanned batches carry as plain ones (exports; see crate::portable).
-    portable: Option<Table>,
+    /// Whether some of the columns have portable types that the scanned
+    /// batches carry as plain ones (exports; see crate::portable).
+    portable: bool,
     /// Writes CSV parts instead, when that is the format.
     csv: Option<csv::CsvTableWriter>,
 }
@@ -182,17 +512,16 @@ pub struct TableWriter {
 impl TableWriter {
     /// A writer for `table`'s data into `store`.
     pub fn new(store: Store, handle: Handle, table: &Table, options: WriteOptions) -> Self {
-        let portable = crate::portable::has_portable_columns(table).then(|| table.clone());
         let csv = (options.data_format == DataFormat::Csv).then(|| {
             csv::CsvTableWriter::new(store.clone(), handle.clone(), table, options.clone())
         });
         TableWriter {
-            portable,
+            portable: crate::portable::has_portable_columns(table),
             csv,
             props: writer_properties(options.compression),
             store,
             handle,
-            table: table.name.clone(),
+            table: table.clone(),
             schema: arrow_schema(table),
             options,
             current: None,
@@ -203,7 +532,7 @@ impl TableWriter {
 
     fn open(&mut self) -> Result<&mut OpenPart> {
         if self.current.is_none() {
-            let rel = part_path(&self.table, self.parts.len());
+            let rel = part_path(&self.table.name, self.parts.len());
             let upload = Upload::new(&self.store, &rel, self.handle.clone());
             let writer =
                 ArrowWriter::try_new(upload, self.schema.clone(), Some(self.props.clone()))
@@ -222,17 +551,21 @@ impl TableWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = match &self.portable {
-            Some(table) => crate::portable::to_portable(batch, table)?,
-            None => batch,
+        let batch = if self.portable {
+            crate::portable::to_portable(batch, &self.table)?
+        } else {
+            batch
         };
         if let Some(csv) = &mut self.csv {
             return csv.write(batch);
         }
+        let (columns, entries) = show_misfits(batch, &self.table)?;
         let limit = self.options.part_size;
-        let url = self.store.url_of(&part_path(&self.table, self.parts.len()));
+        let url = self
+            .store
+            .url_of(&part_path(&self.table.name, self.parts.len()));
         let part = self.open()?;
-        if let Err(e) = part.writer.write(&batch.columns) {
+        if let Err(e) = part.writer.write(&columns) {
             return Err(part
                 .writer
                 .inner_mut()
@@ -240,11 +573,11 @@ impl TableWriter {
                 .unwrap_or_else(|| Error::internal(format!("could not encode {url}: {e}"))));
         }
         let offset = part.rows;
-        part.misfits.extend(batch.misfits.into_iter().map(|mut m| {
+        part.misfits.extend(entries.into_iter().map(|mut m| {
             m.row += offset;
             m
         }));
-        part.rows += batch.columns.num_rows() as u64;
+        part.rows += columns.num_rows() as u64;
         let size = (part.writer.bytes_written() + part.writer.in_progress_size()) as u64;
         if size >= limit {
             self.close_part()?;
@@ -261,7 +594,7 @@ impl TableWriter {
             return Ok(());
         };
         let n = self.parts.len();
-        let rel = part_path(&self.table, n);
+        let rel = part_path(&self.table.name, n);
         let upload = part.writer.into_inner().map_err(|e| {
             Error::internal(format!("could not finish {}: {e}", self.store.url_of(&rel)))
         })?;
@@ -275,7 +608,13 @@ impl TableWriter {
         let misfits = if part.misfits.is_empty() {
             None
         } else {
-            Some(self.write_misfits(n, &part.misfits)?)
+            Some(write_misfit_file(
+                &self.store,
+                &self.handle,
+                &misfit_path(&self.table.name, n),
+                &part.misfits,
+                &self.props,
+            )?)
         };
         self.parts.push(Part {
             file,
@@ -285,25 +624,11 @@ impl TableWriter {
         Ok(())
     }
 
-    fn write_misfits(&self, n: usize, misfits: &[Misfit]) -> Result<crate::manifest::FileRef> {
-        let rel = misfit_path(&self.table, n);
-        let url = self.store.url_of(&rel);
-        let encode_err = |e: parquet::errors::ParquetError| {
-            Error::internal(format!("could not encode {url}: {e}"))
-        };
-        let upload = Upload::new(&self.store, &rel, self.handle.clone());
-        let mut writer = ArrowWriter::try_new(upload, misfit_schema(), Some(self.props.clone()))
-            .map_err(encode_err)?;
-        for chunk in misfits.chunks(8192) {
-            writer.write(&misfit_batch(chunk)).map_err(encode_err)?;
-        }
-        writer.into_inner().map_err(encode_err)?.finish()
-    }
-
-    /// Close the last part and return every part written.
+    /// Close the last part and return every part written; a table without
+    /// rows has no part.
     pub fn finish(mut self) -> Result<Vec<Part>> {
         if let Some(csv) = self.csv.take() {
-            return csv.finish();
+            return csv.finish(false);
         }
         self.close_part()?;
         if let Some(last) = self.completing.take() {
@@ -311,34 +636,57 @@ impl TableWriter {
         }
         Ok(self.parts)
     }
+
+    /// Close the last part and return every part written; a table without
+    /// rows gets one part all the same, with its columns and no rows, so
+    /// that other tools read an empty table (backups and exports).
+    pub fn finish_table(mut self) -> Result<Vec<Part>> {
+        if let Some(csv) = self.csv.take() {
+            return csv.finish(true);
+        }
+        if self.parts.is_empty() && self.current.is_none() {
+            self.open()?;
+        }
+        self.finish()
+    }
 }
 
-fn misfit_batch(misfits: &[Misfit]) -> RecordBatch {
-    let mut rows = UInt64Builder::with_capacity(misfits.len());
-    let mut cols = UInt32Builder::with_capacity(misfits.len());
-    let mut classes = UInt8Builder::with_capacity(misfits.len());
-    let mut values = BinaryBuilder::new();
-    for m in misfits {
-        rows.append_value(m.row);
-        cols.append_value(m.column);
-        match &m.value {
-            RawValue::Integer(i) => {
-                classes.append_value(CLASS_INTEGER);
-                values.append_value(i.to_le_bytes());
-            }
-            RawValue::Real(f) => {
-                classes.append_value(CLASS_REAL);
-                values.append_value(f.to_bits().to_le_bytes());
-            }
-            RawValue::Text(t) => {
-                classes.append_value(CLASS_TEXT);
-                values.append_value(t);
-            }
-            RawValue::Blob(b) => {
-                classes.append_value(CLASS_BLOB);
-                values.append_value(b);
-            }
+/// Write a misfit side file of `entries` (sorted by row and column) at
+/// `rel`.
+pub(crate) fn write_misfit_file(
+    store: &Store,
+    handle: &Handle,
+    rel: &str,
+    entries: &[SideEntry],
+    props: &WriterProperties,
+) -> Result<crate::manifest::FileRef> {
+    let url = store.url_of(rel);
+    let encode_err =
+        |e: parquet::errors::ParquetError| Error::internal(format!("could not encode {url}: {e}"));
+    let upload = Upload::new(store, rel, handle.clone());
+    let mut writer =
+        ArrowWriter::try_new(upload, misfit_schema(), Some(props.clone())).map_err(encode_err)?;
+    for chunk in entries.chunks(8192) {
+        if let Err(e) = writer.write(&misfit_batch(chunk)) {
+            return Err(writer
+                .inner_mut()
+                .take_failure()
+                .unwrap_or_else(|| encode_err(e)));
         }
+    }
+    writer.into_inner().map_err(encode_err)?.finish()
+}
+
+fn misfit_batch(entries: &[SideEntry]) -> RecordBatch {
+    let mut rows = UInt64Builder::with_capacity(entries.len());
+    let mut cols = UInt32Builder::with_capacity(entries.len());
+    let mut classes = UInt8Builder::with_capacity(entries.len());
+    let mut values = BinaryBuilder::new();
+    for e in entries {
+        rows.append_value(e.row);
+        cols.append_value(e.column);
+        classes.append_value(e.class);
+        values.append_option(e.value.as_deref());
     }
     RecordBatch::try_new(
         misfit_schema(),
@@ -352,7 +700,8 @@ fn misfit_batch(misfits: &[Misfit]) -> RecordBatch {
     .expect("misfit batch matches its schema")
 }
 
-fn read_misfits(data: Bytes, origin: &str, columns: usize) -> Result<Vec<Misfit>> {
+/// The entries of a misfit side file, sorted by (row, column).
+fn read_misfits(data: Bytes, origin: &str, columns: usize) -> Result<Vec<SideEntry>> {
     let damaged = |what: String| {
         Error::corrupt(format!(
             "{origin} is damaged ({what}); the archive cannot be restored exactly"
@@ -364,7 +713,16 @@ fn read_misfits(data: Bytes, origin: &str, columns: usize) -> Result<Vec<Misfit>
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| damaged(e.to_string()))?;
-        if batch.schema().fields() != misfit_schema().fields() {
+        // Version 1 declared `value` not nullable; the names and types are
+        // what matter.
+        let same = batch.schema().fields().len() == 4
+            && batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(misfit_schema().fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same {
             return Err(damaged("unexpected columns".into()));
         }
         let rows = batch.column(0).as_any().downcast_ref::<UInt64Array>();
@@ -376,25 +734,25 @@ fn read_misfits(data: Bytes, origin: &str, columns: usize) -> Result<Vec<Misfit>
             return Err(damaged("unexpected column types".into()));
         };
         for i in 0..batch.num_rows() {
-            let v = values.value(i);
-            let fixed = || -> Result<[u8; 8]> {
-                v.try_into()
-                    .map_err(|_| damaged(format!("a number of {} bytes", v.len())))
-            };
-            let value = match classes.value(i) {
-                CLASS_INTEGER => RawValue::Integer(i64::from_le_bytes(fixed()?)),
-                CLASS_REAL => RawValue::Real(f64::from_bits(u64::from_le_bytes(fixed()?))),
-                CLASS_TEXT => RawValue::Text(v.to_vec()),
-                CLASS_BLOB => RawValue::Blob(v.to_vec()),
-                c => return Err(damaged(format!("unknown value class {c}"))),
-            };
+            let class = classes.value(i);
+            if !(CLASS_INTEGER..=CLASS_BLOB).contains(&class) {
+                return Err(damaged(format!("unknown value class {class}")));
+            }
+            let value = values.is_valid(i).then(|| values.value(i).to_vec());
+            if let Some(v) = &value
+                && class <= CLASS_REAL
+                && v.len() != 8
+            {
+                return Err(damaged(format!("a number of {} bytes", v.len())));
+            }
             let column = cols.value(i);
             if column as usize >= columns {
                 return Err(damaged(format!("column {column} out of range")));
             }
-            out.push(Misfit {
+            out.push(SideEntry {
                 row: rows.value(i),
                 column,
+                class,
                 value,
             });
         }
@@ -416,12 +774,11 @@ pub fn read_part(
     let damaged =
         |what: String| Error::corrupt(format!("{origin} is not a readable data file ({what})"));
     let schema = arrow_schema(table);
-    let mut misfits = match misfits {
-        Some((bytes, origin)) => read_misfits(bytes, origin, table.columns.len())?,
-        None => Vec::new(),
-    }
-    .into_iter()
-    .peekable();
+    let (misfits, side_origin) = match misfits {
+        Some((bytes, side)) => (read_misfits(bytes, side, table.columns.len())?, side),
+        None => (Vec::new(), origin),
+    };
+    let mut misfits = misfits.into_iter().peekable();
     let reader = ParquetRecordBatchReaderBuilder::try_new(data)
         .map_err(|e| damaged(e.to_string()))?
         .with_batch_size(8192)
@@ -451,16 +808,13 @@ pub fn read_part(
             if m.row < offset {
                 return Err(damaged("misfit rows out of order".into()));
             }
-            own.push(Misfit {
+            own.push(SideEntry {
                 row: m.row - offset,
                 ..m
             });
         }
         offset += rows;
-        sink(DataBatch {
-            columns: batch,
-            misfits: own,
-        })?;
+        sink(hide_shown(batch, own, table, side_origin)?)?;
     }
     if misfits.next().is_some() {
         return Err(damaged("misfits name rows past its end".into()));
@@ -468,9 +822,11 @@ pub fn read_part(
     Ok(offset)
 }
 
-/// Decode one part of `table` written in `format`; see [`read_part`].
+/// Decode one part of `table` written in `format` by an archive of format
+/// `version`; see [`read_part`].
 pub fn read_part_as(
     format: DataFormat,
+    version: u32,
     table: &Table,
     data: Bytes,
     misfits: Option<(Bytes, &str)>,
@@ -479,6 +835,209 @@ pub fn read_part_as(
 ) -> Result<u64> {
     match format {
         DataFormat::Parquet => read_part(table, data, misfits, origin, sink),
-        DataFormat::Csv => csv::read_part(table, data, misfits, origin, sink),
+        DataFormat::Csv => csv::read_part(version, table, data, misfits, origin, sink),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Column;
+
+    fn table(types: &[LogicalType]) -> Table {
+        Table {
+            name: "t".into(),
+            kind: "table".into(),
+            columns: types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Column {
+                    name: format!("c{i}"),
+                    logical_type: *t,
+                    declared_type: String::new(),
+                    nullable: true,
+                    text_format: None,
+                })
+                .collect(),
+            primary_key: vec![],
+            rowid_column: None,
+            rows: 0,
+            parts: vec![],
+        }
+    }
+
+    #[test]
+    fn only_exact_values_are_shown() {
+        use LogicalType::*;
+        use RawValue::*;
+        assert_eq!(shown_as(Float64, &Integer(18)), Some(Shown::Float(18.0)));
+        assert_eq!(
+            shown_as(Float64, &Integer(1 << 53)),
+            Some(Shown::Float(9_007_199_254_740_992.0))
+        );
+        assert_eq!(shown_as(Float64, &Integer((1 << 53) + 1)), None);
+        assert_eq!(shown_as(Float64, &Integer(i64::MAX)), None);
+        assert_eq!(
+            shown_as(Float64, &Integer(i64::MIN)),
+            Some(Shown::Float(-TWO_POW_63))
+        );
+        assert_eq!(shown_as(Int64, &Real(3.0)), Some(Shown::Int(3)));
+        assert_eq!(shown_as(Int64, &Real(-0.0)), None);
+        assert_eq!(shown_as(Int64, &Real(1.5)), None);
+        assert_eq!(shown_as(Int64, &Real(TWO_POW_63)), None);
+        assert_eq!(shown_as(Int64, &Real(f64::INFINITY)), None);
+        assert_eq!(shown_as(Utf8, &Integer(-7)), Some(Shown::Text("-7".into())));
+        assert_eq!(
+            shown_as(Utf8, &Real(18.0)),
+            Some(Shown::Text("18.0".into()))
+        );
+        assert_eq!(
+            shown_as(Utf8, &Real(1e300)),
+            Some(Shown::Text("1e300".into()))
+        );
+        assert_eq!(
+            shown_as(Utf8, &Real(f64::NEG_INFINITY)),
+            Some(Shown::Text("-inf".into()))
+        );
+        assert_eq!(
+            shown_as(Binary, &Text(vec![0xff, 0])),
+            Some(Shown::Bytes(vec![0xff, 0]))
+        );
+        for (t, v) in [
+            (Float64, Text(b"18".to_vec())),
+            (Int64, Blob(vec![1])),
+            (Utf8, Blob(b"abc".to_vec())),
+            (Utf8, Text(vec![0xff])),
+            (Binary, Integer(1)),
+            (Date, Integer(1)),
+        ] {
+            assert_eq!(shown_as(t, &v), None, "{t} {v:?}");
+        }
+    }
+
+    #[test]
+    fn misfits_shown_in_their_columns_read_back_exactly() {
+        use LogicalType::*;
+        let t = table(&[Float64, Int64, Utf8, Binary, Utf8]);
+        let batch = DataBatch {
+            columns: RecordBatch::try_new(
+                arrow_schema(&t),
+                vec![
+                    Arc::new(Float64Array::from(vec![None, Some(9.8), None])),
+                    Arc::new(Int64Array::from(vec![Some(1), None, None])),
+                    Arc::new(StringArray::from(vec![None, Some("x"), None])),
+                    Arc::new(BinaryArray::from(vec![None, Some(&b"b"[..]), None])),
+                    Arc::new(StringArray::from(vec![None::<&str>, None, None])),
+                ],
+            )
+            .unwrap(),
+            misfits: vec![
+                Misfit {
+                    row: 0,
+                    column: 0,
+                    value: RawValue::Integer(18),
+                },
+                Misfit {
+                    row: 0,
+                    column: 2,
+                    value: RawValue::Real(-0.0),
+                },
+                Misfit {
+                    row: 0,
+                    column: 3,
+                    value: RawValue::Text(b"t".to_vec()),
+                },
+                Misfit {
+                    row: 0,
+                    column: 4,
+                    value: RawValue::Blob(vec![0xff]),
+                },
+                Misfit {
+                    row: 1,
+                    column: 1,
+                    value: RawValue::Real(2.5),
+                },
+                Misfit {
+                    row: 2,
+                    column: 0,
+                    value: RawValue::Text(b"n/a".to_vec()),
+                },
+                Misfit {
+                    row: 2,
+                    column: 1,
+                    value: RawValue::Real(4.0),
+                },
+            ],
+        };
+        let (columns, entries) = show_misfits(batch.clone(), &t).unwrap();
+        let floats = columns
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        assert_eq!(floats.value(0), 18.0);
+        assert!(floats.is_null(2), "'n/a' cannot be shown");
+        let texts = columns
+            .column(2)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(texts.value(0), "-0.0");
+        let ints = columns
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert!(ints.is_null(1));
+        assert_eq!(ints.value(2), 4);
+        let summary: Vec<(u64, u32, u8, bool)> = entries
+            .iter()
+            .map(|e| (e.row, e.column, e.class, e.value.is_some()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (0, 0, CLASS_INTEGER, false),
+                (0, 2, CLASS_REAL, false),
+                (0, 3, CLASS_TEXT, false),
+                (0, 4, CLASS_BLOB, true),
+                (1, 1, CLASS_REAL, true),
+                (2, 0, CLASS_TEXT, true),
+                (2, 1, CLASS_REAL, false),
+            ]
+        );
+        let back = hide_shown(columns, entries, &t, "test").unwrap();
+        assert_eq!(back.columns, batch.columns);
+        assert_eq!(back.misfits, batch.misfits);
+    }
+
+    #[test]
+    fn a_shown_entry_that_does_not_match_its_column_is_damage() {
+        let t = table(&[LogicalType::Float64]);
+        let columns = RecordBatch::try_new(
+            arrow_schema(&t),
+            vec![Arc::new(Float64Array::from(vec![Some(1.5), None]))],
+        )
+        .unwrap();
+        for row in [0, 1] {
+            let entry = SideEntry {
+                row,
+                column: 0,
+                class: CLASS_INTEGER,
+                value: None,
+            };
+            let err = hide_shown(
+                columns.clone(),
+                vec![entry],
+                &t,
+                "misfits/t/part-00000.parquet",
+            )
+            .unwrap_err();
+            assert!(
+                err.message()
+                    .contains("misfits/t/part-00000.parquet is damaged"),
+                "{err}"
+            );
+        }
     }
 }

@@ -13,8 +13,14 @@ use crate::error::{Error, Result};
 pub const MANIFEST: &str = "manifest.json";
 /// The name of the checksum list, readable by `sha256sum -c`.
 pub const SHA256SUMS: &str = "SHA256SUMS";
-/// The only archive format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The archive format version this build writes. Version 2 puts every value a column's type can hold exactly in the column, with
+/// only its storage class in the misfit side file (see
+/// [`crate::datafile`]), and writes CSV with `""` for empty text and `\x`
+/// hex for bytes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest archive format version this build reads: version 1 archives
+/// read, restore and import exactly as before.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The value of the `format` field, to recognise a coffer manifest.
 pub const FORMAT_NAME: &str = "coffer-archive";
 
@@ -339,9 +345,9 @@ impl Manifest {
                 self.format
             )));
         }
-        if self.format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.format_version) {
             return Err(Error::invalid(format!(
-                "{origin} has archive format version {}, but this coffer reads version {FORMAT_VERSION}; use a matching coffer release",
+                "{origin} has archive format version {}, but this coffer reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}; use a newer coffer release",
                 self.format_version
             )));
         }

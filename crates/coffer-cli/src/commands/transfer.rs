@@ -1,7 +1,7 @@
 //! `export` and `import`: portable snapshots of tables, in and out.
 
 use coffer::Result;
-use coffer::datafile::WriteOptions;
+use coffer::datafile::{Compression, WriteOptions};
 use coffer::engine::ImportMode;
 use coffer::manifest::{ArchiveKind, DataFormat, Source};
 use coffer::ops::backup::BackupOptions;
@@ -66,12 +66,18 @@ pub(super) async fn run_export(
         BackupOptions {
             write: WriteOptions {
                 part_size: args.part_size,
-                compression: args.compression,
+                // CSV is plain text unless compression is asked for, so
+                // that spreadsheets and `head` open it.
+                compression: args.compression.unwrap_or(match args.format {
+                    FormatArg::Parquet => Compression::default(),
+                    FormatArg::Csv => Compression::None,
+                }),
                 data_format: match args.format {
                     FormatArg::Parquet => DataFormat::Parquet,
                     FormatArg::Csv => DataFormat::Csv,
                 },
             },
+            keep_rowid: args.keep_rowid,
             kind: ArchiveKind::Export,
             tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
             exclude: args.exclude.clone(),

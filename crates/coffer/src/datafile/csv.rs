@@ -2,21 +2,31 @@
 //!
 //! One file per part, `tables/<segment>/part-NNNNN.csv`, or
 //! `part-NNNNN.csv.zst` (one zstd frame over the whole file) when
-//! compression is on. RFC 4180: a header row with the column names, fields
-//! separated by `,`, records ended by CRLF, a field quoted with `"` (and
-//! inner quotes doubled) when it holds `,`, `"`, CR or LF.
+//! compression is asked for. RFC 4180: a header row with the column names,
+//! fields separated by `,`, records ended by CRLF, a field quoted with `"`
+//! (and inner quotes doubled) when it holds `,`, `"`, CR or LF.
+//!
+//! **NULL is an unquoted empty field; an empty string is `""`**, as
+//! PostgreSQL's CSV has it, so readers that tell the two apart (DuckDB with
+//! `allow_quoted_nulls = false`, pyarrow with `quoted_strings_can_be_null =
+//! False`) read them back as different.
 //!
 //! Values, by the column's type in the manifest: integers in decimal;
 //! doubles in the shortest text that reads back to the same bits (`0.1`,
-//! `1e300`, `-0.0`, `inf`, `-inf`); text as is; bytes as lowercase hex;
-//! dates `YYYY-MM-DD`; timestamps in the column's `text_format` (else
-//! `YYYY-MM-DD HH:MM:SS[.ffffff]`); decimals with exactly `scale` digits after
-//! the point. NULL is an empty field.
+//! `1e300`, `-0.0`, `inf`, `-inf`); text as is; bytes as `\x` and lowercase
+//! hex (`\x00ff`, `\x` for no bytes: PostgreSQL's `bytea` hex form); dates
+//! `YYYY-MM-DD`; timestamps in the column's `text_format` (else
+//! `YYYY-MM-DD HH:MM:SS[.ffffff]`); decimals with exactly `scale` digits
+//! after the point.
 //!
-//! What CSV cannot carry, the part's misfit file carries (the same Parquet
-//! side file as for Parquet parts), so coffer reads a CSV export back
-//! exactly: values that do not fit their column's type, and **empty text
-//! and empty bytes**, which would otherwise read back as NULL.
+//! Values whose storage class differs from the column's type are noted in
+//! the part's misfit file, the same Parquet side file as for Parquet parts
+//! (see [`super`]): the column shows what it can hold exactly, and the side
+//! file keeps the class, or the value itself where the column shows NULL.
+//!
+//! Archives of format version 1 wrote empty text and empty bytes as empty
+//! fields with a misfit entry each, a quoted empty field only for a NULL in
+//! a one-column table, and bytes as bare hex; they read as they were meant.
 
 use std::io::{Read, Write};
 
@@ -24,12 +34,12 @@ use bytes::Bytes;
 use tokio::runtime::Handle;
 
 use super::{
-    Compression, WriteOptions, arrow_schema, misfit_batch, misfit_path, misfit_schema,
-    read_misfits, writer_properties,
+    Compression, SideEntry, WriteOptions, arrow_schema, hide_shown, misfit_path, read_misfits,
+    real_text, show_misfits, write_misfit_file, writer_properties,
 };
-use crate::engine::{DataBatch, Misfit, RawValue};
+use crate::engine::DataBatch;
 use crate::error::{Error, Result};
-use crate::manifest::{FileRef, LogicalType, Part, Table, path_segment};
+use crate::manifest::{LogicalType, Part, Table, path_segment};
 use crate::portable::{Layout, format_date, format_decimal, parse_date, parse_decimal};
 use crate::store::Store;
 use crate::upload::Upload;
@@ -106,7 +116,7 @@ struct OpenPart {
     sink: Sink,
     rel: String,
     rows: u64,
-    misfits: Vec<Misfit>,
+    misfits: Vec<SideEntry>,
 }
 
 /// Writes one table's batches as CSV parts (see the module docs).
@@ -116,19 +126,36 @@ pub struct CsvTableWriter {
     table: Table,
     options: WriteOptions,
     layouts: Vec<Option<Layout>>,
-    csv: csv::WriterBuilder,
     current: Option<OpenPart>,
     parts: Vec<Part>,
     field: Vec<u8>,
     text: Vec<u8>,
 }
 
+/// Append `field` to `out` as one CSV field: quoted when it is empty (a
+/// value, not NULL) or holds `,`, `"`, CR or LF, inner quotes doubled.
+fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+    let quote = field.is_empty()
+        || field
+            .iter()
+            .any(|&b| b == b',' || b == b'"' || b == b'\r' || b == b'\n');
+    if !quote {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    for &b in field {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
 impl CsvTableWriter {
     /// A writer for `table`'s data into `store`.
     pub fn new(store: Store, handle: Handle, table: &Table, options: WriteOptions) -> Self {
-        let mut csv = csv::WriterBuilder::new();
-        csv.terminator(csv::Terminator::CRLF)
-            .quote_style(csv::QuoteStyle::Necessary);
         CsvTableWriter {
             layouts: table
                 .columns
@@ -139,7 +166,6 @@ impl CsvTableWriter {
             handle,
             table: table.clone(),
             options,
-            csv,
             current: None,
             parts: Vec::new(),
             field: Vec::with_capacity(64),
@@ -170,12 +196,13 @@ impl CsvTableWriter {
             misfits: Vec::new(),
         };
         self.text.clear();
-        {
-            let mut w = self.csv.from_writer(&mut self.text);
-            w.write_record(self.table.columns.iter().map(|c| c.name.as_bytes()))
-                .and_then(|()| w.flush().map_err(Into::into))
-                .map_err(|e| Error::internal(format!("could not encode a CSV header: {e}")))?;
+        for (i, c) in self.table.columns.iter().enumerate() {
+            if i > 0 {
+                self.text.push(b',');
+            }
+            push_field(&mut self.text, c.name.as_bytes());
         }
+        self.text.extend_from_slice(b"\r\n");
         if let Err(e) = part.sink.write_all(&self.text) {
             return Err(self.failure(&mut part, e));
         }
@@ -203,9 +230,11 @@ impl CsvTableWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let rows = batch.num_rows() as u64;
+        let (columns, entries) = show_misfits(batch, &self.table)?;
         self.open()?;
         let mut part = self.current.take().expect("part is open");
-        let encoded = self.encode_rows(&mut part, &batch);
+        let encoded = self.encode_rows(&columns);
         let written = encoded.and_then(|()| {
             part.sink
                 .write_all(&self.text)
@@ -218,8 +247,8 @@ impl CsvTableWriter {
             return Err(e);
         }
         let offset = part.rows;
-        part.rows += batch.num_rows() as u64;
-        part.misfits.extend(batch.misfits.into_iter().map(|mut m| {
+        part.rows += rows;
+        part.misfits.extend(entries.into_iter().map(|mut m| {
             m.row += offset;
             m
         }));
@@ -231,36 +260,27 @@ impl CsvTableWriter {
         Ok(())
     }
 
-    /// Encode the batch's rows into `self.text`.
-    fn encode_rows(&mut self, part: &mut OpenPart, batch: &DataBatch) -> Result<()> {
-        let columns: Vec<ColumnView<'_>> = batch
-            .columns
+    /// Encode the rows of `columns` into `self.text`.
+    fn encode_rows(&mut self, columns: &arrow_array::RecordBatch) -> Result<()> {
+        let views: Vec<ColumnView<'_>> = columns
             .columns()
             .iter()
             .zip(&self.table.columns)
             .map(|(a, c)| ColumnView::of(a.as_ref(), c.logical_type))
             .collect::<Result<_>>()?;
-        let base = part.rows;
         self.text.clear();
-        let mut w = self.csv.from_writer(&mut self.text);
-        let encode_err = |e: csv::Error| Error::internal(format!("could not encode CSV: {e}"));
-        for row in 0..batch.num_rows() {
-            for (i, col) in columns.iter().enumerate() {
-                self.field.clear();
-                match col.render(row, self.layouts[i], &mut self.field) {
-                    Rendered::Value | Rendered::Null => {}
-                    Rendered::Empty(value) => part.misfits.push(Misfit {
-                        row: base + row as u64,
-                        column: i as u32,
-                        value,
-                    }),
+        for row in 0..columns.num_rows() {
+            for (i, col) in views.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(b',');
                 }
-                w.write_field(&self.field).map_err(encode_err)?;
+                self.field.clear();
+                if col.render(row, self.layouts[i], &mut self.field) {
+                    push_field(&mut self.text, &self.field);
+                }
             }
-            w.write_record(None::<&[u8]>).map_err(encode_err)?;
+            self.text.extend_from_slice(b"\r\n");
         }
-        w.flush()
-            .map_err(|e| Error::internal(format!("could not encode CSV: {e}")))?;
         Ok(())
     }
 
@@ -284,13 +304,12 @@ impl CsvTableWriter {
         let misfits = if part.misfits.is_empty() {
             None
         } else {
-            part.misfits.sort_by_key(|m| (m.row, m.column));
             Some(write_misfit_file(
                 &self.store,
                 &self.handle,
                 &misfit_path(&self.table.name, n),
                 &part.misfits,
-                self.options.compression,
+                &writer_properties(self.options.compression),
             )?)
         };
         self.parts.push(Part {
@@ -301,47 +320,16 @@ impl CsvTableWriter {
         Ok(())
     }
 
-    /// Close the last part and return every part written.
-    pub fn finish(mut self) -> Result<Vec<Part>> {
+    /// Close the last part and return every part written; with
+    /// `empty_file`, a table without rows gets one part all the same: the
+    /// header row alone.
+    pub fn finish(mut self, empty_file: bool) -> Result<Vec<Part>> {
+        if empty_file && self.parts.is_empty() {
+            self.open()?;
+        }
         self.close_part()?;
         Ok(self.parts)
     }
-}
-
-/// Write a misfit side file (the same Parquet file as for Parquet parts).
-fn write_misfit_file(
-    store: &Store,
-    handle: &Handle,
-    rel: &str,
-    misfits: &[Misfit],
-    compression: Compression,
-) -> Result<FileRef> {
-    let url = store.url_of(rel);
-    let encode_err =
-        |e: parquet::errors::ParquetError| Error::internal(format!("could not encode {url}: {e}"));
-    let upload = Upload::new(store, rel, handle.clone());
-    let mut writer = parquet::arrow::ArrowWriter::try_new(
-        upload,
-        misfit_schema(),
-        Some(writer_properties(compression)),
-    )
-    .map_err(encode_err)?;
-    for chunk in misfits.chunks(8192) {
-        if let Err(e) = writer.write(&misfit_batch(chunk)) {
-            return Err(writer
-                .inner_mut()
-                .take_failure()
-                .unwrap_or_else(|| encode_err(e)));
-        }
-    }
-    writer.into_inner().map_err(encode_err)?.finish()
-}
-
-enum Rendered {
-    Value,
-    Null,
-    /// An empty text or blob: written as an empty field, carried as a misfit.
-    Empty(RawValue),
 }
 
 /// A typed view of one column of a batch, for writing.
@@ -378,7 +366,8 @@ impl<'a> ColumnView<'a> {
         })
     }
 
-    fn render(&self, row: usize, layout: Option<Layout>, out: &mut Vec<u8>) -> Rendered {
+    /// Render the value at `row` into `out`; `false` for NULL.
+    fn render(&self, row: usize, layout: Option<Layout>, out: &mut Vec<u8>) -> bool {
         use arrow_array::Array;
         let valid = match self {
             ColumnView::Int(a) => a.is_valid(row),
@@ -390,34 +379,19 @@ impl<'a> ColumnView<'a> {
             ColumnView::Decimal(a, _) => a.is_valid(row),
         };
         if !valid {
-            return Rendered::Null;
+            return false;
         }
         match self {
             ColumnView::Int(a) => {
                 let _ = write!(out, "{}", a.value(row));
             }
-            ColumnView::Float(a) => {
-                let v = a.value(row);
-                if v.is_infinite() {
-                    out.extend_from_slice(if v > 0.0 { b"inf" } else { b"-inf" });
-                } else {
-                    let _ = write!(out, "{v:?}");
-                }
-            }
-            ColumnView::Text(a) => {
-                let v = a.value(row);
-                if v.is_empty() {
-                    return Rendered::Empty(RawValue::Text(Vec::new()));
-                }
-                out.extend_from_slice(v.as_bytes());
-            }
+            ColumnView::Float(a) => out.extend_from_slice(real_text(a.value(row)).as_bytes()),
+            ColumnView::Text(a) => out.extend_from_slice(a.value(row).as_bytes()),
             ColumnView::Bin(a) => {
-                let v = a.value(row);
-                if v.is_empty() {
-                    return Rendered::Empty(RawValue::Blob(Vec::new()));
-                }
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.reserve(v.len() * 2);
+                let v = a.value(row);
+                out.reserve(2 + v.len() * 2);
+                out.extend_from_slice(b"\\x");
                 for b in v {
                     out.push(HEX[usize::from(b >> 4)]);
                     out.push(HEX[usize::from(b & 15)]);
@@ -431,7 +405,7 @@ impl<'a> ColumnView<'a> {
                 out.extend_from_slice(format_decimal(a.value(row), *scale).as_bytes())
             }
         }
-        Rendered::Value
+        true
     }
 }
 
@@ -462,9 +436,23 @@ impl ColumnBuilder {
         }
     }
 
-    /// Append a field; `Err` with what is wrong with it.
-    fn append(&mut self, field: &[u8], layout: Option<Layout>) -> std::result::Result<(), String> {
-        if field.is_empty() {
+    /// Append a field, `quoted` or not, of a file of archive format
+    /// `version`; `Err` with what is wrong with it.
+    fn append(
+        &mut self,
+        field: &[u8],
+        quoted: bool,
+        version: u32,
+        layout: Option<Layout>,
+    ) -> std::result::Result<(), String> {
+        // NULL is an unquoted empty field. Version 1 also quoted the empty
+        // field of a one-column NULL row; empty text was an empty field
+        // with a misfit entry, and reads back from that entry.
+        let is_text = matches!(self, ColumnBuilder::Text(_));
+        if field.is_empty() && (!quoted || version == 1 || !is_text) {
+            if quoted && version != 1 {
+                return Err("a quoted empty field is empty text, not a value of this type".into());
+            }
             match self {
                 ColumnBuilder::Int(b) => b.append_null(),
                 ColumnBuilder::Float(b) => b.append_null(),
@@ -487,11 +475,19 @@ impl ColumnBuilder {
             }
             ColumnBuilder::Text(b) => b.append_value(text()?),
             ColumnBuilder::Bin(b) => {
-                if !field.len().is_multiple_of(2) {
+                // `\x` and hex; version 1 wrote the hex alone.
+                let hex = if version == 1 {
+                    field
+                } else {
+                    field
+                        .strip_prefix(b"\\x")
+                        .ok_or_else(|| bad("bytes in \\x hex form"))?
+                };
+                if !hex.len().is_multiple_of(2) {
                     return Err(bad("hexadecimal bytes"));
                 }
-                let mut bytes = Vec::with_capacity(field.len() / 2);
-                for pair in field.chunks(2) {
+                let mut bytes = Vec::with_capacity(hex.len() / 2);
+                for pair in hex.chunks(2) {
                     let hi = (pair[0] as char).to_digit(16);
                     let lo = (pair[1] as char).to_digit(16);
                     match (hi, lo) {
@@ -533,9 +529,130 @@ impl ColumnBuilder {
     }
 }
 
-/// Decode one CSV part (and its misfit side file) of `table`, handing
-/// batches to `sink`; see [`super::read_part`].
+/// Reads RFC 4180 records, keeping apart a quoted empty field (`""`)
+/// and an unquoted one, which general CSV readers do not.
+struct RecordReader<R> {
+    input: R,
+    /// The bytes of the current record's fields, one after the other.
+    buf: Vec<u8>,
+    /// Per field: where it ends in `buf`, and whether it was quoted.
+    fields: Vec<(usize, bool)>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted field: the end of the field, or the first of
+    /// a doubled quote.
+    QuoteInQuoted,
+    /// After a CR that ends the record, before its LF.
+    Cr,
+}
+
+impl<R: std::io::BufRead> RecordReader<R> {
+    fn new(input: R) -> Self {
+        RecordReader {
+            input,
+            buf: Vec::with_capacity(4096),
+            fields: Vec::with_capacity(64),
+        }
+    }
+
+    /// The fields of the current record.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], bool)> + '_ {
+        let mut start = 0;
+        self.fields.iter().map(move |&(end, quoted)| {
+            let f = &self.buf[start..end];
+            start = end;
+            (f, quoted)
+        })
+    }
+
+    /// Read the next record; `false` at the end of the input.
+    fn next(&mut self) -> std::result::Result<bool, String> {
+        self.buf.clear();
+        self.fields.clear();
+        let mut state = State::FieldStart;
+        let mut quoted = false;
+        let mut started = false;
+        loop {
+            let chunk = match self.input.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.to_string()),
+            };
+            if chunk.is_empty() {
+                return match state {
+                    _ if !started => Ok(false),
+                    State::Quoted => Err("a quoted field is not closed".into()),
+                    State::Cr => Ok(true),
+                    _ => {
+                        self.fields.push((self.buf.len(), quoted));
+                        Ok(true)
+                    }
+                };
+            }
+            started = true;
+            let mut used = 0;
+            let mut done = false;
+            for &b in chunk {
+                used += 1;
+                match (state, b) {
+                    (State::Cr, b'\n') => {
+                        done = true;
+                        break;
+                    }
+                    (State::Cr, _) => return Err("a CR that is not followed by LF".into()),
+                    (State::FieldStart, b'"') => {
+                        quoted = true;
+                        state = State::Quoted;
+                    }
+                    (State::Quoted, b'"') => state = State::QuoteInQuoted,
+                    (State::Quoted, _) => self.buf.push(b),
+                    (State::QuoteInQuoted, b'"') => {
+                        self.buf.push(b'"');
+                        state = State::Quoted;
+                    }
+                    (State::FieldStart | State::Unquoted | State::QuoteInQuoted, b',') => {
+                        self.fields.push((self.buf.len(), quoted));
+                        quoted = false;
+                        state = State::FieldStart;
+                    }
+                    (State::FieldStart | State::Unquoted | State::QuoteInQuoted, b'\r' | b'\n') => {
+                        self.fields.push((self.buf.len(), quoted));
+                        if b == b'\n' {
+                            done = true;
+                            break;
+                        }
+                        state = State::Cr;
+                    }
+                    (State::QuoteInQuoted, _) => {
+                        return Err("a quoted field goes on after its closing quote".into());
+                    }
+                    (State::Unquoted, b'"') => {
+                        return Err("a quote inside an unquoted field".into());
+                    }
+                    (State::FieldStart | State::Unquoted, _) => {
+                        self.buf.push(b);
+                        state = State::Unquoted;
+                    }
+                }
+            }
+            self.input.consume(used);
+            if done {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Decode one CSV part (and its misfit side file) of `table`, written by an
+/// archive of format `version`, handing batches to `sink`; see
+/// [`super::read_part`].
 pub fn read_part(
+    version: u32,
     table: &Table,
     data: Bytes,
     misfits: Option<(Bytes, &str)>,
@@ -544,12 +661,11 @@ pub fn read_part(
 ) -> Result<u64> {
     let damaged =
         |what: String| Error::corrupt(format!("{origin} is not a readable data file ({what})"));
-    let mut misfits = match misfits {
-        Some((bytes, origin)) => read_misfits(bytes, origin, table.columns.len())?,
-        None => Vec::new(),
-    }
-    .into_iter()
-    .peekable();
+    let (misfits, side_origin) = match misfits {
+        Some((bytes, side)) => (read_misfits(bytes, side, table.columns.len())?, side),
+        None => (Vec::new(), origin),
+    };
+    let mut misfits = misfits.into_iter().peekable();
     let input: Box<dyn Read + '_> = if data.starts_with(&ZSTD_MAGIC) {
         Box::new(
             zstd::stream::read::Decoder::new(&data[..])
@@ -558,19 +674,14 @@ pub fn read_part(
     } else {
         Box::new(&data[..])
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .buffer_capacity(256 * 1024)
-        .from_reader(input);
-    let header = reader
-        .byte_headers()
-        .map_err(|e| damaged(e.to_string()))?
-        .clone();
-    let same = header.len() == table.columns.len()
-        && header
-            .iter()
+    let mut reader = RecordReader::new(std::io::BufReader::with_capacity(256 * 1024, input));
+    let has_header = reader.next().map_err(&damaged)?;
+    let same = has_header
+        && reader.fields.len() == table.columns.len()
+        && reader
+            .fields()
             .zip(&table.columns)
-            .all(|(h, c)| h == c.name.as_bytes());
+            .all(|((h, _), c)| h == c.name.as_bytes());
     if !same {
         return Err(damaged(format!(
             "its header does not name the columns of table '{}' in the manifest",
@@ -583,15 +694,11 @@ pub fn read_part(
         .map(|c| c.text_format.as_deref().and_then(Layout::parse))
         .collect();
     let schema = arrow_schema(table);
-    let new_builders = || -> Vec<ColumnBuilder> {
-        table
-            .columns
-            .iter()
-            .map(|c| ColumnBuilder::new(c.logical_type))
-            .collect()
-    };
-    let mut builders = new_builders();
-    let mut record = csv::ByteRecord::new();
+    let mut builders: Vec<ColumnBuilder> = table
+        .columns
+        .iter()
+        .map(|c| ColumnBuilder::new(c.logical_type))
+        .collect();
     let mut offset = 0u64;
     let mut rows = 0usize;
     let mut flush = |builders: &mut Vec<ColumnBuilder>, rows: usize, offset: u64| -> Result<()> {
@@ -606,39 +713,37 @@ pub fn read_part(
             if m.row < offset {
                 return Err(damaged("misfit rows out of order".into()));
             }
-            own.push(Misfit {
+            own.push(SideEntry {
                 row: m.row - offset,
                 ..m
             });
         }
-        sink(DataBatch {
-            columns: batch,
-            misfits: own,
-        })
+        sink(hide_shown(batch, own, table, side_origin)?)
     };
     loop {
+        let row = offset + rows as u64 + 1;
         let more = reader
-            .read_byte_record(&mut record)
-            .map_err(|e| damaged(e.to_string()))?;
+            .next()
+            .map_err(|e| damaged(format!("row {row}: {e}")))?;
         if !more {
             break;
         }
-        if record.len() != table.columns.len() {
+        if reader.fields.len() != table.columns.len() {
             return Err(damaged(format!(
-                "row {} has {} fields instead of {}",
-                offset + rows as u64 + 1,
-                record.len(),
+                "row {row} has {} fields instead of {}",
+                reader.fields.len(),
                 table.columns.len()
             )));
         }
-        for (i, field) in record.iter().enumerate() {
-            builders[i].append(field, layouts[i]).map_err(|what| {
-                damaged(format!(
-                    "row {}, column '{}': {what}",
-                    offset + rows as u64 + 1,
-                    table.columns[i].name
-                ))
-            })?;
+        for (i, (field, quoted)) in reader.fields().enumerate() {
+            builders[i]
+                .append(field, quoted, version, layouts[i])
+                .map_err(|what| {
+                    damaged(format!(
+                        "row {row}, column '{}': {what}",
+                        table.columns[i].name
+                    ))
+                })?;
         }
         rows += 1;
         if rows == READ_BATCH_ROWS {
@@ -655,4 +760,90 @@ pub fn read_part(
         return Err(damaged("misfits name rows past its end".into()));
     }
     Ok(offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &[u8]) -> std::result::Result<Vec<Vec<(String, bool)>>, String> {
+        let mut r = RecordReader::new(text);
+        let mut out = Vec::new();
+        while r.next()? {
+            out.push(
+                r.fields()
+                    .map(|(f, q)| (String::from_utf8_lossy(f).into_owned(), q))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn quoted_and_unquoted_empty_fields_stay_apart() {
+        let f = |s: &str, q: bool| (s.to_string(), q);
+        assert_eq!(
+            records(b"a,b\r\n,\"\"\r\n\"x,\"\"y\"\"\r\nz\",w\r\n\r\nlast,\"\"").unwrap(),
+            [
+                vec![f("a", false), f("b", false)],
+                vec![f("", false), f("", true)],
+                vec![f("x,\"y\"\r\nz", true), f("w", false)],
+                vec![f("", false)],
+                vec![f("last", false), f("", true)],
+            ]
+        );
+        assert!(records(b"a\"b\r\n").is_err());
+        assert!(records(b"\"open\r\n").is_err());
+        assert!(records(b"\"a\"b\r\n").is_err());
+    }
+
+    #[test]
+    fn fields_are_written_so_that_they_read_back() {
+        let mut out = Vec::new();
+        for f in [&b""[..], b"plain", b"a,b", b"q\"uote", b"line\nbreak"] {
+            push_field(&mut out, f);
+            out.push(b',');
+        }
+        assert_eq!(
+            out,
+            b"\"\",plain,\"a,b\",\"q\"\"uote\",\"line\nbreak\",".to_vec()
+        );
+    }
+
+    #[test]
+    fn bytes_and_empty_fields_by_version() {
+        let mut b = ColumnBuilder::new(LogicalType::Binary);
+        b.append(b"\\x00ff", false, 2, None).unwrap();
+        b.append(b"\\x", false, 2, None).unwrap();
+        b.append(b"", false, 2, None).unwrap();
+        b.append(b"00ff", false, 1, None).unwrap();
+        assert!(b.append(b"00ff", false, 2, None).is_err());
+        let a = b.finish().unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow_array::BinaryArray>()
+            .unwrap();
+        assert_eq!(a.value(0), [0, 255]);
+        assert_eq!(a.value(1), b"");
+        assert!(arrow_array::Array::is_null(a, 2));
+        assert_eq!(a.value(3), [0, 255]);
+
+        let mut t = ColumnBuilder::new(LogicalType::Utf8);
+        t.append(b"", true, 2, None).unwrap();
+        t.append(b"", false, 2, None).unwrap();
+        t.append(b"", true, 1, None).unwrap();
+        let a = t.finish().unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        assert_eq!(a.value(0), "");
+        assert!(arrow_array::Array::is_null(a, 1));
+        assert!(
+            arrow_array::Array::is_null(a, 2),
+            "version 1 quoted only NULLs"
+        );
+        let mut n = ColumnBuilder::new(LogicalType::Int64);
+        assert!(n.append(b"", true, 2, None).is_err());
+    }
 }

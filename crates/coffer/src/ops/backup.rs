@@ -33,6 +33,10 @@ pub struct BackupOptions {
     /// Parallel table scanners, when the engine can read one moment on
     /// several connections (see [`crate::engine::Snapshot::fork`]).
     pub scanners: usize,
+    /// Exports only: keep each table's hidden rowid column
+    /// (`__coffer_rowid`, for tables without an `INTEGER PRIMARY KEY`), so
+    /// that an import keeps the rowids. Backups always keep it.
+    pub keep_rowid: bool,
     /// Set to stop the backup; nothing is committed then.
     pub cancel: Cancel,
 }
@@ -46,6 +50,7 @@ impl Default for BackupOptions {
             exclude: Vec::new(),
             encoders: 2,
             scanners: 2,
+            keep_rowid: false,
             cancel: Cancel::new(),
         }
     }
@@ -212,8 +217,20 @@ fn write_tables(
             })
             .collect::<Result<_>>()?,
     };
-    let (tables, objects) =
+    let (scanned, objects) =
         super::export::prepare(snapshot.as_mut(), &catalog, tables, options, db)?;
+    // What the data files hold: an export leaves out the hidden rowid
+    // column unless asked to keep it.
+    let (tables, hidden): (Vec<Table>, Vec<Option<usize>>) = scanned
+        .iter()
+        .map(|t| {
+            let drop = options.kind == ArchiveKind::Export && !options.keep_rowid;
+            match drop.then(|| super::export::without_rowid(t)).flatten() {
+                Some((t, i)) => (t, Some(i)),
+                None => (t.clone(), None),
+            }
+        })
+        .unzip();
     let total = if progress.wants_totals() {
         let mut sum = 0;
         for t in &tables {
@@ -268,7 +285,7 @@ fn write_tables(
                             break;
                         }
                     }
-                    let parts = outcome.and_then(|()| writer.finish());
+                    let parts = outcome.and_then(|()| writer.finish_table());
                     tracing::debug!(table = %tables[i].name, "encoder done");
                     let failed = parts.is_err();
                     results.lock().expect("results").push((i, parts));
@@ -283,7 +300,8 @@ fn write_tables(
             .into_iter()
             .map(|mut snapshot| {
                 let job_tx: SyncSender<Job> = job_tx.clone();
-                let (tables, rows, next_table) = (&tables, &rows, &next_table);
+                let (tables, rows, next_table) = (&scanned, &rows, &next_table);
+                let hidden = &hidden;
                 scope.spawn(move || -> Result<()> {
                     loop {
                         let i = next_table.fetch_add(1, Ordering::SeqCst);
@@ -302,6 +320,10 @@ fn write_tables(
                             let n = batch.num_rows() as u64;
                             rows[i].fetch_add(n, Ordering::Relaxed);
                             let bytes = batch.memory_size() as u64;
+                            let batch = match hidden[i] {
+                                Some(column) => super::export::drop_column(batch, column)?,
+                                None => batch,
+                            };
                             tx.send(batch).map_err(|_| Error::internal(ENCODER_GONE))?;
                             progress.advance(n, bytes);
                             Ok(())

@@ -15,11 +15,16 @@
 //! * columns whose declared type is a date, timestamp or decimal take that
 //!   portable type when every value converts losslessly
 //!   ([`crate::portable`]), which costs a first pass over those tables;
-//! * the data files may be CSV ([`crate::datafile::csv`]).
+//! * the data files may be CSV ([`crate::datafile::csv`]);
+//! * a table's hidden rowid column (`__coffer_rowid`, for tables without an
+//!   `INTEGER PRIMARY KEY`) is left out, so the files look like the source
+//!   table, unless `keep_rowid` asks for it.
 
 use std::sync::Arc;
 
-use crate::engine::{Catalog, Engine, Snapshot};
+use arrow_array::RecordBatch;
+
+use crate::engine::{Catalog, DataBatch, Engine, Snapshot};
 use crate::error::{Error, Result};
 use crate::manifest::{ArchiveKind, DataFormat, SchemaObject, Table};
 use crate::ops::backup::{BackupOptions, BackupReport, backup};
@@ -105,6 +110,40 @@ pub(crate) fn prepare(
         refined.push(settle_types(snapshot, table, options)?);
     }
     Ok((refined, objects))
+}
+
+/// `table` without its hidden rowid column, and that column's index, when
+/// it has one.
+pub(crate) fn without_rowid(table: &Table) -> Option<(Table, usize)> {
+    let name = table.rowid_column.as_ref()?;
+    let index = table.columns.iter().position(|c| &c.name == name)?;
+    let mut t = table.clone();
+    t.columns.remove(index);
+    t.rowid_column = None;
+    Some((t, index))
+}
+
+/// `batch` without its column `index` (and that column's misfits).
+pub(crate) fn drop_column(batch: DataBatch, index: usize) -> Result<DataBatch> {
+    let mut columns = batch.columns.columns().to_vec();
+    let mut fields: Vec<_> = batch.columns.schema().fields().iter().cloned().collect();
+    columns.remove(index);
+    fields.remove(index);
+    let schema = Arc::new(arrow_schema::Schema::new(fields));
+    let columns = RecordBatch::try_new(schema, columns)
+        .map_err(|e| Error::internal(format!("could not build a batch: {e}")))?;
+    let misfits = batch
+        .misfits
+        .into_iter()
+        .filter(|m| m.column as usize != index)
+        .map(|mut m| {
+            if m.column as usize > index {
+                m.column -= 1;
+            }
+            m
+        })
+        .collect();
+    Ok(DataBatch { columns, misfits })
 }
 
 /// The marker error that stops a probing scan once nothing is left to learn.

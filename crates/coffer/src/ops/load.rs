@@ -221,12 +221,20 @@ fn decode(
             }
             _ => None,
         };
-        let format = job.manifest.data_format;
-        let rows = read_part_as(format, table, f.data, misfits, &origin, &mut |batch| {
-            batches
-                .send((f.table, batch))
-                .map_err(|_| Error::internal(LOADER_GONE))
-        })?;
+        let (format, version) = (job.manifest.data_format, job.manifest.format_version);
+        let rows = read_part_as(
+            format,
+            version,
+            table,
+            f.data,
+            misfits,
+            &origin,
+            &mut |batch| {
+                batches
+                    .send((f.table, batch))
+                    .map_err(|_| Error::internal(LOADER_GONE))
+            },
+        )?;
         job.progress.advance(
             0,
             part.file.size + part.misfits.as_ref().map_or(0, |m| m.size),
