@@ -177,6 +177,18 @@ fn an_application_collation_is_named_at_backup_and_restore_leaves_out_what_needs
         .query_row("SELECT count(*) FROM plain", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 2);
+    // An import of an export says what the table needs, in one sentence,
+    // and one without that table succeeds.
+    let export = dir.path().join("export");
+    ok(&["export", s(&db), s(&export)]);
+    let imported = dir.path().join("imported.db");
+    let err = fails(&["import", s(&export), s(&imported)]);
+    assert!(
+        err.contains("table 'words'") && err.contains("needs the collation sequence 'rev'"),
+        "{err}"
+    );
+    assert!(!imported.exists());
+    ok(&["import", s(&export), s(&imported), "--table", "plain"]);
 }
 
 #[test]

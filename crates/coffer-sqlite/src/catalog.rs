@@ -307,13 +307,15 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             Ok(raw) => raw,
             Err(_) if is_virtual && module_missing(conn, &name) => {
                 // Its definition is kept (above); its rows cannot be read.
-                tracing::warn!(
-                    "virtual table '{}' uses the module {}, which coffer does not have: its definition is kept, its rows are not read",
-                    name.escape_debug(),
-                    sql.as_deref()
-                        .and_then(module_as_written)
-                        .unwrap_or_default()
-                );
+                if first_warning(&format!("module of {name}")) {
+                    tracing::warn!(
+                        "virtual table '{}' uses the module {}, which coffer does not have: its definition is kept, its rows are not read",
+                        name.escape_debug(),
+                        sql.as_deref()
+                            .and_then(module_as_written)
+                            .unwrap_or_default()
+                    );
+                }
                 continue;
             }
             Err(e) => return Err(e),
@@ -399,7 +401,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             }
         }
     }
-    if !collations.is_empty() {
+    if !collations.is_empty() && first_warning(&format!("collations {collations:?}")) {
         tracing::warn!(
             "the schema of {database} uses the collation sequence(s) {}, which its application defines and coffer does not have: the backup is complete, but a restore cannot build the tables and indexes that use them, and stops unless given --skip-missing-collations, which leaves those out",
             collations
@@ -472,4 +474,16 @@ mod tests {
             None
         );
     }
+}
+
+/// Whether a warning about `what` is the first of this process: every
+/// connection of one backup reads the catalog, and says a thing once.
+pub(crate) fn first_warning(what: &str) -> bool {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+    if said.iter().any(|s| s == what) {
+        return false;
+    }
+    said.push(what.to_string());
+    true
 }

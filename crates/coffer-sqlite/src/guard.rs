@@ -419,6 +419,22 @@ impl Guard {
             (Err(rusqlite::Error::MultipleStatement), None) => {
                 return Err(refusal(obj, "holds more than one statement"));
             }
+            (Err(e), None) if e.to_string().contains("no such collation sequence") => {
+                let collation = e
+                    .to_string()
+                    .rsplit(": ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                return Err(Error::new(
+                    ErrorKind::Engine,
+                    format!(
+                        "could not restore {what}: it needs the collation sequence '{}', which the source's application defines and coffer does not have; leave it out (--table names the tables to take), or restore a backup with --skip-missing-collations",
+                        collation.escape_debug()
+                    ),
+                )
+                .with_source(e));
+            }
             (Err(e), None) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::Unknown) => {
                 return Err(Error::new(
                     ErrorKind::Engine,
