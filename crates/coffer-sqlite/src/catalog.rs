@@ -424,6 +424,18 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
     ))
 }
 
+/// Whether a warning about `what` is the first of this process: every
+/// connection of one backup reads the catalog, and says a thing once.
+pub(crate) fn first_warning(what: &str) -> bool {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+    if said.iter().any(|s| s == what) {
+        return false;
+    }
+    said.push(what.to_string());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,16 +486,4 @@ mod tests {
             None
         );
     }
-}
-
-/// Whether a warning about `what` is the first of this process: every
-/// connection of one backup reads the catalog, and says a thing once.
-pub(crate) fn first_warning(what: &str) -> bool {
-    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
-    if said.iter().any(|s| s == what) {
-        return false;
-    }
-    said.push(what.to_string());
-    true
 }
