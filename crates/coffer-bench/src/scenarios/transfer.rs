@@ -150,8 +150,8 @@ pub(super) fn export(ctx: &mut Ctx) -> Result<String> {
     s.push_str(
         "The S3 server is s3s-fs over a local directory, on 127.0.0.1 in a helper process of \
          the harness (so it shares the machine's CPUs with coffer, as a local MinIO would). \
-         `coffer export --format csv` writes zstd-compressed CSV; the sqlite3 shell writes \
-         plain CSV, and it cuts BLOBs at their first NUL byte (the `events` payloads): it \
+         `coffer export --format csv` and the sqlite3 shell both write plain CSV; the \
+         shell cuts BLOBs at their first NUL byte (the `events` payloads): it \
          is not a faithful copy.\n\n",
     );
     s.push_str(&comparison(&[&local, &to_s3, &csv, &sqlite], &local, &ds));
