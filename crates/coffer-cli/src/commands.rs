@@ -133,7 +133,6 @@ pub(crate) async fn write_archive(
 ) -> Result<(Store, BackupReport)> {
     let (engine, db) = engine_for(db)?;
     let created = absent_local_dirs(dest);
-    let dirs_before = local_dirs_below(dest);
     let result = async {
         let store = Store::create(dest, store_options)?;
         let cancel = Cancel::new();
@@ -148,43 +147,11 @@ pub(crate) async fn write_archive(
     }
     .await;
     if result.is_err() {
-        // Leave no empty directory behind for an archive that never began:
-        // neither the tables' directories the run made inside the
-        // destination nor the destination itself if the run made it.
-        for dir in local_dirs_below(dest) {
-            if !dirs_before.contains(&dir) {
-                let _ = std::fs::remove_dir(&dir);
-            }
-        }
+        // Leave no empty directory behind for an archive that never began
+        // (the library removes the tables' directories it made inside).
         remove_empty_dirs(&created);
     }
     result
-}
-
-/// The directories below a local location, deepest first (up to the depth
-/// of an archive's `tables/<segment>/`); empty when it is not local.
-fn local_dirs_below(location: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-        if depth == 0 {
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let path = entry.path();
-                walk(&path, depth - 1, out);
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if is_local(location) {
-        let root = Path::new(location.strip_prefix("file://").unwrap_or(location));
-        walk(root, 3, &mut out);
-    }
-    out
 }
 
 async fn run_backup(
