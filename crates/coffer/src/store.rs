@@ -116,23 +116,7 @@ impl Store {
     fn local(location: &str, path: &FsPath, create: bool) -> Result<Store> {
         if create {
             std::fs::create_dir_all(path).map_err(|e| {
-                let what = format!("create directory {}", path.display());
-                match e.kind() {
-                    std::io::ErrorKind::PermissionDenied => Error::new(
-                        ErrorKind::Storage,
-                        format!("could not {what}: permission denied; check the permissions of its parent or choose another location"),
-                    ),
-                    std::io::ErrorKind::StorageFull => Error::new(
-                        ErrorKind::Storage,
-                        format!("could not {what}: the disk is full; free some space or choose another location"),
-                    ),
-                    std::io::ErrorKind::ReadOnlyFilesystem => Error::new(
-                        ErrorKind::Storage,
-                        format!("could not {what}: the file system is read-only; choose another location"),
-                    ),
-                    _ => Error::new(ErrorKind::Storage, format!("could not {what}: {e}")),
-                }
-                .with_source(e)
+                io_storage_error("create", &format!("directory {}", path.display()), e)
             })?;
         } else if !path.exists() {
             return Err(Error::not_found(format!(
