@@ -847,7 +847,7 @@ mod tests {
     fn table(types: &[LogicalType]) -> Table {
         Table {
             name: "t".into(),
-            kind: "table".into(),
+            kind: crate::manifest::TableKind::Table,
             columns: types
                 .iter()
                 .enumerate()
@@ -860,7 +860,7 @@ mod tests {
                 })
                 .collect(),
             primary_key: vec![],
-            rowid_column: None,
+            hidden_key: None,
             rows: 0,
             parts: vec![],
         }

@@ -150,7 +150,7 @@ pub(super) async fn run_import(
             ok: true,
             command: "import",
             archive: store.url(),
-            database: &db,
+            database: db.display(),
             mode: mode_name,
             source: &m.source,
             backup_point: &m.backup_point,
