@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use coffer::archive::read_manifest;
-use coffer::datafile::WriteOptions;
 use coffer::engine::{Address, Engine, Registry};
-use coffer::manifest::{ArchiveKind, Manifest, SHA256SUMS};
+use coffer::manifest::{ArchiveKind, DataFormat, Manifest, SHA256SUMS};
 use coffer::ops::backup::{BackupOptions, BackupReport, backup};
 use coffer::ops::restore::{RestoreOptions, restore};
 use coffer::ops::verify::{FileStatus, verify};
@@ -150,14 +149,10 @@ async fn run_backup(
 ) -> Result<()> {
     let (store, report) = write_archive(&args.db, &args.dest, store_options, out, |cancel| {
         BackupOptions {
-            write: WriteOptions {
-                part_size: args.part_size,
-                compression: args.compression,
-                ..Default::default()
-            },
+            write: args.write.options(DataFormat::Parquet),
             kind: ArchiveKind::Backup,
             tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
-            encoders: usize::from(args.encoders),
+            encoders: args.write.encoders(),
             scanners: usize::from(args.scanners),
             cancel,
             ..Default::default()

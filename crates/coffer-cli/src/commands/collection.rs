@@ -1,8 +1,7 @@
 //! `coffer collection ...`: create, back up, restore, list, show, drop and
 //! prune backup collections.
 
-use coffer::datafile::WriteOptions;
-use coffer::manifest::ArchiveKind;
+use coffer::manifest::{ArchiveKind, DataFormat};
 use coffer::ops::collection::{
     self, BackupMode, CollectionBackupOptions, CollectionRestoreOptions, CreateOptions,
     DropOptions, RestorePoint, backup::backup, prune::prune, restore::restore, table_changes,
@@ -196,12 +195,8 @@ async fn run_backup(
         } else {
             BackupMode::Full
         },
-        write: WriteOptions {
-            part_size: args.part_size,
-            compression: args.compression,
-            ..WriteOptions::default()
-        },
-        encoders: usize::from(args.encoders),
+        write: args.write.options(DataFormat::Parquet),
+        encoders: args.write.encoders(),
         cancel: cancel.clone(),
         store: store.clone(),
     };
