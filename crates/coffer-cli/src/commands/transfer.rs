@@ -67,7 +67,7 @@ pub(super) async fn run_export(
                 FormatArg::Parquet => DataFormat::Parquet,
                 FormatArg::Csv => DataFormat::Csv,
             }),
-            keep_rowid: args.keep_hidden_key,
+            keep_hidden_key: args.keep_hidden_key,
             kind: ArchiveKind::Export,
             tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
             exclude: args.exclude.clone(),

@@ -33,10 +33,11 @@ pub struct BackupOptions {
     /// Parallel table scanners, when the engine can read one moment on
     /// several connections (see [`crate::engine::Snapshot::fork`]).
     pub scanners: usize,
-    /// Exports only: keep each table's hidden rowid column
-    /// (`__coffer_rowid`, for tables without an `INTEGER PRIMARY KEY`), so
-    /// that an import keeps the rowids. Backups always keep it.
-    pub keep_rowid: bool,
+    /// Exports only: keep each table's hidden key column
+    /// ([`Table::hidden_key`], e.g. SQLite's rowid of a table without an
+    /// `INTEGER PRIMARY KEY`), so that an import keeps the keys. Backups
+    /// always keep it.
+    pub keep_hidden_key: bool,
     /// Set to stop the backup; nothing is committed then.
     pub cancel: Cancel,
 }
@@ -50,7 +51,7 @@ impl Default for BackupOptions {
             exclude: Vec::new(),
             encoders: 2,
             scanners: 2,
-            keep_rowid: false,
+            keep_hidden_key: false,
             cancel: Cancel::new(),
         }
     }
@@ -222,8 +223,8 @@ fn write_tables(
     let (tables, hidden): (Vec<Table>, Vec<Option<usize>>) = scanned
         .iter()
         .map(|t| {
-            let drop = options.kind == ArchiveKind::Export && !options.keep_rowid;
-            match drop.then(|| super::export::without_rowid(t)).flatten() {
+            let drop = options.kind == ArchiveKind::Export && !options.keep_hidden_key;
+            match drop.then(|| super::export::without_hidden_key(t)).flatten() {
                 Some((t, i)) => (t, Some(i)),
                 None => (t.clone(), None),
             }

@@ -16,9 +16,9 @@
 //!   portable type when every value converts losslessly
 //!   ([`crate::portable`]), which costs a first pass over those tables;
 //! * the data files may be CSV ([`crate::datafile::csv`]);
-//! * a table's hidden rowid column (`__coffer_rowid`, for tables without an
-//!   `INTEGER PRIMARY KEY`) is left out, so the files look like the source
-//!   table, unless `keep_rowid` asks for it.
+//! * a table's hidden key column ([`Table::hidden_key`], SQLite's rowid of
+//!   a table without an `INTEGER PRIMARY KEY`) is left out, so the files
+//!   look like the source table, unless `keep_hidden_key` asks for it.
 
 use std::sync::Arc;
 
@@ -108,9 +108,9 @@ pub(crate) fn prepare(
     Ok((refined, objects))
 }
 
-/// `table` without its hidden rowid column, and that column's index, when
+/// `table` without its hidden key column, and that column's index, when
 /// it has one.
-pub(crate) fn without_rowid(table: &Table) -> Option<(Table, usize)> {
+pub(crate) fn without_hidden_key(table: &Table) -> Option<(Table, usize)> {
     let name = table.hidden_key.as_ref()?;
     let index = table.columns.iter().position(|c| &c.name == name)?;
     let mut t = table.clone();
