@@ -197,6 +197,7 @@ async fn run_backup(
         },
         write: args.write.options(DataFormat::Parquet),
         encoders: args.write.encoders(),
+        scanners: usize::from(args.scanners),
         cancel: cancel.clone(),
         store: store.clone(),
     };

@@ -1,16 +1,15 @@
 //! `backup` and `export`: one consistent snapshot of a database written as
 //! an archive.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
+use super::pipeline::{Encoding, ReadStream, Stream, scan_encode};
 use crate::archive;
-use crate::datafile::{TableWriter, WriteOptions};
-use crate::engine::{Address, DataBatch, Engine};
+use crate::datafile::WriteOptions;
+use crate::engine::{Address, Engine, Snapshot};
 use crate::error::{Error, Result};
 use crate::lock::{ARCHIVE_LOCK_FILE, RepoLock};
 use crate::manifest::{ArchiveKind, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, Tool};
@@ -137,9 +136,6 @@ async fn write_and_commit(
     Ok(manifest)
 }
 
-/// A scanner-side marker: the encoder went away, its own error explains why.
-const ENCODER_GONE: &str = "the encoder stopped";
-
 /// Why `--table name` selects nothing in `db`: it names a view (or another
 /// object that holds no rows), differs from a table only in case, or is
 /// unknown — then the tables there are listed.
@@ -245,8 +241,7 @@ fn write_tables(
     };
     progress.begin(phase, total, None);
 
-    // Scanners: this snapshot plus forks that read the same moment, each
-    // taking the next table from a shared queue.
+    // Scanners: this snapshot plus forks that read the same moment.
     let mut scanners = vec![snapshot];
     while scanners.len() < options.scanners.max(1) {
         match scanners[0].fork()? {
@@ -255,111 +250,36 @@ fn write_tables(
         }
     }
     tracing::debug!(scanners = scanners.len(), "scanning");
-
-    type Job = (usize, Receiver<DataBatch>);
-    let (job_tx, job_rx) = sync_channel::<Job>(0);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let results: Mutex<Vec<(usize, Result<Vec<crate::manifest::Part>>)>> = Mutex::new(Vec::new());
-    let rows: Vec<AtomicU64> = tables.iter().map(|_| AtomicU64::new(0)).collect();
-    let next_table = AtomicUsize::new(0);
-
-    let scan_result = std::thread::scope(|scope| {
-        for _ in 0..options.encoders.max(1) {
-            let job_rx = job_rx.clone();
-            let (store, handle, results, tables) = (&store, &handle, &results, &tables);
-            scope.spawn(move || {
-                loop {
-                    let job = job_rx.lock().expect("job queue").recv();
-                    let Ok((i, batches)) = job else { break };
-                    let mut writer = TableWriter::new(
-                        store.clone(),
-                        handle.clone(),
-                        &tables[i],
-                        options.write.clone(),
-                    );
-                    let mut outcome = Ok(());
-                    for batch in batches.iter() {
-                        if let Err(e) = writer.write(batch) {
-                            outcome = Err(e);
-                            break;
-                        }
-                    }
-                    let parts = outcome.and_then(|()| writer.finish_table());
-                    tracing::debug!(table = %tables[i].name, "encoder done");
-                    let failed = parts.is_err();
-                    results.lock().expect("results").push((i, parts));
-                    if failed {
-                        break;
-                    }
-                }
-            });
+    let streams: Vec<Stream> = tables
+        .iter()
+        .map(|t| Stream {
+            table: t.clone(),
+            store: store.clone(),
+            empty_file: true,
+        })
+        .collect();
+    let read: &ReadStream<'_, dyn Snapshot> = &|snapshot, i, sink| {
+        let table = crate::portable::plain_table(&scanned[i]);
+        match hidden[i] {
+            Some(column) => snapshot.scan(&table, &mut |batch| {
+                sink(super::export::drop_column(batch, column)?)
+            }),
+            None => snapshot.scan(&table, sink),
         }
-        drop(job_rx);
-        let handles: Vec<_> = scanners
-            .into_iter()
-            .map(|mut snapshot| {
-                let job_tx: SyncSender<Job> = job_tx.clone();
-                let (tables, rows, next_table) = (&scanned, &rows, &next_table);
-                let hidden = &hidden;
-                scope.spawn(move || -> Result<()> {
-                    loop {
-                        let i = next_table.fetch_add(1, Ordering::SeqCst);
-                        let Some(table) = tables.get(i) else {
-                            return Ok(());
-                        };
-                        options.cancel.check()?;
-                        progress.note(&table.name);
-                        let (tx, rx) = sync_channel::<DataBatch>(2);
-                        job_tx
-                            .send((i, rx))
-                            .map_err(|_| Error::internal(ENCODER_GONE))?;
-                        tracing::debug!(table = %table.name, "scan starts");
-                        snapshot.scan(&crate::portable::plain_table(table), &mut |batch| {
-                            options.cancel.check()?;
-                            let n = batch.num_rows() as u64;
-                            rows[i].fetch_add(n, Ordering::Relaxed);
-                            let bytes = batch.memory_size() as u64;
-                            let batch = match hidden[i] {
-                                Some(column) => super::export::drop_column(batch, column)?,
-                                None => batch,
-                            };
-                            tx.send(batch).map_err(|_| Error::internal(ENCODER_GONE))?;
-                            progress.advance(n, bytes);
-                            Ok(())
-                        })?;
-                        tracing::debug!(table = %table.name, "scan ends");
-                    }
-                })
-            })
-            .collect();
-        drop(job_tx);
-        let mut outcome = Ok(());
-        for h in handles {
-            let r = h
-                .join()
-                .unwrap_or_else(|_| Err(Error::internal("a table scanner panicked")));
-            if outcome.is_ok() {
-                outcome = r;
-            }
-        }
-        outcome
-    });
+    };
+    let encoding = Encoding {
+        write: &options.write,
+        encoders: options.encoders,
+        handle,
+        cancel: &options.cancel,
+        progress,
+    };
+    let written = scan_encode(scanners, &streams, read, &encoding);
     progress.end();
-    let rows: Vec<u64> = rows.into_iter().map(AtomicU64::into_inner).collect();
-
-    let mut results = results.into_inner().expect("results");
-    if let Some(pos) = results.iter().position(|(_, r)| r.is_err()) {
-        return Err(results.swap_remove(pos).1.unwrap_err());
-    }
-    scan_result?;
-    results.sort_by_key(|(i, _)| *i);
-    if results.len() != tables.len() {
-        return Err(Error::internal("a table's encoder did not report"));
-    }
     let mut out_tables = tables;
-    for ((i, parts), table) in results.into_iter().zip(out_tables.iter_mut()) {
-        table.parts = parts?;
-        table.rows = rows[i];
+    for (table, w) in out_tables.iter_mut().zip(written?) {
+        table.parts = w.parts;
+        table.rows = w.rows;
     }
     Ok(Manifest {
         format: FORMAT_NAME.to_string(),

@@ -56,6 +56,9 @@ pub struct CollectionBackupOptions {
     pub write: WriteOptions,
     /// Threads that encode data files.
     pub encoders: usize,
+    /// Parallel table readers, when the engine can read one moment on
+    /// several connections (see [`crate::engine::ChangeSnapshot::fork_changes`]).
+    pub scanners: usize,
     /// Set to stop; nothing is committed and the log keeps every entry.
     pub cancel: Cancel,
     /// How to reach the repository.
@@ -68,6 +71,7 @@ impl Default for CollectionBackupOptions {
             mode: BackupMode::Full,
             write: WriteOptions::default(),
             encoders: 2,
+            scanners: 2,
             cancel: Cancel::new(),
             store: StoreOptions::default(),
         }
