@@ -13,7 +13,8 @@ use crate::engine::{Address, Engine, Snapshot};
 use crate::error::{Error, Result};
 use crate::lock::{ARCHIVE_LOCK_FILE, RepoLock};
 use crate::manifest::{ArchiveKind, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, Tool};
-use crate::progress::{Cancel, Progress};
+use crate::ops::export::ExportOptions;
+use crate::progress::{Cancel, Progress, Run};
 use crate::store::Store;
 
 /// Options of a backup.
@@ -21,37 +22,73 @@ use crate::store::Store;
 pub struct BackupOptions {
     /// Part size and compression of the data files.
     pub write: WriteOptions,
-    /// What kind of archive to record.
-    pub kind: ArchiveKind,
     /// Tables to include; `None` for all.
     pub tables: Option<Vec<String>>,
-    /// Leave out the tables whose whole name one of these matches.
-    pub exclude: Vec<regex::Regex>,
     /// Parallel encoders (threads turning batches into Parquet).
     pub encoders: usize,
     /// Parallel table scanners, when the engine can read one moment on
     /// several connections (see [`crate::engine::Snapshot::fork`]).
     pub scanners: usize,
-    /// Exports only: keep each table's hidden key column
-    /// ([`Table::hidden_key`], e.g. SQLite's rowid of a table without an
-    /// `INTEGER PRIMARY KEY`), so that an import keeps the keys. Backups
-    /// always keep it.
-    pub keep_hidden_key: bool,
-    /// Set to stop the backup; nothing is committed then.
-    pub cancel: Cancel,
 }
 
 impl Default for BackupOptions {
     fn default() -> Self {
         BackupOptions {
             write: WriteOptions::default(),
-            kind: ArchiveKind::Backup,
             tables: None,
-            exclude: Vec::new(),
             encoders: 2,
             scanners: 2,
-            keep_hidden_key: false,
-            cancel: Cancel::new(),
+        }
+    }
+}
+
+/// A backup or an export with its options: the two archives of one
+/// snapshot that [`write_archive`] writes.
+#[derive(Debug, Clone)]
+pub enum ArchiveOptions {
+    /// An exact backup ([`backup`]).
+    Backup(BackupOptions),
+    /// A portable export ([`crate::ops::export::export`]).
+    Export(ExportOptions),
+}
+
+/// What the archive writer does: a backup's or an export's options in one
+/// shape, with the run's cancel flag.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub write: WriteOptions,
+    pub kind: ArchiveKind,
+    pub tables: Option<Vec<String>>,
+    pub exclude: Vec<regex::Regex>,
+    pub encoders: usize,
+    pub scanners: usize,
+    pub keep_hidden_key: bool,
+    pub cancel: Cancel,
+}
+
+impl Plan {
+    fn new(options: ArchiveOptions, cancel: Cancel) -> Plan {
+        match options {
+            ArchiveOptions::Backup(o) => Plan {
+                write: o.write,
+                kind: ArchiveKind::Backup,
+                tables: o.tables,
+                exclude: Vec::new(),
+                encoders: o.encoders,
+                scanners: o.scanners,
+                keep_hidden_key: true,
+                cancel,
+            },
+            ArchiveOptions::Export(o) => Plan {
+                write: o.write,
+                kind: ArchiveKind::Export,
+                tables: o.tables,
+                exclude: o.exclude,
+                encoders: o.encoders,
+                scanners: o.scanners,
+                keep_hidden_key: o.keep_hidden_key,
+                cancel,
+            },
         }
     }
 }
@@ -77,8 +114,22 @@ pub async fn backup(
     db: &Address,
     dest: &Store,
     options: BackupOptions,
-    progress: Arc<dyn Progress>,
+    run: impl Into<Run>,
 ) -> Result<BackupReport> {
+    write_archive(engine, db, dest, ArchiveOptions::Backup(options), run).await
+}
+
+/// Write a backup or an export of `db` with `engine` as a new archive at
+/// `dest` ([`backup`] and [`crate::ops::export::export`] in one).
+pub async fn write_archive(
+    engine: Arc<dyn Engine>,
+    db: &Address,
+    dest: &Store,
+    options: ArchiveOptions,
+    run: impl Into<Run>,
+) -> Result<BackupReport> {
+    let Run { progress, cancel } = run.into();
+    let options = Plan::new(options, cancel);
     let started = Instant::now();
     archive::refuse_existing(dest).await?;
     let operation = match options.kind {
@@ -110,7 +161,7 @@ async fn write_and_commit(
     engine: Arc<dyn Engine>,
     db: &Address,
     dest: &Store,
-    options: BackupOptions,
+    options: Plan,
     progress: Arc<dyn Progress>,
     lock: &RepoLock,
 ) -> Result<Manifest> {
@@ -186,7 +237,7 @@ fn write_tables(
     db: &Address,
     store: Store,
     handle: Handle,
-    options: &BackupOptions,
+    options: &Plan,
     progress: &dyn Progress,
 ) -> Result<Manifest> {
     let mut snapshot = engine.snapshot(db.location())?;
@@ -219,7 +270,7 @@ fn write_tables(
     let (tables, hidden): (Vec<Table>, Vec<Option<usize>>) = scanned
         .iter()
         .map(|t| {
-            let drop = options.kind == ArchiveKind::Export && !options.keep_hidden_key;
+            let drop = !options.keep_hidden_key;
             match drop.then(|| super::export::without_hidden_key(t)).flatten() {
                 Some((t, i)) => (t, Some(i)),
                 None => (t.clone(), None),

@@ -15,7 +15,7 @@ use crate::manifest::{
     ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, TableKind, Tool,
 };
 use crate::ops::pipeline::{Encoding, ReadStream, Stream, scan_encode};
-use crate::progress::Progress;
+use crate::progress::Run;
 use crate::store::Store;
 
 /// The directory, inside an incremental backup, of the deleted keys.
@@ -32,8 +32,9 @@ pub async fn backup(
     db: &Address,
     name: &str,
     options: CollectionBackupOptions,
-    progress: Arc<dyn Progress>,
+    run: impl Into<Run>,
 ) -> Result<CollectionBackupReport> {
+    let run = run.into();
     let started = Instant::now();
     let capture = capture_of(engine.as_ref())?;
     repo::check_name(name)?;
@@ -65,7 +66,7 @@ pub async fn backup(
         )));
     }
     let lock = RepoLock::acquire(&store, "backup").await?;
-    let result = locked_backup(engine, db, name, &options, progress, &store, &info, &lock).await;
+    let result = locked_backup(engine, db, name, &options, run, &store, &info, &lock).await;
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the collection lock; it lapses by itself");
     }
@@ -80,7 +81,7 @@ async fn locked_backup(
     db: &Address,
     name: &str,
     options: &CollectionBackupOptions,
-    progress: Arc<dyn Progress>,
+    run: Run,
     store: &Store,
     info: &CollectionInfo,
     lock: &RepoLock,
@@ -158,18 +159,10 @@ async fn locked_backup(
     let handle = Handle::current();
     let opts = options.clone();
     let target = dest.clone();
-    let prog = progress.clone();
+    let prog = run.clone();
     let engine_name = engine.name();
     let mut manifest = tokio::task::spawn_blocking(move || {
-        write_backup(
-            snapshot,
-            kind,
-            target,
-            handle,
-            &opts,
-            prog.as_ref(),
-            engine_name,
-        )
+        write_backup(snapshot, kind, target, handle, &opts, &prog, engine_name)
     })
     .await
     .map_err(|e| Error::internal(format!("the backup worker failed: {e}")))??;
@@ -287,9 +280,10 @@ fn write_backup(
     store: Store,
     handle: Handle,
     options: &CollectionBackupOptions,
-    progress: &dyn Progress,
+    run: &Run,
     engine: &str,
 ) -> Result<Manifest> {
+    let progress = run.progress.as_ref();
     let catalog = snapshot.catalog().clone();
     let incremental = kind == ArchiveKind::Incremental;
     // Slots: per table its rows (all, or the upserted ones), and for an
@@ -352,7 +346,7 @@ fn write_backup(
         write: &options.write,
         encoders: options.encoders,
         handle,
-        cancel: &options.cancel,
+        cancel: &run.cancel,
         progress,
     };
     let written = scan_encode(scanners, &streams, read, &encoding);

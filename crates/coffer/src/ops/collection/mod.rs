@@ -27,7 +27,6 @@ use crate::datafile::WriteOptions;
 use crate::engine::{Address, ChangeCapture, CollectionRecord, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{ArchiveKind, Manifest, Table, TableKind};
-use crate::progress::Cancel;
 use crate::store::{Store, StoreOptions, is_local};
 
 use self::lock::{LockInfo, RepoLock};
@@ -59,8 +58,6 @@ pub struct CollectionBackupOptions {
     /// Parallel table readers, when the engine can read one moment on
     /// several connections (see [`crate::engine::ChangeSnapshot::fork_changes`]).
     pub scanners: usize,
-    /// Set to stop; nothing is committed and the log keeps every entry.
-    pub cancel: Cancel,
     /// How to reach the repository.
     pub store: StoreOptions,
 }
@@ -72,7 +69,6 @@ impl Default for CollectionBackupOptions {
             write: WriteOptions::default(),
             encoders: 2,
             scanners: 2,
-            cancel: Cancel::new(),
             store: StoreOptions::default(),
         }
     }
@@ -140,8 +136,6 @@ pub struct CollectionRestoreOptions {
     pub tables: Vec<String>,
     /// Replace tables that exist in the target.
     pub replace: bool,
-    /// Set to stop; the target is left as it was.
-    pub cancel: Cancel,
 }
 
 /// What a collection restore did.

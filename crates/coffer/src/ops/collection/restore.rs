@@ -11,7 +11,7 @@ use crate::engine::{Address, Engine};
 use crate::error::{Error, Result};
 use crate::manifest::{ArchiveKind, Manifest, Table, TableKind};
 use crate::ops::pipeline::{Archive, Entry, read_entries};
-use crate::progress::Progress;
+use crate::progress::Run;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +90,9 @@ pub async fn restore(
     name: &str,
     target: &Address,
     options: CollectionRestoreOptions,
-    progress: Arc<dyn Progress>,
+    run: impl Into<Run>,
 ) -> Result<CollectionRestoreReport> {
+    let run = run.into();
     let started = Instant::now();
     crate::ops::refuse_target_inside(repo, target.file(), "restored")?;
     capture_of(engine.as_ref())?;
@@ -160,7 +161,7 @@ pub async fn restore(
             &steps,
             &tables,
             &options,
-            progress,
+            run,
         )
     })
     .await
@@ -251,13 +252,13 @@ fn apply(
     steps: &[Step],
     selected: &[Table],
     options: &CollectionRestoreOptions,
-    shared_progress: Arc<dyn Progress>,
+    run: Run,
 ) -> Result<(u64, u64, u64, u64)> {
-    let progress = shared_progress.as_ref();
+    let progress = run.progress.as_ref();
     let capture = capture_of(engine)?;
     let full = &archives[0].manifest;
     let tables: Vec<&Table> = selected.iter().collect();
-    let mut restorer = capture.chain_restorer(target, options.replace, options.cancel.clone())?;
+    let mut restorer = capture.chain_restorer(target, options.replace, run.cancel.clone())?;
     restorer.begin(full, &tables)?;
     let entry = |s: &Step| &archives[s.archive].manifest.tables[s.entry];
     let total_rows: u64 = steps.iter().map(|s| entry(s).rows).sum();
@@ -274,7 +275,7 @@ fn apply(
         handle,
         archives,
         &entries,
-        &options.cancel,
+        &run.cancel,
         progress,
         &mut |s, batch| {
             let step = &steps[s];
@@ -313,7 +314,7 @@ fn apply(
         })
         .inspect_err(|_| progress.end())?;
     progress.begin("finishing", None, None);
-    restorer.set_progress(shared_progress.clone());
+    restorer.set_progress(run.progress.clone());
     let finished = restorer.finish(&archives.last().expect("a chain").manifest, &tables);
     progress.end();
     finished?;
