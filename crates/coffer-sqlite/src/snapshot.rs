@@ -174,15 +174,16 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(t: LogicalType) -> Builder {
-        match t {
+    fn new(t: &LogicalType) -> Builder {
+        // SQLite's catalog gives only the four plain types; exports scan
+        // with the plain ones (see coffer::portable).
+        match t.plain() {
             LogicalType::Int64 => Builder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
             LogicalType::Float64 => Builder::Float(Float64Builder::with_capacity(BATCH_ROWS)),
-            LogicalType::Utf8 => Builder::Text(StringBuilder::new()),
             LogicalType::Binary => Builder::Bin(BinaryBuilder::new()),
-            // SQLite's catalog never gives the portable types; exports scan
-            // with the plain ones (see coffer::portable).
-            t => Builder::new(t.plain()),
+            // Text, and any type SQLite does not have: every value that is
+            // not text then travels as a misfit, exactly.
+            _ => Builder::Text(StringBuilder::new()),
         }
     }
 
@@ -310,7 +311,7 @@ impl SqliteSnapshot {
         let mut builders: Vec<Builder> = table
             .columns
             .iter()
-            .map(|c| Builder::new(c.logical_type))
+            .map(|c| Builder::new(&c.logical_type))
             .collect();
         let mut misfits = Vec::new();
         let mut rows_in_batch = 0usize;

@@ -48,6 +48,8 @@ use crate::store::Store;
 use crate::upload::{Pending, Upload};
 
 pub mod csv;
+#[cfg(test)]
+mod types_tests;
 
 /// Compression of data files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,16 +114,51 @@ impl Default for WriteOptions {
     }
 }
 
-/// The Arrow type that carries a logical type.
-pub fn arrow_type(t: LogicalType) -> DataType {
+/// The Arrow type that carries a logical type (see docs/FORMAT.md).
+pub fn arrow_type(t: &LogicalType) -> DataType {
+    use arrow_schema::TimeUnit::Microsecond;
     match t {
+        LogicalType::Bool => DataType::Boolean,
+        LogicalType::Int16 => DataType::Int16,
+        LogicalType::Int32 => DataType::Int32,
         LogicalType::Int64 => DataType::Int64,
+        LogicalType::Float32 => DataType::Float32,
         LogicalType::Float64 => DataType::Float64,
-        LogicalType::Utf8 => DataType::Utf8,
+        LogicalType::Utf8 | LogicalType::DecimalText | LogicalType::Json => DataType::Utf8,
         LogicalType::Binary => DataType::Binary,
         LogicalType::Date => DataType::Date32,
-        LogicalType::Timestamp => DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None),
-        LogicalType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
+        LogicalType::Time => DataType::Time64(Microsecond),
+        LogicalType::Timestamp => DataType::Timestamp(Microsecond, None),
+        LogicalType::TimestampTz => DataType::Timestamp(Microsecond, Some("UTC".into())),
+        LogicalType::Decimal { precision, scale } if *precision <= 38 => {
+            DataType::Decimal128(*precision, *scale)
+        }
+        LogicalType::Decimal { precision, scale } => DataType::Decimal256(*precision, *scale),
+        LogicalType::Interval => DataType::Struct(interval_fields()),
+        LogicalType::Uuid => DataType::FixedSizeBinary(16),
+        LogicalType::List(element) => DataType::List(Arc::new(arrow_field("item", element))),
+    }
+}
+
+/// The fields of the Arrow struct that carries an interval: `months`
+/// Int32, `days` Int32, `micros` Int64.
+pub fn interval_fields() -> arrow_schema::Fields {
+    arrow_schema::Fields::from(vec![
+        Field::new("months", DataType::Int32, true),
+        Field::new("days", DataType::Int32, true),
+        Field::new("micros", DataType::Int64, true),
+    ])
+}
+
+/// The nullable Arrow field named `name` of logical type `t`, with the
+/// canonical extension type (`arrow.uuid`, `arrow.json`) that gives its
+/// Parquet logical type (UUID, JSON).
+pub fn arrow_field(name: &str, t: &LogicalType) -> Field {
+    let field = Field::new(name, arrow_type(t), true);
+    match t {
+        LogicalType::Uuid => field.with_extension_type(arrow_schema::extension::Uuid),
+        LogicalType::Json => field.with_extension_type(arrow_schema::extension::Json::default()),
+        _ => field,
     }
 }
 
@@ -132,7 +169,7 @@ pub fn arrow_schema(table: &Table) -> SchemaRef {
         table
             .columns
             .iter()
-            .map(|c| Field::new(&c.name, arrow_type(c.logical_type), true))
+            .map(|c| arrow_field(&c.name, &c.logical_type))
             .collect::<Vec<_>>(),
     ))
 }
@@ -205,7 +242,7 @@ pub fn real_text(x: f64) -> String {
 ///
 /// Anything else — text or blobs in numeric columns, blobs in text columns,
 /// text that is not UTF-8 — cannot be shown: the column holds NULL there.
-pub fn shown_as(t: LogicalType, v: &RawValue) -> Option<Shown> {
+pub fn shown_as(t: &LogicalType, v: &RawValue) -> Option<Shown> {
     match (t, v) {
         (LogicalType::Float64, RawValue::Integer(i)) => {
             let f = *i as f64;
@@ -261,7 +298,7 @@ pub(crate) fn show_misfits(
         let t = table
             .columns
             .get(m.column as usize)
-            .map(|c| c.logical_type)
+            .map(|c| &c.logical_type)
             .ok_or_else(|| Error::internal(format!("a misfit names column {}", m.column)))?;
         let value = match shown_as(t, &m.value) {
             Some(s) => {
@@ -426,7 +463,7 @@ fn shown_value(array: &dyn Array, row: usize, class: u8) -> Option<RawValue> {
         DataType::Utf8 => LogicalType::Utf8,
         _ => LogicalType::Binary,
     };
-    let again = shown_as(t, &value)?;
+    let again = shown_as(&t, &value)?;
     let same = match (&again, array.data_type()) {
         (Shown::Float(f), DataType::Float64) => {
             any.downcast_ref::<Float64Array>()?.value(row).to_bits() == f.to_bits()
@@ -853,7 +890,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, t)| Column {
                     name: format!("c{i}"),
-                    logical_type: *t,
+                    logical_type: t.clone(),
                     declared_type: String::new(),
                     nullable: true,
                     text_format: None,
@@ -870,37 +907,40 @@ mod tests {
     fn only_exact_values_are_shown() {
         use LogicalType::*;
         use RawValue::*;
-        assert_eq!(shown_as(Float64, &Integer(18)), Some(Shown::Float(18.0)));
+        assert_eq!(shown_as(&Float64, &Integer(18)), Some(Shown::Float(18.0)));
         assert_eq!(
-            shown_as(Float64, &Integer(1 << 53)),
+            shown_as(&Float64, &Integer(1 << 53)),
             Some(Shown::Float(9_007_199_254_740_992.0))
         );
-        assert_eq!(shown_as(Float64, &Integer((1 << 53) + 1)), None);
-        assert_eq!(shown_as(Float64, &Integer(i64::MAX)), None);
+        assert_eq!(shown_as(&Float64, &Integer((1 << 53) + 1)), None);
+        assert_eq!(shown_as(&Float64, &Integer(i64::MAX)), None);
         assert_eq!(
-            shown_as(Float64, &Integer(i64::MIN)),
+            shown_as(&Float64, &Integer(i64::MIN)),
             Some(Shown::Float(-TWO_POW_63))
         );
-        assert_eq!(shown_as(Int64, &Real(3.0)), Some(Shown::Int(3)));
-        assert_eq!(shown_as(Int64, &Real(-0.0)), None);
-        assert_eq!(shown_as(Int64, &Real(1.5)), None);
-        assert_eq!(shown_as(Int64, &Real(TWO_POW_63)), None);
-        assert_eq!(shown_as(Int64, &Real(f64::INFINITY)), None);
-        assert_eq!(shown_as(Utf8, &Integer(-7)), Some(Shown::Text("-7".into())));
+        assert_eq!(shown_as(&Int64, &Real(3.0)), Some(Shown::Int(3)));
+        assert_eq!(shown_as(&Int64, &Real(-0.0)), None);
+        assert_eq!(shown_as(&Int64, &Real(1.5)), None);
+        assert_eq!(shown_as(&Int64, &Real(TWO_POW_63)), None);
+        assert_eq!(shown_as(&Int64, &Real(f64::INFINITY)), None);
         assert_eq!(
-            shown_as(Utf8, &Real(18.0)),
+            shown_as(&Utf8, &Integer(-7)),
+            Some(Shown::Text("-7".into()))
+        );
+        assert_eq!(
+            shown_as(&Utf8, &Real(18.0)),
             Some(Shown::Text("18.0".into()))
         );
         assert_eq!(
-            shown_as(Utf8, &Real(1e300)),
+            shown_as(&Utf8, &Real(1e300)),
             Some(Shown::Text("1e300".into()))
         );
         assert_eq!(
-            shown_as(Utf8, &Real(f64::NEG_INFINITY)),
+            shown_as(&Utf8, &Real(f64::NEG_INFINITY)),
             Some(Shown::Text("-inf".into()))
         );
         assert_eq!(
-            shown_as(Binary, &Text(vec![0xff, 0])),
+            shown_as(&Binary, &Text(vec![0xff, 0])),
             Some(Shown::Bytes(vec![0xff, 0]))
         );
         for (t, v) in [
@@ -911,7 +951,7 @@ mod tests {
             (Binary, Integer(1)),
             (Date, Integer(1)),
         ] {
-            assert_eq!(shown_as(t, &v), None, "{t} {v:?}");
+            assert_eq!(shown_as(&t, &v), None, "{t} {v:?}");
         }
     }
 

@@ -41,7 +41,17 @@ use crate::engine::{DataBatch, Misfit, RawValue};
 use crate::error::{Error, Result};
 use crate::manifest::{LogicalType, Table};
 
-/// Whether any column of `table` has a portable (non-plain) type.
+/// Whether `t` is one of the portable types that SQLite's exports derive
+/// from plain values: `date`, `timestamp`, `decimal(P,S)` up to 38 digits.
+pub fn is_portable(t: &LogicalType) -> bool {
+    match t {
+        LogicalType::Date | LogicalType::Timestamp => true,
+        LogicalType::Decimal { precision, .. } => *precision <= 38,
+        _ => false,
+    }
+}
+
+/// Whether any column of `table` has a type that is not plain.
 pub fn has_portable_columns(table: &Table) -> bool {
     table.columns.iter().any(|c| !c.logical_type.is_plain())
 }
@@ -59,7 +69,7 @@ pub fn plain_table(table: &Table) -> Table {
 
 /// The portable type a declared column type asks for, if any, given the
 /// plain logical type the column has now.
-pub fn declared_portable_type(declared: &str, plain: LogicalType) -> Option<LogicalType> {
+pub fn declared_portable_type(declared: &str, plain: &LogicalType) -> Option<LogicalType> {
     let t = declared.trim().to_ascii_uppercase();
     let base: String = t
         .chars()
@@ -166,6 +176,11 @@ impl Layout {
     /// The layout named by a `text_format` string.
     pub fn parse(name: &str) -> Option<Layout> {
         LAYOUTS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+    }
+
+    /// Whether the layout has a time of day (a timestamp layout).
+    pub fn has_time(&self) -> bool {
+        self.time
     }
 
     /// The layout's `text_format` string.
@@ -435,12 +450,12 @@ impl TypeProbe {
             .enumerate()
             .filter(|(_, c)| Some(&c.name) != table.rowid_column.as_ref())
             .filter_map(|(i, c)| {
-                declared_portable_type(&c.declared_type, c.logical_type).map(|target| Probe {
+                declared_portable_type(&c.declared_type, &c.logical_type).map(|target| Probe {
                     column: i,
-                    target,
-                    alive: true,
                     layout: (target == LogicalType::Date)
                         .then(|| Layout::parse(DATE_LAYOUT).expect("the date layout is listed")),
+                    target,
+                    alive: true,
                 })
             })
             .collect();
@@ -458,7 +473,7 @@ impl TypeProbe {
             if batch.misfits.iter().any(|m| {
                 m.column as usize == p.column
                     && !matches!(
-                        (p.target, &m.value),
+                        (&p.target, &m.value),
                         (LogicalType::Decimal { .. }, RawValue::Integer(_))
                     )
             }) {
@@ -466,7 +481,7 @@ impl TypeProbe {
                 continue;
             }
             let array = batch.columns.column(p.column);
-            p.alive = match p.target {
+            p.alive = match p.target.clone() {
                 LogicalType::Date | LogicalType::Timestamp => {
                     let Some(a) = array.as_any().downcast_ref::<StringArray>() else {
                         p.alive = false;
@@ -516,7 +531,7 @@ impl TypeProbe {
         let mut t = table.clone();
         for p in self.probes.iter().filter(|p| p.alive) {
             let c = &mut t.columns[p.column];
-            c.logical_type = p.target;
+            c.logical_type = p.target.clone();
             c.text_format = match p.target {
                 LogicalType::Date => Some(DATE_LAYOUT.to_string()),
                 LogicalType::Timestamp => Some(
@@ -568,11 +583,14 @@ pub fn to_portable(batch: DataBatch, table: &Table) -> Result<DataBatch> {
     let mut columns: Vec<ArrayRef> = batch.columns.columns().to_vec();
     let mut consumed = vec![false; table.columns.len()];
     for (i, col) in table.columns.iter().enumerate() {
-        if col.logical_type.is_plain() {
+        let array = batch.columns.column(i);
+        // Columns the engine scanned in their own type stay as they are.
+        if !is_portable(&col.logical_type)
+            || *array.data_type() == crate::datafile::arrow_type(&col.logical_type)
+        {
             continue;
         }
         consumed[i] = true;
-        let array = batch.columns.column(i);
         let n = array.len();
         columns[i] = match col.logical_type {
             LogicalType::Date | LogicalType::Timestamp => {
@@ -644,7 +662,7 @@ pub fn to_portable(batch: DataBatch, table: &Table) -> Result<DataBatch> {
                         .map_err(|e| Error::internal(e.to_string()))?,
                 )
             }
-            _ => unreachable!("plain types are skipped"),
+            _ => unreachable!("only portable types are converted"),
         };
     }
     let columns = RecordBatch::try_new(arrow_schema(table), columns).map_err(|e| {
@@ -681,6 +699,12 @@ pub fn to_plain(batch: &DataBatch, table: &Table, origin: &str) -> Result<DataBa
     for (i, col) in table.columns.iter().enumerate() {
         if col.logical_type.is_plain() {
             continue;
+        }
+        if !is_portable(&col.logical_type) {
+            return Err(Error::invalid(format!(
+                "column '{}' of table '{}' in {origin} has type {}, which the SQLite engine cannot store yet; export the table from its source with a type SQLite has",
+                col.name, table.name, col.logical_type
+            )));
         }
         let array = batch.columns.column(i);
         let n = array.len();
@@ -740,7 +764,7 @@ pub fn to_plain(batch: &DataBatch, table: &Table, origin: &str) -> Result<DataBa
                 }
                 Arc::new(b.finish())
             }
-            _ => unreachable!("plain types are skipped"),
+            _ => unreachable!("only portable types are converted"),
         };
     }
     if added {
@@ -764,7 +788,7 @@ mod tests {
                 .iter()
                 .map(|(n, t, d)| Column {
                     name: n.to_string(),
-                    logical_type: *t,
+                    logical_type: t.clone(),
                     declared_type: d.to_string(),
                     nullable: true,
                     text_format: None,
@@ -780,33 +804,33 @@ mod tests {
     #[test]
     fn declared_types() {
         use LogicalType::*;
-        assert_eq!(declared_portable_type("date", Utf8), Some(Date));
-        assert_eq!(declared_portable_type("DATETIME", Utf8), Some(Timestamp));
-        assert_eq!(declared_portable_type("timestamp", Utf8), Some(Timestamp));
+        assert_eq!(declared_portable_type("date", &Utf8), Some(Date));
+        assert_eq!(declared_portable_type("DATETIME", &Utf8), Some(Timestamp));
+        assert_eq!(declared_portable_type("timestamp", &Utf8), Some(Timestamp));
         assert_eq!(
-            declared_portable_type("TIMESTAMP WITH TIME ZONE", Utf8),
+            declared_portable_type("TIMESTAMP WITH TIME ZONE", &Utf8),
             None
         );
         assert_eq!(
-            declared_portable_type("DECIMAL(10,2)", Float64),
+            declared_portable_type("DECIMAL(10,2)", &Float64),
             Some(Decimal {
                 precision: 10,
                 scale: 2
             })
         );
         assert_eq!(
-            declared_portable_type("numeric (12)", Float64),
+            declared_portable_type("numeric (12)", &Float64),
             Some(Decimal {
                 precision: 12,
                 scale: 0
             })
         );
-        assert_eq!(declared_portable_type("DECIMAL", Float64), None);
-        assert_eq!(declared_portable_type("DECIMAL(40,2)", Float64), None);
-        assert_eq!(declared_portable_type("DECIMAL(2,3)", Float64), None);
-        assert_eq!(declared_portable_type("DATE", Int64), None);
-        assert_eq!(declared_portable_type("TEXT", Utf8), None);
-        assert_eq!(declared_portable_type("UPDATED_DATE", Utf8), None);
+        assert_eq!(declared_portable_type("DECIMAL", &Float64), None);
+        assert_eq!(declared_portable_type("DECIMAL(40,2)", &Float64), None);
+        assert_eq!(declared_portable_type("DECIMAL(2,3)", &Float64), None);
+        assert_eq!(declared_portable_type("DATE", &Int64), None);
+        assert_eq!(declared_portable_type("TEXT", &Utf8), None);
+        assert_eq!(declared_portable_type("UPDATED_DATE", &Utf8), None);
     }
 
     #[test]
