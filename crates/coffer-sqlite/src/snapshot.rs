@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::builder::{BinaryBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use coffer::datafile::arrow_schema;
-use coffer::engine::{Catalog, DataBatch, Misfit, RawValue, Snapshot};
+use coffer::engine::{Catalog, DataBatch, Misfit, Snapshot, SqliteValue};
 use coffer::manifest::{LogicalType, Table};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -188,7 +188,7 @@ impl Builder {
     }
 
     /// Append `v`; returns the bytes added, or the value as a misfit.
-    fn append(&mut self, v: ValueRef<'_>) -> std::result::Result<usize, RawValue> {
+    fn append(&mut self, v: ValueRef<'_>) -> std::result::Result<usize, SqliteValue> {
         match (self, v) {
             (Builder::Int(b), ValueRef::Integer(i)) => b.append_value(i),
             (Builder::Float(b), ValueRef::Real(f)) => b.append_value(f),
@@ -199,7 +199,7 @@ impl Builder {
                 }
                 Err(_) => {
                     b.append_null();
-                    return Err(RawValue::Text(t.to_vec()));
+                    return Err(SqliteValue::Text(t.to_vec()));
                 }
             },
             (Builder::Bin(b), ValueRef::Blob(x)) => {
@@ -210,10 +210,10 @@ impl Builder {
             (b, other) => {
                 b.append_null();
                 return Err(match other {
-                    ValueRef::Integer(i) => RawValue::Integer(i),
-                    ValueRef::Real(f) => RawValue::Real(f),
-                    ValueRef::Text(t) => RawValue::Text(t.to_vec()),
-                    ValueRef::Blob(x) => RawValue::Blob(x.to_vec()),
+                    ValueRef::Integer(i) => SqliteValue::Integer(i),
+                    ValueRef::Real(f) => SqliteValue::Real(f),
+                    ValueRef::Text(t) => SqliteValue::Text(t.to_vec()),
+                    ValueRef::Blob(x) => SqliteValue::Blob(x.to_vec()),
                     ValueRef::Null => unreachable!("handled above"),
                 });
             }
@@ -333,13 +333,13 @@ impl SqliteSnapshot {
                     Ok(n) => bytes += n,
                     Err(value) => {
                         bytes += match &value {
-                            RawValue::Text(t) | RawValue::Blob(t) => t.len(),
+                            SqliteValue::Text(t) | SqliteValue::Blob(t) => t.len(),
                             _ => 8,
                         };
                         misfits.push(Misfit {
                             row: rows_in_batch as u64,
                             column: i as u32,
-                            value,
+                            value: value.into(),
                         });
                     }
                 }

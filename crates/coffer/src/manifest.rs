@@ -13,13 +13,15 @@ use crate::error::{Error, Result};
 pub const MANIFEST: &str = "manifest.json";
 /// The name of the checksum list, readable by `sha256sum -c`.
 pub const SHA256SUMS: &str = "SHA256SUMS";
-/// The archive format version this build writes. Version 2 puts every value a column's type can hold exactly in the column, with
-/// only its storage class in the misfit side file (see
-/// [`crate::datafile`]), and writes CSV with `""` for empty text and `\x`
-/// hex for bytes.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest archive format version this build reads: version 1 archives
-/// read, restore and import exactly as before.
+/// The archive format version this build writes. Version 3 names the
+/// engine of every value in the misfit side file (see [`crate::datafile`])
+/// and has the engine-neutral types of [`LogicalType`]; version 2 put
+/// every value a column's type can hold exactly in the column, with only
+/// its storage class in the misfit side file, and wrote CSV with `""` for
+/// empty text and `\x` hex for bytes.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest archive format version this build reads: version 1 and 2
+/// archives read, restore and import exactly as before.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The value of the `format` field, to recognise a coffer manifest.
 pub const FORMAT_NAME: &str = "coffer-archive";

@@ -37,7 +37,7 @@ use arrow_array::{
 };
 
 use crate::datafile::arrow_schema;
-use crate::engine::{DataBatch, Misfit, RawValue};
+use crate::engine::{DataBatch, Misfit, RawValue, SqliteValue};
 use crate::error::{Error, Result};
 use crate::manifest::{LogicalType, Table};
 
@@ -345,14 +345,14 @@ fn pow10(n: u8) -> i128 {
 
 /// A decimal as a plain value: an integer when it is whole and fits i64,
 /// otherwise the nearest double of its decimal text.
-fn decimal_to_plain(v: i128, scale: i8) -> RawValue {
+fn decimal_to_plain(v: i128, scale: i8) -> SqliteValue {
     let pow = pow10(scale as u8);
     if v % pow == 0
         && let Ok(i) = i64::try_from(v / pow)
     {
-        return RawValue::Integer(i);
+        return SqliteValue::Integer(i);
     }
-    RawValue::Real(
+    SqliteValue::Real(
         format_decimal(v, scale)
             .parse()
             .expect("decimal text parses as a double"),
@@ -404,10 +404,10 @@ pub fn parse_decimal(s: &str, precision: u8, scale: i8) -> Option<i128> {
 
 /// The exact decimal of a plain value, if it has one that converts back to
 /// the same value and storage class.
-fn plain_to_decimal(v: &RawValue, precision: u8, scale: i8) -> Option<i128> {
+fn plain_to_decimal(v: &SqliteValue, precision: u8, scale: i8) -> Option<i128> {
     let unscaled = match v {
-        RawValue::Integer(i) => i128::from(*i).checked_mul(pow10(scale as u8))?,
-        RawValue::Real(x) if x.is_finite() => {
+        SqliteValue::Integer(i) => i128::from(*i).checked_mul(pow10(scale as u8))?,
+        SqliteValue::Real(x) if x.is_finite() => {
             parse_decimal(&format!("{:.*}", scale as usize, x), 38, scale)?
         }
         _ => return None,
@@ -416,8 +416,8 @@ fn plain_to_decimal(v: &RawValue, precision: u8, scale: i8) -> Option<i128> {
         return None;
     }
     let same = match (decimal_to_plain(unscaled, scale), v) {
-        (RawValue::Integer(a), RawValue::Integer(b)) => a == *b,
-        (RawValue::Real(a), RawValue::Real(b)) => a.to_bits() == b.to_bits(),
+        (SqliteValue::Integer(a), SqliteValue::Integer(b)) => a == *b,
+        (SqliteValue::Real(a), SqliteValue::Real(b)) => a.to_bits() == b.to_bits(),
         _ => false,
     };
     same.then_some(unscaled)
@@ -474,7 +474,10 @@ impl TypeProbe {
                 m.column as usize == p.column
                     && !matches!(
                         (&p.target, &m.value),
-                        (LogicalType::Decimal { .. }, RawValue::Integer(_))
+                        (
+                            LogicalType::Decimal { .. },
+                            RawValue::Sqlite(SqliteValue::Integer(_))
+                        )
                     )
             }) {
                 p.alive = false;
@@ -510,16 +513,20 @@ impl TypeProbe {
                         p.alive = false;
                         continue;
                     };
-                    let reals = a
-                        .iter()
-                        .flatten()
-                        .all(|x| plain_to_decimal(&RawValue::Real(x), precision, scale).is_some());
+                    let reals = a.iter().flatten().all(|x| {
+                        plain_to_decimal(&SqliteValue::Real(x), precision, scale).is_some()
+                    });
                     reals
                         && batch
                             .misfits
                             .iter()
                             .filter(|m| m.column as usize == p.column)
-                            .all(|m| plain_to_decimal(&m.value, precision, scale).is_some())
+                            .all(|m| {
+                                m.value
+                                    .as_sqlite()
+                                    .and_then(|v| plain_to_decimal(v, precision, scale))
+                                    .is_some()
+                            })
                 }
                 _ => false,
             };
@@ -641,12 +648,14 @@ pub fn to_portable(batch: DataBatch, table: &Table) -> Result<DataBatch> {
                 for row in 0..n {
                     if let Some(m) = ints.next_if(|m| m.row == row as u64) {
                         b.append_value(
-                            plain_to_decimal(&m.value, precision, scale)
+                            m.value
+                                .as_sqlite()
+                                .and_then(|v| plain_to_decimal(v, precision, scale))
                                 .ok_or_else(|| not_converted(i))?,
                         );
                     } else if a.is_valid(row) {
                         b.append_value(
-                            plain_to_decimal(&RawValue::Real(a.value(row)), precision, scale)
+                            plain_to_decimal(&SqliteValue::Real(a.value(row)), precision, scale)
                                 .ok_or_else(|| not_converted(i))?,
                         );
                     } else {
@@ -750,14 +759,14 @@ pub fn to_plain(batch: &DataBatch, table: &Table, origin: &str) -> Result<DataBa
                         continue;
                     }
                     match decimal_to_plain(a.value(row), scale) {
-                        RawValue::Real(x) => b.append_value(x),
+                        SqliteValue::Real(x) => b.append_value(x),
                         value => {
                             b.append_null();
                             added = true;
                             misfits.push(Misfit {
                                 row: row as u64,
                                 column: i as u32,
-                                value,
+                                value: value.into(),
                             });
                         }
                     }
@@ -881,21 +890,21 @@ mod tests {
 
     #[test]
     fn decimals_convert_only_exactly() {
-        let d = |v: RawValue| plain_to_decimal(&v, 10, 2);
-        assert_eq!(d(RawValue::Real(12.5)), Some(1250));
-        assert_eq!(d(RawValue::Real(0.1)), Some(10));
-        assert_eq!(d(RawValue::Real(-0.07)), Some(-7));
-        assert_eq!(d(RawValue::Integer(12)), Some(1200));
-        assert_eq!(d(RawValue::Real(12.345)), None);
-        assert_eq!(d(RawValue::Real(-0.0)), None);
+        let d = |v: SqliteValue| plain_to_decimal(&v, 10, 2);
+        assert_eq!(d(SqliteValue::Real(12.5)), Some(1250));
+        assert_eq!(d(SqliteValue::Real(0.1)), Some(10));
+        assert_eq!(d(SqliteValue::Real(-0.07)), Some(-7));
+        assert_eq!(d(SqliteValue::Integer(12)), Some(1200));
+        assert_eq!(d(SqliteValue::Real(12.345)), None);
+        assert_eq!(d(SqliteValue::Real(-0.0)), None);
         assert_eq!(
-            d(RawValue::Real(12.0)),
+            d(SqliteValue::Real(12.0)),
             None,
             "a whole real comes back as an integer"
         );
-        assert_eq!(d(RawValue::Real(1e300)), None);
-        assert_eq!(d(RawValue::Integer(i64::MAX)), None);
-        assert_eq!(d(RawValue::Text(b"1".to_vec())), None);
+        assert_eq!(d(SqliteValue::Real(1e300)), None);
+        assert_eq!(d(SqliteValue::Integer(i64::MAX)), None);
+        assert_eq!(d(SqliteValue::Text(b"1".to_vec())), None);
         assert_eq!(format_decimal(-7, 2), "-0.07");
         assert_eq!(format_decimal(1250, 2), "12.50");
         assert_eq!(format_decimal(5, 0), "5");
@@ -937,12 +946,12 @@ mod tests {
                 Misfit {
                     row: 2,
                     column: 2,
-                    value: RawValue::Integer(7),
+                    value: SqliteValue::Integer(7).into(),
                 },
                 Misfit {
                     row: 2,
                     column: 3,
-                    value: RawValue::Blob(vec![1]),
+                    value: SqliteValue::Blob(vec![1]).into(),
                 },
             ],
         };

@@ -643,3 +643,204 @@ fn csv_fields_that_are_not_their_type_are_damage_named_by_column() {
         );
     }
 }
+
+/// A batch with values of both engines that no column type holds, and
+/// SQLite values that their columns show.
+fn engine_misfits() -> (Table, DataBatch) {
+    use crate::engine::{Misfit, PostgresValue, RawValue, SqliteValue};
+    use LogicalType::*;
+    let table = table(&[
+        ("n", DecimalText),
+        ("d", Date),
+        ("ts", TimestampTz),
+        ("a", List(Box::new(Int32))),
+        ("f", Float64),
+    ]);
+    let columns = RecordBatch::try_new(
+        arrow_schema(&table),
+        vec![
+            Arc::new(StringArray::from(vec![None, None, Some("1.50")])),
+            Arc::new(Date32Array::from(vec![None, None, Some(0)])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![None, None, Some(0)]).with_timezone("UTC"),
+            ),
+            Arc::new(ListArray::from_iter_primitive::<
+                arrow_array::types::Int32Type,
+                _,
+                _,
+            >(vec![None, Some(vec![Some(1)]), None])),
+            Arc::new(Float64Array::from(vec![None, None, Some(2.5)])),
+        ],
+    )
+    .unwrap();
+    let m = |row: u64, column: u32, value: RawValue| Misfit { row, column, value };
+    let misfits = vec![
+        m(0, 0, PostgresValue::NaN.into()),
+        m(0, 1, PostgresValue::Infinity.into()),
+        m(0, 2, PostgresValue::NegInfinity.into()),
+        m(0, 3, PostgresValue::Text(b"[0:1]={1,2}".to_vec()).into()),
+        m(0, 4, SqliteValue::Integer(18).into()),
+        m(1, 0, PostgresValue::Infinity.into()),
+        m(1, 1, PostgresValue::NegInfinity.into()),
+        m(1, 2, PostgresValue::Text(Vec::new()).into()),
+        m(1, 4, SqliteValue::Text(b"n/a".to_vec()).into()),
+        m(2, 3, SqliteValue::Blob(vec![0xff]).into()),
+    ];
+    (table, DataBatch { columns, misfits })
+}
+
+fn write_and_read(table: &Table, batch: DataBatch, format: DataFormat) -> (DataBatch, Bytes) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Store::create(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+    let options = WriteOptions {
+        data_format: format,
+        ..WriteOptions::default()
+    };
+    let mut writer = TableWriter::new(store.clone(), rt.handle().clone(), table, options);
+    writer.write(batch).unwrap();
+    let parts = writer.finish_table().unwrap();
+    let part = &parts[0];
+    let side = part.misfits.as_ref().expect("a side file");
+    let data = rt.block_on(store.get(&part.file.path)).unwrap();
+    let side_bytes = rt.block_on(store.get(&side.path)).unwrap();
+    let mut back = Vec::new();
+    read_part_as(
+        format,
+        crate::manifest::FORMAT_VERSION,
+        table,
+        data,
+        Some((side_bytes.clone(), &side.path)),
+        &part.file.path,
+        &mut |b| {
+            back.push(b);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(back.len(), 1);
+    (back.pop().unwrap(), side_bytes)
+}
+
+#[test]
+fn misfits_of_every_engine_travel_exactly_and_say_whose_they_are() {
+    for format in [DataFormat::Parquet, DataFormat::Csv] {
+        let (table, batch) = engine_misfits();
+        let (back, side) = write_and_read(&table, batch.clone(), format);
+        assert_eq!(back.misfits, batch.misfits, "{format:?}");
+        for i in 0..table.columns.len() {
+            assert_eq!(
+                back.columns.column(i).to_data(),
+                batch.columns.column(i).to_data(),
+                "{format:?}: column {}",
+                table.columns[i].name
+            );
+        }
+        // The side file names each entry's engine; the integer 18 is in
+        // its float64 column (only its class in the side file).
+        let entries = read_misfits(side, "side", table.columns.len()).unwrap();
+        let summary: Vec<(u64, u32, &str, u8, Option<usize>)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.row,
+                    e.column,
+                    e.engine.name(),
+                    e.class,
+                    e.value.as_ref().map(Vec::len),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (0, 0, "postgres", 1, Some(0)),
+                (0, 1, "postgres", 2, Some(0)),
+                (0, 2, "postgres", 3, Some(0)),
+                (0, 3, "postgres", 4, Some(11)),
+                (0, 4, "sqlite", 1, None),
+                (1, 0, "postgres", 2, Some(0)),
+                (1, 1, "postgres", 3, Some(0)),
+                (1, 2, "postgres", 4, Some(0)),
+                (1, 4, "sqlite", 3, Some(3)),
+                (2, 3, "sqlite", 4, Some(1)),
+            ],
+            "{format:?}"
+        );
+    }
+}
+
+/// Write a side file of `columns` (`row`, `column`, `engine`, `class`,
+/// `value`) and read it back.
+fn read_side(columns: Vec<ArrayRef>) -> Result<Vec<SideEntry>> {
+    let batch = RecordBatch::try_new(misfit_schema(), columns).unwrap();
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, misfit_schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    read_misfits(Bytes::from(out), "misfits/t/part-00000.parquet", 1)
+}
+
+#[test]
+fn side_entries_of_unknown_engines_or_malformed_values_are_damage() {
+    let cols = |engine: &str, class: u8, value: Option<&[u8]>| -> Vec<ArrayRef> {
+        vec![
+            Arc::new(arrow_array::UInt64Array::from(vec![0])),
+            Arc::new(arrow_array::UInt32Array::from(vec![0])),
+            Arc::new(StringArray::from(vec![engine])),
+            Arc::new(arrow_array::UInt8Array::from(vec![class])),
+            Arc::new(arrow_array::BinaryArray::from(vec![value])),
+        ]
+    };
+    assert!(read_side(cols("postgres", 4, Some(b"x"))).is_ok());
+    assert!(read_side(cols("sqlite", 1, Some(&[0; 8]))).is_ok());
+    for (engine, class, value, what) in [
+        ("oracle", 1, Some(&b""[..]), "unknown engine 'oracle'"),
+        (
+            "postgres",
+            5,
+            Some(&b""[..]),
+            "unknown PostgreSQL value class 5",
+        ),
+        ("postgres", 4, None, "a PostgreSQL value without its bytes"),
+        ("sqlite", 5, None, "unknown value class 5"),
+        ("sqlite", 1, Some(&b"1234"[..]), "a number of 4 bytes"),
+    ] {
+        let err = read_side(cols(engine, class, value)).unwrap_err();
+        assert!(
+            err.message()
+                .contains("misfits/t/part-00000.parquet is damaged")
+                && err.message().contains(what),
+            "{engine} {class}: {err}"
+        );
+    }
+    // PostgreSQL's NaN and infinities carry no bytes, and no column shows
+    // a PostgreSQL value.
+    let t = table(&[("n", LogicalType::DecimalText)]);
+    let columns = RecordBatch::try_new(
+        arrow_schema(&t),
+        vec![Arc::new(StringArray::from(vec![None::<&str>]))],
+    )
+    .unwrap();
+    let entry = |value: Option<Vec<u8>>| SideEntry {
+        row: 0,
+        column: 0,
+        engine: ValueEngine::Postgres,
+        class: PG_NAN,
+        value,
+    };
+    let err = hide_shown(
+        columns.clone(),
+        vec![entry(Some(b"x".to_vec()))],
+        &t,
+        "side",
+    )
+    .unwrap_err();
+    assert!(err.message().contains("side is damaged"), "{err}");
+    let err = hide_shown(columns, vec![entry(None)], &t, "side").unwrap_err();
+    assert!(err.message().contains("no column shows"), "{err}");
+}
