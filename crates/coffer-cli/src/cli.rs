@@ -4,6 +4,7 @@ use std::sync::LazyLock;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use coffer::datafile::{Compression, WriteOptions};
+use coffer::manifest::DataFormat;
 use coffer::store::StoreOptions;
 
 use crate::format::parse_size;
@@ -352,6 +353,49 @@ repository alone; `list`, `show`, `prune` and `drop` look after them."
     Collection(collection::CollectionCommand),
 }
 
+/// How data files are written: the flags of every command that writes an
+/// archive.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Size at which a table's data file is closed and the next one begun.
+    ///
+    /// A number of bytes with an optional unit: K, M, G (or KiB, MiB, GiB) are
+    /// powers of 1024, kB, MB, GB powers of 1000.
+    #[arg(long, value_name = "SIZE", default_value = default_part_size(), value_parser = parse_size)]
+    pub part_size: u64,
+
+    /// Compression of the data files: zstd, zstd-N (level N from 1 to 22) or
+    /// none. Parquet pages are zstd by default; CSV files are plain `.csv`
+    /// unless this asks for `.csv.zst`.
+    #[arg(long, value_name = "CODEC", value_parser = parse_compression)]
+    pub compression: Option<Compression>,
+
+    /// Threads that encode data files in parallel.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub encoders: u16,
+}
+
+impl WriteArgs {
+    /// The write options for data files of `format`.
+    pub fn options(&self, format: DataFormat) -> WriteOptions {
+        WriteOptions {
+            part_size: self.part_size,
+            // CSV is plain text unless compression is asked for, so that
+            // spreadsheets and `head` open it.
+            compression: self.compression.unwrap_or(match format {
+                DataFormat::Parquet => Compression::default(),
+                DataFormat::Csv => Compression::None,
+            }),
+            data_format: format,
+        }
+    }
+
+    /// The encoder threads.
+    pub fn encoders(&self) -> usize {
+        usize::from(self.encoders)
+    }
+}
+
 /// Arguments of `coffer backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -363,24 +407,12 @@ pub struct BackupArgs {
     #[arg(value_name = "DEST")]
     pub dest: String,
 
-    /// Size at which a table's data file is closed and the next one begun.
-    ///
-    /// A number of bytes with an optional unit: K, M, G (or KiB, MiB, GiB) are
-    /// powers of 1024, kB, MB, GB powers of 1000.
-    #[arg(long, value_name = "SIZE", default_value = default_part_size(), value_parser = parse_size)]
-    pub part_size: u64,
-
-    /// Compression of the data files: zstd, zstd-N (level N from 1 to 22) or none.
-    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = parse_compression)]
-    pub compression: Compression,
+    #[command(flatten)]
+    pub write: WriteArgs,
 
     /// Back up only this table; repeat for more. All tables by default.
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
-
-    /// Threads that encode data files in parallel.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub encoders: u16,
 
     /// Connections that read tables in parallel, all at the same moment
     /// (1 reads every table on one connection).
@@ -464,28 +496,14 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: FormatArg,
 
-    /// Size at which a table's data file is closed and the next one begun.
-    ///
-    /// A number of bytes with an optional unit: K, M, G (or KiB, MiB, GiB) are
-    /// powers of 1024, kB, MB, GB powers of 1000.
-    #[arg(long, value_name = "SIZE", default_value = default_part_size(), value_parser = parse_size)]
-    pub part_size: u64,
-
-    /// Compression of the data files: zstd, zstd-N (level N from 1 to 22) or
-    /// none. Parquet pages are zstd by default; CSV files are plain `.csv`
-    /// unless this asks for `.csv.zst`.
-    #[arg(long, value_name = "CODEC", value_parser = parse_compression)]
-    pub compression: Option<Compression>,
+    #[command(flatten)]
+    pub write: WriteArgs,
 
     /// Keep the hidden rowid of tables without an INTEGER PRIMARY KEY, as a
     /// leading column `__coffer_rowid`, so that an import keeps the rowids.
     /// Without it the files have exactly the table's columns.
-    #[arg(long)]
-    pub keep_rowid: bool,
-
-    /// Threads that encode data files in parallel.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub encoders: u16,
+    #[arg(long = "keep-rowid")]
+    pub keep_hidden_key: bool,
 }
 
 /// What an import does with a table that exists in the database.
@@ -570,8 +588,8 @@ mod tests {
         let Command::Backup(b) = cli.command else {
             panic!("not backup")
         };
-        assert_eq!(b.part_size, 64 << 20);
-        assert_eq!(b.compression, Compression::Zstd(3));
+        assert_eq!(b.write.part_size, 64 << 20);
+        assert_eq!(b.write.compression, Some(Compression::Zstd(3)));
         assert!(cli.output.json);
         assert!(
             Cli::try_parse_from(["coffer", "backup", "a", "b", "--compression", "lz4"]).is_err()

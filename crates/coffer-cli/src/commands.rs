@@ -6,16 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use coffer::archive::read_manifest;
-use coffer::datafile::WriteOptions;
-use coffer::engine::Engine;
-use coffer::manifest::{ArchiveKind, Manifest, SHA256SUMS};
+use coffer::engine::{Address, Engine, Registry};
+use coffer::manifest::{ArchiveKind, DataFormat, Manifest, SHA256SUMS};
 use coffer::ops::backup::{BackupOptions, BackupReport, backup};
 use coffer::ops::restore::{RestoreOptions, restore};
 use coffer::ops::verify::{FileStatus, verify};
 use coffer::progress::Cancel;
 use coffer::store::{Store, StoreOptions, is_local};
 use coffer::{Error, ErrorKind, Result};
-use coffer_sqlite::SqliteEngine;
 use serde::Serialize;
 
 use crate::cli::{BackupArgs, Cli, Command, LsArgs, OutputArgs, RestoreArgs, VerifyArgs};
@@ -44,24 +42,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The engine for a database argument and the path to hand it.
-fn engine_for(db: &str) -> Result<(Arc<dyn Engine>, String)> {
-    let path = match db.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sqlite") => rest,
-        Some((scheme, _)) => {
-            // Only the scheme: the rest of a database URL may hold a password.
-            return Err(Error::invalid(format!(
-                "unsupported database '{scheme}://...': this coffer backs up SQLite only; give a file path or sqlite://PATH"
-            )));
-        }
-        None => SqliteEngine::path_of(db),
-    };
-    if path.is_empty() {
-        return Err(Error::invalid(
-            "the database path is empty; give a file path or sqlite://PATH",
-        ));
-    }
-    Ok((Arc::new(SqliteEngine), path.to_string()))
+/// The engines this coffer knows, asked in this order.
+fn engines() -> Registry {
+    Registry::new().with(coffer_sqlite::engine())
+}
+
+/// The engine for a database argument, with the address it parsed.
+fn engine_for(db: &str) -> Result<(Arc<dyn Engine>, Address)> {
+    engines().resolve(db)
 }
 
 /// The directories that creating the local location would create, deepest
@@ -161,14 +149,10 @@ async fn run_backup(
 ) -> Result<()> {
     let (store, report) = write_archive(&args.db, &args.dest, store_options, out, |cancel| {
         BackupOptions {
-            write: WriteOptions {
-                part_size: args.part_size,
-                compression: args.compression,
-                ..Default::default()
-            },
+            write: args.write.options(DataFormat::Parquet),
             kind: ArchiveKind::Backup,
             tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
-            encoders: usize::from(args.encoders),
+            encoders: args.write.encoders(),
             scanners: usize::from(args.scanners),
             cancel,
             ..Default::default()
@@ -232,7 +216,7 @@ async fn run_restore(
             ok: true,
             command: "restore",
             archive: store.url(),
-            database: &db,
+            database: db.display(),
             source: &m.source,
             backup_point: &m.backup_point,
             tables: report
@@ -420,7 +404,7 @@ fn ls_lines(url: &str, m: &Manifest) -> Vec<String> {
         .map(|t| {
             [
                 t.name.clone(),
-                t.kind.clone(),
+                t.kind.to_string(),
                 human_count(t.rows),
                 human_bytes(report::table_bytes(t)),
                 human_count(t.parts.len() as u64),
@@ -473,9 +457,14 @@ mod tests {
 
     #[test]
     fn engines_are_chosen_by_scheme() {
-        assert_eq!(engine_for("app.db").unwrap().1, "app.db");
-        assert_eq!(engine_for("sqlite://data/app.db").unwrap().1, "data/app.db");
-        assert_eq!(engine_for("SQLite:///abs/app.db").unwrap().1, "/abs/app.db");
+        let location = |db: &str| engine_for(db).unwrap().1.location().to_string();
+        assert_eq!(location("app.db"), "app.db");
+        assert_eq!(location("sqlite://data/app.db"), "data/app.db");
+        assert_eq!(location("SQLite:///abs/app.db"), "/abs/app.db");
+        let (engine, address) = engine_for("data/app.db").unwrap();
+        assert_eq!(engine.name(), "sqlite");
+        assert_eq!(address.database(), "app.db");
+        assert_eq!(address.default_repository(), "data/app.db.backups");
         let err = engine_for("postgres://user:hunter2@db/app").err().unwrap();
         assert!(err.to_string().contains("'postgres://...'"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");

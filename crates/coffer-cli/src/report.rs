@@ -28,7 +28,7 @@ impl<'a> From<&'a Table> for TableSummary<'a> {
     fn from(t: &'a Table) -> Self {
         TableSummary {
             name: &t.name,
-            kind: &t.kind,
+            kind: t.kind.as_str(),
             rows: t.rows,
             bytes: table_bytes(t),
             parts: t.parts.len(),

@@ -366,3 +366,58 @@ fn the_restore_display_names_its_phases_on_a_terminal() {
         assert!(drawn.contains(phase), "no '{phase}' in: {drawn}");
     }
 }
+
+/// A database URL that carries a password never shows it: not in the
+/// error sentence, not in verbose logs, not in `--json` output, whatever
+/// command is given it and wherever it stands (issue 'Engine-neutral core',
+/// item 3).
+#[test]
+fn a_password_in_a_database_url_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = small_db(dir.path());
+    let archive = dir.path().join("archive");
+    let ok = coffer_env(
+        &["backup", db.to_str().unwrap(), archive.to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let url = "postgres://alice:hunter2-secret@db.example:5432/app?sslmode=require";
+    let (a, out) = (archive.to_str().unwrap(), dir.path().join("out"));
+    let out = out.to_str().unwrap();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["backup", url, out],
+        vec!["export", url, out],
+        vec!["restore", a, url],
+        vec!["import", a, url],
+        vec!["collection", "create", "c", "--db", url, "--table", "users"],
+        vec!["collection", "backup", "c", "--db", url],
+        vec!["collection", "list", "--db", url],
+        vec!["collection", "restore", "c", "--repo", out, "--into", url],
+        vec!["collection", "drop", "c", "--db", url],
+    ];
+    for args in commands {
+        for extra in [&["-vv"][..], &["--json"][..]] {
+            let mut all = args.clone();
+            all.extend_from_slice(extra);
+            let run = coffer_env(&all, &[("RUST_LOG", "trace")]);
+            let printed = format!(
+                "{}{}",
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            );
+            assert!(!run.status.success(), "{all:?}: {printed}");
+            assert!(
+                !printed.contains("hunter2"),
+                "{all:?} printed the password: {printed}"
+            );
+        }
+    }
+    assert!(
+        !Path::new(out).exists(),
+        "nothing is written for a refused database"
+    );
+}

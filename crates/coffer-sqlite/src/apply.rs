@@ -205,7 +205,7 @@ fn delete_sql(table: &Table, keys: &Table) -> String {
     let names: Vec<String> = table
         .columns
         .iter()
-        .filter(|c| Some(&c.name) != table.rowid_column.as_ref())
+        .filter(|c| Some(&c.name) != table.hidden_key.as_ref())
         .map(|c| c.name.clone())
         .collect();
     let conds: Vec<String> = keys
@@ -213,7 +213,7 @@ fn delete_sql(table: &Table, keys: &Table) -> String {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let col = if Some(&c.name) == keys.rowid_column.as_ref() {
+            let col = if Some(&c.name) == keys.hidden_key.as_ref() {
                 rowid_alias(&names).unwrap_or("rowid").to_string()
             } else {
                 quote(&c.name)

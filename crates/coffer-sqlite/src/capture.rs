@@ -400,7 +400,7 @@ fn key_of(conn: &Connection, db: &str, catalog: &Catalog, table: &str) -> Result
         }
         return Ok(Key::Columns(cols));
     }
-    if let Some(column) = &info.rowid_column {
+    if let Some(column) = &info.hidden_key {
         let names: Vec<String> = conn
             .prepare(&format!(
                 "SELECT name FROM pragma_table_xinfo({})",
@@ -455,17 +455,17 @@ fn key_table_of(table: &Table, key: &Key) -> Table {
         Key::Columns(cols) => cols.iter().map(|(name, _)| name.as_str()).collect(),
     };
     // Every key column is a data column of the table (the rowid is carried
-    // by `rowid_column` or is the INTEGER PRIMARY KEY).
+    // by `hidden_key` or is the INTEGER PRIMARY KEY).
     let columns: Vec<Column> = names
         .iter()
         .filter_map(|name| table.columns.iter().find(|c| c.name == *name).cloned())
         .collect();
     Table {
         name: table.name.clone(),
-        kind: "deleted".to_string(),
+        kind: coffer::manifest::TableKind::Deleted,
         primary_key: columns.iter().map(|c| c.name.clone()).collect(),
-        rowid_column: match key {
-            Key::Rowid { column, .. } if table.rowid_column.as_ref() == Some(column) => {
+        hidden_key: match key {
+            Key::Rowid { column, .. } if table.hidden_key.as_ref() == Some(column) => {
                 Some(column.clone())
             }
             _ => None,
@@ -782,7 +782,7 @@ fn capture_problem(catalog: &Catalog, table: &str, capture: &TableCapture) -> Op
 
 impl ChangeCapture for SqliteEngine {
     fn install(&self, db: &str, collection: &CollectionRecord) -> Result<()> {
-        let path = SqliteEngine::path_of(db);
+        let path = db;
         let mut conn = open_rw(path)?;
         write_txn(&mut conn, path, |tx| {
             let cookie = schema_cookie(tx, path)?;
@@ -858,13 +858,13 @@ impl ChangeCapture for SqliteEngine {
     }
 
     fn collections(&self, db: &str) -> Result<Vec<CollectionRecord>> {
-        let path = SqliteEngine::path_of(db);
+        let path = db;
         let conn = open_rw(path)?;
         read_records(&conn, path)
     }
 
     fn remove(&self, db: &str, name: &str) -> Result<bool> {
-        let path = SqliteEngine::path_of(db);
+        let path = db;
         let mut conn = open_rw(path)?;
         write_txn(&mut conn, path, |tx| {
             let Some(record) = read_records(tx, path)?.into_iter().find(|r| r.name == name) else {
@@ -907,7 +907,7 @@ impl ChangeCapture for SqliteEngine {
     }
 
     fn begin(&self, db: &str, name: &str, full: bool) -> Result<Box<dyn ChangeSnapshot>> {
-        let path = SqliteEngine::path_of(db);
+        let path = db;
         let mut conn = open_rw(path)?;
         let epoch = write_txn(&mut conn, path, |tx| {
             let record = find_record(tx, path, name)?;
@@ -982,7 +982,7 @@ impl ChangeCapture for SqliteEngine {
                 .catalog()
                 .tables
                 .iter()
-                .any(|t| &t.name == table && t.rowid_column.is_some());
+                .any(|t| &t.name == table && t.hidden_key.is_some());
             let problem = capture_problem(inner.catalog(), table, &key).or_else(|| {
                 if matches!(key.key, Key::Rowid { .. })
                     && covered.get(table).copied().flatten().is_none()
@@ -1014,7 +1014,7 @@ impl ChangeCapture for SqliteEngine {
     }
 
     fn set_pending(&self, db: &str, name: &str, pending: Option<(&str, u64)>) -> Result<()> {
-        let path = SqliteEngine::path_of(db);
+        let path = db;
         let mut conn = open_rw(path)?;
         write_txn(&mut conn, path, |tx| {
             find_record(tx, path, name)?;
@@ -1034,7 +1034,7 @@ impl ChangeCapture for SqliteEngine {
     }
 
     fn trim(&self, db: &str, name: &str, id: &str, epoch: u64) -> Result<()> {
-        let path = SqliteEngine::path_of(db);
+        let path = db;
         let mut conn = open_rw(path)?;
         write_txn(&mut conn, path, |tx| {
             let record = find_record(tx, path, name)?;
@@ -1076,9 +1076,7 @@ impl ChangeCapture for SqliteEngine {
         cancel: Cancel,
     ) -> Result<Box<dyn ChainRestorer>> {
         Ok(Box::new(crate::apply::SqliteChainRestorer::new(
-            SqliteEngine::path_of(target),
-            replace,
-            cancel,
+            target, replace, cancel,
         )?))
     }
 }
@@ -1142,6 +1140,7 @@ fn collection_catalog(inner: &SqliteSnapshot, record: &CollectionRecord) -> Resu
         settings,
         objects,
         tables,
+        unreadable: full.unreadable.clone(),
     })
 }
 
@@ -1176,6 +1175,10 @@ impl CaptureSnapshot {
 impl Snapshot for CaptureSnapshot {
     fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    fn point(&self) -> coffer::engine::SnapshotPoint {
+        self.inner.point()
     }
 
     fn count_rows(&mut self, table: &Table) -> Result<u64> {

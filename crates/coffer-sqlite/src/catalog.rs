@@ -273,6 +273,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
 
     let mut objects = Vec::new();
     let mut tables = Vec::new();
+    let mut unreadable = std::collections::BTreeMap::new();
     let mut plans = Vec::new();
     let schema_rows: Vec<(String, String, String, Option<String>)> = {
         let mut stmt = conn
@@ -307,15 +308,24 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             Ok(raw) => raw,
             Err(_) if is_virtual && module_missing(conn, &name) => {
                 // Its definition is kept (above); its rows cannot be read.
+                let module = sql
+                    .as_deref()
+                    .and_then(module_as_written)
+                    .unwrap_or_default();
                 if first_warning(&format!("module of {name}")) {
                     tracing::warn!(
                         "virtual table '{}' uses the module {}, which coffer does not have: its definition is kept, its rows are not read",
                         name.escape_debug(),
-                        sql.as_deref()
-                            .and_then(module_as_written)
-                            .unwrap_or_default()
+                        module
                     );
                 }
+                unreadable.insert(
+                    name.clone(),
+                    format!(
+                        "a virtual table of the module {}, which coffer does not have",
+                        module.escape_debug()
+                    ),
+                );
                 continue;
             }
             Err(e) => return Err(e),
@@ -339,7 +349,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
         };
         let mut columns = Vec::new();
         let mut exprs = Vec::new();
-        let mut rowid_column = None;
+        let mut hidden_key = None;
         let mut refusal = None;
         if wants_rowid && rowid_alias(&names).is_none() {
             refusal = Some(format!(
@@ -360,7 +370,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
                 text_format: None,
             });
             exprs.push(alias.to_string());
-            rowid_column = Some(col_name);
+            hidden_key = Some(col_name);
         }
         for c in &data {
             let logical = match logical_type(&c.declared) {
@@ -379,15 +389,15 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
         tables.push(Table {
             name: name.clone(),
             kind: if internal {
-                "internal".to_string()
+                coffer::manifest::TableKind::Internal
             } else if is_virtual {
-                "virtual".to_string()
+                coffer::manifest::TableKind::Virtual
             } else {
-                "table".to_string()
+                coffer::manifest::TableKind::Table
             },
             columns,
             primary_key: pk_cols.iter().map(|c| c.name.clone()).collect(),
-            rowid_column,
+            hidden_key,
             rows: 0,
             parts: Vec::new(),
         });
@@ -419,6 +429,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             settings,
             objects,
             tables,
+            unreadable,
         },
         plans,
     ))

@@ -179,7 +179,7 @@ impl SqliteImporter {
 
     fn plan(table: &Table, append_existing: bool) -> Plan {
         let rowid_col = table
-            .rowid_column
+            .hidden_key
             .as_ref()
             .and_then(|r| table.columns.iter().position(|c| &c.name == r));
         let names: Vec<String> = table
@@ -223,7 +223,7 @@ pub fn neutral_ddl(table: &Table) -> String {
     let mut defs: Vec<String> = table
         .columns
         .iter()
-        .filter(|c| Some(&c.name) != table.rowid_column.as_ref())
+        .filter(|c| Some(&c.name) != table.hidden_key.as_ref())
         .map(|c| {
             let t = match &c.logical_type {
                 LogicalType::Int64 => "INTEGER".to_string(),
@@ -332,7 +332,7 @@ impl Restorer for SqliteImporter {
                             .map(|c| c.to_lowercase())
                             .collect();
                         if let Some(missing) = t.columns.iter().find(|c| {
-                            Some(&c.name) != t.rowid_column.as_ref()
+                            Some(&c.name) != t.hidden_key.as_ref()
                                 && !have.contains(&c.name.to_lowercase())
                         }) {
                             return Err(Error::invalid(format!(
@@ -493,7 +493,7 @@ mod tests {
         };
         let mut t = Table {
             name: "t x".into(),
-            kind: "table".into(),
+            kind: coffer::manifest::TableKind::Table,
             columns: vec![
                 col("id", LogicalType::Int64, false),
                 col(
@@ -507,7 +507,7 @@ mod tests {
                 col("day", LogicalType::Date, true),
             ],
             primary_key: vec!["id".into()],
-            rowid_column: None,
+            hidden_key: None,
             rows: 0,
             parts: vec![],
         };
@@ -518,7 +518,7 @@ mod tests {
         t.primary_key = vec!["id".into(), "day".into()];
         t.columns
             .insert(0, col("__coffer_rowid", LogicalType::Int64, false));
-        t.rowid_column = Some("__coffer_rowid".into());
+        t.hidden_key = Some("__coffer_rowid".into());
         assert_eq!(
             neutral_ddl(&t),
             "CREATE TABLE main.\"t x\"(\"id\" INTEGER NOT NULL, \"price\" DECIMAL(10,2), \"day\" DATE, PRIMARY KEY (\"id\", \"day\"))"

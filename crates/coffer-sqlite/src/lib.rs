@@ -27,7 +27,8 @@ pub mod snapshot;
 
 use std::path::Path;
 
-use coffer::engine::{ChangeCapture, Engine, Restorer, Snapshot};
+use coffer::engine::{Address, ChangeCapture, Engine, Restorer, Snapshot};
+use coffer::manifest::SchemaObject;
 use coffer::progress::Cancel;
 pub use coffer::{Error, Result};
 
@@ -35,12 +36,15 @@ pub use coffer::{Error, Result};
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SqliteEngine;
 
-impl SqliteEngine {
-    /// The database path inside a location string: `sqlite://PATH` or a
-    /// plain path.
-    pub fn path_of(db: &str) -> &str {
-        db.strip_prefix("sqlite://").unwrap_or(db)
-    }
+/// The SQLite engine, for a [`coffer::engine::Registry`].
+pub fn engine() -> std::sync::Arc<dyn Engine> {
+    std::sync::Arc::new(SqliteEngine)
+}
+
+/// The address of the SQLite database file at `path`, as
+/// [`Engine::address`] parses a path.
+pub fn address(path: impl AsRef<Path>) -> Result<Address> {
+    SqliteEngine.resolve(&path.as_ref().to_string_lossy())
 }
 
 impl Engine for SqliteEngine {
@@ -48,20 +52,60 @@ impl Engine for SqliteEngine {
         "sqlite"
     }
 
+    fn address(&self, text: &str) -> Option<Result<Address>> {
+        let path = match text.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sqlite") => rest,
+            Some(_) => return None,
+            None => text,
+        };
+        if path.is_empty() {
+            return Some(Err(Error::invalid(
+                "the database path is empty; give a file path or sqlite://PATH",
+            )));
+        }
+        let name = Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.to_string());
+        Some(Ok(Address::new(
+            path,
+            path,
+            name,
+            format!("{path}.backups"),
+        )
+        .with_file(path)))
+    }
+
+    fn address_forms(&self) -> &'static str {
+        "a file path or sqlite://PATH"
+    }
+
+    fn export_objects(&self, objects: &[SchemaObject], tables: &[&str]) -> Vec<SchemaObject> {
+        objects
+            .iter()
+            .filter(|o| is_shape(o) && tables.contains(&o.table.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    fn shape(&self, objects: &[SchemaObject], table: &str) -> Vec<SchemaObject> {
+        let mut shape: Vec<SchemaObject> = objects
+            .iter()
+            .filter(|o| o.table == table && is_shape(o))
+            .cloned()
+            .collect();
+        shape.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        shape
+    }
+
     fn snapshot(&self, db: &str) -> Result<Box<dyn Snapshot>> {
-        Ok(Box::new(snapshot::open_snapshot(Self::path_of(db))?))
+        Ok(Box::new(snapshot::open_snapshot(db)?))
     }
 
     fn restorer(&self, target: &str, replace: bool, cancel: Cancel) -> Result<Box<dyn Restorer>> {
         Ok(Box::new(restorer::SqliteRestorer::new(
-            Self::path_of(target),
-            replace,
-            cancel,
+            target, replace, cancel,
         )?))
-    }
-
-    fn target_file(&self, target: &str) -> Option<std::path::PathBuf> {
-        Some(Self::path_of(target).into())
     }
 
     fn capture(&self) -> Option<&dyn ChangeCapture> {
@@ -74,8 +118,14 @@ impl Engine for SqliteEngine {
         mode: coffer::engine::ImportMode,
         cancel: Cancel,
     ) -> Result<Box<dyn Restorer>> {
-        importer::importer(Self::path_of(target), mode, cancel)
+        importer::importer(target, mode, cancel)
     }
+}
+
+/// Whether a schema object is part of its table's shape: the table's own
+/// definition or one of its indexes (views and triggers are not).
+fn is_shape(object: &SchemaObject) -> bool {
+    matches!(object.kind.as_str(), "table" | "index")
 }
 
 /// Quote an identifier for SQL.

@@ -245,14 +245,14 @@ impl SqliteRestorer {
         let names: Vec<String> = table
             .columns
             .iter()
-            .filter(|c| Some(&c.name) != table.rowid_column.as_ref())
+            .filter(|c| Some(&c.name) != table.hidden_key.as_ref())
             .map(|c| c.name.clone())
             .collect();
         let cols: Vec<String> = table
             .columns
             .iter()
             .map(|c| {
-                if Some(&c.name) == table.rowid_column.as_ref() {
+                if Some(&c.name) == table.hidden_key.as_ref() {
                     rowid_alias(&names).unwrap_or("rowid").to_string()
                 } else {
                     quote(&c.name)
@@ -383,6 +383,7 @@ impl SqliteRestorer {
         }
         for (kind, name, missing) in needs {
             self.skipped.push(Skipped {
+                holds_rows: kind == "table",
                 kind,
                 name,
                 reason: format!("needs the collation sequence(s) {}", quoted(&missing)),
@@ -395,6 +396,7 @@ impl SqliteRestorer {
                 && !self.is_skipped(&obj.kind, &obj.name)
             {
                 self.skipped.push(Skipped {
+                    holds_rows: false,
                     kind: obj.kind.clone(),
                     name: obj.name.clone(),
                     reason: format!("its table '{}' was left out", obj.table.escape_debug()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::builder::{BinaryBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use coffer::datafile::arrow_schema;
-use coffer::engine::{Catalog, DataBatch, Misfit, Snapshot, SqliteValue};
+use coffer::engine::{Catalog, DataBatch, Misfit, Snapshot, SnapshotPoint, SqliteValue};
 use coffer::manifest::{LogicalType, Table};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -27,6 +27,8 @@ pub struct SqliteSnapshot {
     catalog: Catalog,
     plans: Vec<ScanPlan>,
     path: String,
+    /// When the read transaction began.
+    time: jiff::Timestamp,
 }
 
 /// Open `path` read-only and start the read transaction that every later
@@ -44,7 +46,7 @@ pub fn open_snapshot(path: &str) -> Result<SqliteSnapshot> {
         )));
     }
     let conn = open_connection(path)?;
-    start_reading(&conn, path)?;
+    let time = start_reading(&conn, path)?;
     let database = p
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -63,6 +65,7 @@ pub fn open_snapshot(path: &str) -> Result<SqliteSnapshot> {
         catalog,
         plans,
         path: path.to_string(),
+        time,
     })
 }
 
@@ -88,7 +91,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Start the read transaction; when another connection's lock holds it
 /// back (a writer in rollback-journal mode), say that the backup waits,
 /// then wait up to [`LOCK_WAIT`].
-fn start_reading(conn: &Connection, path: &str) -> Result<()> {
+fn start_reading(conn: &Connection, path: &str) -> Result<jiff::Timestamp> {
     let first_read = |c: &Connection| {
         c.query_row("SELECT count(*) FROM main.sqlite_schema", [], |r| {
             r.get::<_, i64>(0)
@@ -100,14 +103,14 @@ fn start_reading(conn: &Connection, path: &str) -> Result<()> {
     conn.busy_timeout(LOCK_WAIT)
         .map_err(|e| sql_error("open", path, e))?;
     match first {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(jiff::Timestamp::now()),
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
             tracing::warn!(
                 "waiting for {path}: another connection holds a lock on it (waiting up to {} s)",
                 LOCK_WAIT.as_secs()
             );
             first_read(conn)
-                .map(|_| ())
+                .map(|_| jiff::Timestamp::now())
                 .map_err(|e| sql_error("read", path, e))
         }
         Err(e) => Err(sql_error("read", path, e)),
@@ -162,6 +165,7 @@ impl SqliteSnapshot {
             catalog: self.catalog.clone(),
             plans: self.plans.clone(),
             path: self.path.clone(),
+            time: self.time,
         }))
     }
 }
@@ -243,6 +247,13 @@ impl Builder {
 impl Snapshot for SqliteSnapshot {
     fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    fn point(&self) -> SnapshotPoint {
+        SnapshotPoint {
+            time: self.time,
+            position: None,
+        }
     }
 
     fn fork(&self) -> Result<Option<Box<dyn Snapshot>>> {

@@ -108,7 +108,7 @@ async fn backup_while_writing(journal_mode: &str) {
     };
     let report = backup(
         engine.clone(),
-        db.to_str().unwrap(),
+        &coffer_sqlite::address(&db).unwrap(),
         &dest,
         options,
         Arc::new(Silent),
@@ -127,7 +127,7 @@ async fn backup_while_writing(journal_mode: &str) {
     restore(
         engine,
         &dest,
-        out.to_str().unwrap(),
+        &coffer_sqlite::address(&out).unwrap(),
         RestoreOptions::default(),
         Arc::new(Silent),
     )

@@ -44,7 +44,7 @@ async fn an_archive_from_another_engine_is_imported_through_the_neutral_schema()
     let store = Store::create(location.to_str().unwrap(), &StoreOptions::default()).unwrap();
     let report = export(
         engine.clone(),
-        db.to_str().unwrap(),
+        &coffer_sqlite::address(&db).unwrap(),
         &store,
         ExportOptions::default(),
         Arc::new(Silent),
@@ -72,7 +72,7 @@ async fn an_archive_from_another_engine_is_imported_through_the_neutral_schema()
     let report = import(
         engine.clone(),
         &store,
-        target.to_str().unwrap(),
+        &coffer_sqlite::address(&target).unwrap(),
         ImportOptions {
             mode: ImportMode::Create,
             ..Default::default()
@@ -104,7 +104,7 @@ async fn an_archive_from_another_engine_is_imported_through_the_neutral_schema()
     let err = import(
         engine,
         &store,
-        target.to_str().unwrap(),
+        &coffer_sqlite::address(&target).unwrap(),
         ImportOptions::default(),
         Arc::new(Silent),
     )

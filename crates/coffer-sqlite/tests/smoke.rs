@@ -30,7 +30,7 @@ async fn smoke_round_trip() {
     let engine = Arc::new(SqliteEngine);
     let r = backup(
         engine.clone(),
-        db.to_str().unwrap(),
+        &coffer_sqlite::address(&db).unwrap(),
         &dest,
         BackupOptions::default(),
         Arc::new(Silent),
@@ -42,7 +42,7 @@ async fn smoke_round_trip() {
     restore(
         engine,
         &dest,
-        out.to_str().unwrap(),
+        &coffer_sqlite::address(&out).unwrap(),
         RestoreOptions::default(),
         Arc::new(Silent),
     )
@@ -83,4 +83,24 @@ async fn smoke_round_trip() {
     };
     assert_eq!(dump(&db), dump(&out));
     println!("{:#?}", dump(&out));
+}
+
+/// A snapshot's moment is when its read transaction began, not when it was
+/// asked for later: a backup records it as its backup point.
+#[test]
+fn the_snapshot_point_is_taken_when_reading_begins() {
+    use coffer::engine::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let before = jiff::Timestamp::now();
+    let snapshot = SqliteEngine.snapshot(db.to_str().unwrap()).unwrap();
+    let after = jiff::Timestamp::now();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let point = snapshot.point();
+    assert!(before <= point.time && point.time <= after, "{point:?}");
+    assert_eq!(point.position, None);
 }

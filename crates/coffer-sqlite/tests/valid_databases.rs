@@ -33,7 +33,7 @@ async fn back_up(
     };
     backup(
         Arc::new(SqliteEngine),
-        db.to_str().unwrap(),
+        &coffer_sqlite::address(db).unwrap(),
         dest,
         options,
         Arc::new(Silent),
@@ -48,7 +48,7 @@ async fn restore_to(
     restore(
         Arc::new(SqliteEngine),
         src,
-        out.to_str().unwrap(),
+        &coffer_sqlite::address(out).unwrap(),
         RestoreOptions::default(),
         Arc::new(Silent),
     )
@@ -194,7 +194,7 @@ async fn a_virtual_table_of_an_unknown_module_does_not_block_a_backup() {
     let dest = store(dir.path(), "export");
     let r = coffer::ops::export::export(
         Arc::new(SqliteEngine),
-        db.to_str().unwrap(),
+        &coffer_sqlite::address(&db).unwrap(),
         &dest,
         BackupOptions::default(),
         Arc::new(Silent),
@@ -302,7 +302,7 @@ async fn an_application_collation_is_named_at_backup_and_restore_can_skip_what_n
     let report = restore(
         Arc::new(SqliteEngine),
         &dest,
-        out.to_str().unwrap(),
+        &coffer_sqlite::address(&out).unwrap(),
         RestoreOptions {
             skip_missing_collations: true,
             ..RestoreOptions::default()

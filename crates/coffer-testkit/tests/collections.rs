@@ -146,7 +146,7 @@ impl Fixture {
     async fn create(&self, name: &str, tables: &[&str]) {
         collection::create(
             engine().as_ref(),
-            s(&self.db),
+            &coffer_sqlite::address(&self.db).unwrap(),
             name,
             &tables.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             &CreateOptions {
@@ -161,7 +161,7 @@ impl Fixture {
     async fn backup(&self, name: &str, mode: BackupMode) -> coffer::Result<CollectionBackupReport> {
         backup(
             engine(),
-            s(&self.db),
+            &coffer_sqlite::address(&self.db).unwrap(),
             name,
             CollectionBackupOptions {
                 mode,
@@ -178,7 +178,7 @@ impl Fixture {
             engine(),
             &self.repo_store(),
             name,
-            s(target),
+            &coffer_sqlite::address(target).unwrap(),
             CollectionRestoreOptions {
                 point,
                 ..Default::default()
@@ -307,7 +307,7 @@ async fn every_backup_point_restores_exactly() {
         engine(),
         &f.repo_store(),
         "main",
-        s(&f.dir.path().join("never.db")),
+        &coffer_sqlite::address(f.dir.path().join("never.db")).unwrap(),
         CollectionRestoreOptions {
             point: RestorePoint::At("2000-01-01T00:00:00Z".parse().unwrap()),
             ..Default::default()
@@ -329,7 +329,7 @@ async fn every_backup_point_restores_exactly() {
         engine(),
         &f.repo_store(),
         "main",
-        s(&target),
+        &coffer_sqlite::address(&target).unwrap(),
         CollectionRestoreOptions {
             tables: vec!["tags".into()],
             ..Default::default()
@@ -348,12 +348,13 @@ async fn every_backup_point_restores_exactly() {
     drop(c);
     // Again: the table exists now.
     let repo = f.repo_store();
+    let target_address = coffer_sqlite::address(&target).unwrap();
     let again = |replace: bool| {
         restore(
             engine(),
             &repo,
             "main",
-            s(&target),
+            &target_address,
             CollectionRestoreOptions {
                 tables: vec!["tags".into()],
                 replace,
@@ -398,7 +399,7 @@ async fn a_failed_backup_removes_nothing_and_loses_nothing() {
     cancel.cancel();
     let err = backup(
         engine(),
-        s(&f.db),
+        &coffer_sqlite::address(&f.db).unwrap(),
         "main",
         CollectionBackupOptions {
             mode: BackupMode::Incremental,
@@ -515,16 +516,22 @@ async fn create_refuses_what_it_cannot_capture_and_installs_nothing() {
         (vec!["items", "items"], "named twice"),
     ] {
         let tables: Vec<String> = tables.into_iter().map(String::from).collect();
-        let err = collection::create(engine().as_ref(), s(&f.db), "c", &tables, &opts)
-            .await
-            .err()
-            .unwrap();
+        let err = collection::create(
+            engine().as_ref(),
+            &coffer_sqlite::address(&f.db).unwrap(),
+            "c",
+            &tables,
+            &opts,
+        )
+        .await
+        .err()
+        .unwrap();
         assert!(err.to_string().contains(expect), "{err}");
         assert_eq!(schema(&f.db), before, "something was installed");
     }
     let err = collection::create(
         engine().as_ref(),
-        s(&f.db),
+        &coffer_sqlite::address(&f.db).unwrap(),
         "bad/name",
         &["items".into()],
         &opts,
@@ -539,7 +546,7 @@ async fn create_refuses_what_it_cannot_capture_and_installs_nothing() {
     f.create("one", &["items"]).await;
     let err = collection::create(
         engine().as_ref(),
-        s(&f.db),
+        &coffer_sqlite::address(&f.db).unwrap(),
         "two",
         &["tags".into(), "items".into()],
         &opts,
@@ -552,10 +559,16 @@ async fn create_refuses_what_it_cannot_capture_and_installs_nothing() {
             .contains("already belongs to collection 'one'"),
         "{err}"
     );
-    let err = collection::create(engine().as_ref(), s(&f.db), "one", &["tags".into()], &opts)
-        .await
-        .err()
-        .unwrap();
+    let err = collection::create(
+        engine().as_ref(),
+        &coffer_sqlite::address(&f.db).unwrap(),
+        "one",
+        &["tags".into()],
+        &opts,
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(
         err.to_string()
             .contains("already has a collection named 'one'"),
@@ -651,9 +664,14 @@ async fn drop_purge_and_prune_remove_exactly_what_they_should() {
 
     // Drop a without purge: its capture goes, b's stays, backups stay.
     let b_files = files_under(&Path::new(&f.repo).join("collections/b"));
-    collection::drop_collection(engine().as_ref(), s(&f.db), "a", &DropOptions::default())
-        .await
-        .unwrap();
+    collection::drop_collection(
+        engine().as_ref(),
+        &coffer_sqlite::address(&f.db).unwrap(),
+        "a",
+        &DropOptions::default(),
+    )
+    .await
+    .unwrap();
     let names: Vec<String> = schema(&f.db).into_iter().map(|(_, n)| n).collect();
     assert!(
         !names
@@ -673,7 +691,7 @@ async fn drop_purge_and_prune_remove_exactly_what_they_should() {
     let a_files = files_under(&a_dir);
     collection::drop_collection(
         engine().as_ref(),
-        s(&f.db),
+        &coffer_sqlite::address(&f.db).unwrap(),
         "b",
         &DropOptions {
             purge: true,
@@ -686,11 +704,15 @@ async fn drop_purge_and_prune_remove_exactly_what_they_should() {
     assert!(!b_files.is_empty());
     assert!(files_under(&Path::new(&f.repo).join("collections/b")).is_empty());
     assert_eq!(files_under(&a_dir), a_files);
-    let err =
-        collection::drop_collection(engine().as_ref(), s(&f.db), "b", &DropOptions::default())
-            .await
-            .err()
-            .unwrap();
+    let err = collection::drop_collection(
+        engine().as_ref(),
+        &coffer_sqlite::address(&f.db).unwrap(),
+        "b",
+        &DropOptions::default(),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("no collection named 'b'"), "{err}");
     let listed = collection::list(&repo).await.unwrap();
     assert_eq!(
@@ -736,7 +758,7 @@ async fn a_whole_database_backup_carries_capture_but_restarts_chains() {
     let archive = Store::create(s(&f.dir.path().join("whole")), &StoreOptions::default()).unwrap();
     whole_backup(
         engine(),
-        s(&f.db),
+        &coffer_sqlite::address(&f.db).unwrap(),
         &archive,
         BackupOptions::default(),
         Arc::new(Silent),
@@ -752,7 +774,7 @@ async fn a_whole_database_backup_carries_capture_but_restarts_chains() {
     whole_restore(
         engine(),
         &archive,
-        s(&back),
+        &coffer_sqlite::address(&back).unwrap(),
         RestoreOptions::default(),
         Arc::new(Silent),
     )
@@ -769,7 +791,7 @@ async fn a_whole_database_backup_carries_capture_but_restarts_chains() {
     whole_restore(
         engine(),
         &archive,
-        s(&some),
+        &coffer_sqlite::address(&some).unwrap(),
         RestoreOptions {
             tables: vec!["items".into()],
             ..Default::default()

@@ -229,7 +229,7 @@ async fn backup_into(db: &std::path::Path, store: &Store) -> coffer::Result<()> 
         std::sync::Arc::new(coffer_sqlite::SqliteEngine);
     coffer::ops::backup::backup(
         engine,
-        db.to_str().unwrap(),
+        &coffer_sqlite::address(db).unwrap(),
         store,
         Default::default(),
         std::sync::Arc::new(coffer::progress::Silent),

@@ -1028,7 +1028,7 @@ mod tests {
     fn table(types: &[LogicalType]) -> Table {
         Table {
             name: "t".into(),
-            kind: "table".into(),
+            kind: crate::manifest::TableKind::Table,
             columns: types
                 .iter()
                 .enumerate()
@@ -1041,7 +1041,7 @@ mod tests {
                 })
                 .collect(),
             primary_key: vec![],
-            rowid_column: None,
+            hidden_key: None,
             rows: 0,
             parts: vec![],
         }

@@ -149,6 +149,22 @@ pub struct Catalog {
     pub objects: Vec<SchemaObject>,
     /// Every table with data, with empty `parts` and `rows` 0.
     pub tables: Vec<Table>,
+    /// Tables in the schema whose rows the engine cannot read, each with
+    /// why as a phrase ("a virtual table of the module X, which coffer does
+    /// not have"): a backup keeps their definitions, and naming one for an
+    /// export says why it cannot be.
+    pub unreadable: std::collections::BTreeMap<String, String>,
+}
+
+/// The moment a snapshot shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPoint {
+    /// When the snapshot's transaction began to see the database: every
+    /// change committed before is in it, none committed after.
+    pub time: jiff::Timestamp,
+    /// The engine's own position of that moment, where it has one (a
+    /// PostgreSQL WAL location), recorded in the manifest beside the time.
+    pub position: Option<String>,
 }
 
 /// One consistent read-only view of a database.
@@ -158,6 +174,10 @@ pub struct Catalog {
 pub trait Snapshot: Send {
     /// The schema and settings at the snapshot's moment.
     fn catalog(&self) -> &Catalog;
+
+    /// The snapshot's moment: a backup of it records this as its backup
+    /// point, never the clock after reading.
+    fn point(&self) -> SnapshotPoint;
 
     /// The number of rows in `table` (for progress totals).
     fn count_rows(&mut self, table: &Table) -> Result<u64>;
@@ -213,18 +233,193 @@ pub trait Restorer: Send {
 /// A schema object that a restore left out.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
-    /// `table`, `index`, `trigger`, ...
+    /// `table`, `index`, `trigger`, ... (the engine's word for it).
     pub kind: String,
+    /// Whether it is a table whose rows are therefore not loaded.
+    #[serde(skip)]
+    pub holds_rows: bool,
     /// Its name.
     pub name: String,
     /// Why, as a phrase ("needs the collation 'rev'").
     pub reason: String,
 }
 
+/// A database address as its engine understood it.
+///
+/// The engine parses what the user wrote (a path, `sqlite://PATH`, a
+/// connection URL) into the location it opens, which may carry credentials
+/// and is never shown, and the parts the operations need: a display form
+/// free of credentials for messages and logs, the database's name, and the
+/// default repository of its backup collections. `Debug` and `Display`
+/// print only the display form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Address {
+    location: String,
+    display: String,
+    database: String,
+    default_repository: String,
+    file: Option<std::path::PathBuf>,
+}
+
+impl Address {
+    /// An address: `location` is what the engine's methods are handed (it
+    /// may hold a password); `display` is shown in messages (it must not);
+    /// `database` is the database's name as a catalog would record it;
+    /// `default_repository` is where its collections back up by default.
+    pub fn new(
+        location: impl Into<String>,
+        display: impl Into<String>,
+        database: impl Into<String>,
+        default_repository: impl Into<String>,
+    ) -> Address {
+        Address {
+            location: location.into(),
+            display: display.into(),
+            database: database.into(),
+            default_repository: default_repository.into(),
+            file: None,
+        }
+    }
+
+    /// The same address, naming the local file that holds the database
+    /// (restores and imports refuse a target inside the archive they read).
+    pub fn with_file(mut self, file: impl Into<std::path::PathBuf>) -> Address {
+        self.file = Some(file.into());
+        self
+    }
+
+    /// What the engine opens; may hold credentials: never print it.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The address as messages and logs show it, without credentials.
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// The database's name (a file name, a database name), for manifests.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Where the database's backup collections go unless told otherwise.
+    pub fn default_repository(&self) -> &str {
+        &self.default_repository
+    }
+
+    /// The local file that holds the database, if one does (symbolic links
+    /// not yet followed).
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Address").field(&self.display).finish()
+    }
+}
+
+/// The engines a program knows, choosing one by database address.
+#[derive(Clone, Default)]
+pub struct Registry {
+    engines: Vec<Arc<dyn Engine>>,
+}
+
+impl Registry {
+    /// A registry without engines.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// The registry with `engine` added; earlier engines are asked first.
+    pub fn with(mut self, engine: Arc<dyn Engine>) -> Registry {
+        self.engines.push(engine);
+        self
+    }
+
+    /// The engines, in the order they are asked.
+    pub fn engines(&self) -> &[Arc<dyn Engine>] {
+        &self.engines
+    }
+
+    /// The engine recorded in manifests as `name`.
+    pub fn by_name(&self, name: &str) -> Option<Arc<dyn Engine>> {
+        self.engines.iter().find(|e| e.name() == name).cloned()
+    }
+
+    /// The engine that claims the database address `text`, with the address
+    /// as it parsed it. Fails with a sentence, never repeating more of an
+    /// unknown address than its scheme (the rest may hold a password).
+    pub fn resolve(&self, text: &str) -> Result<(Arc<dyn Engine>, Address)> {
+        for engine in &self.engines {
+            if let Some(address) = engine.address(text) {
+                return Ok((engine.clone(), address?));
+            }
+        }
+        let forms: Vec<String> = self
+            .engines
+            .iter()
+            .map(|e| e.address_forms().to_string())
+            .collect();
+        let what = match text.split_once("://") {
+            Some((scheme, _)) => format!("'{}://...'", scheme.escape_debug()),
+            None => "this address".to_string(),
+        };
+        Err(crate::Error::invalid(format!(
+            "unsupported database {what}: this coffer supports {}; give {}",
+            self.engines
+                .iter()
+                .map(|e| e.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            forms.join(", or ")
+        )))
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.engines.iter().map(|e| e.name()))
+            .finish()
+    }
+}
+
 /// A database engine.
+///
+/// Its methods take the [`Address::location`] of an address the engine
+/// itself parsed ([`Engine::address`]).
 pub trait Engine: Send + Sync {
     /// The engine's name as recorded in manifests, e.g. `sqlite`.
     fn name(&self) -> &'static str;
+
+    /// Parse a database address the user wrote: `None` when it is not one
+    /// of this engine's (another engine may claim it), an error naming what
+    /// is wrong when it is one but malformed.
+    fn address(&self, text: &str) -> Option<Result<Address>>;
+
+    /// The address forms this engine takes, for messages (`a file path or
+    /// sqlite://PATH`).
+    fn address_forms(&self) -> &'static str;
+
+    /// [`Engine::address`] for an address that must be this engine's.
+    fn resolve(&self, text: &str) -> Result<Address> {
+        self.address(text).unwrap_or_else(|| {
+            Err(crate::Error::invalid(format!(
+                "that is not a {} database address; give {}",
+                self.name(),
+                self.address_forms()
+            )))
+        })
+    }
 
     /// Open a consistent snapshot of the database at `db`.
     fn snapshot(&self, db: &str) -> Result<Box<dyn Snapshot>>;
@@ -234,13 +429,19 @@ pub trait Engine: Send + Sync {
     /// with [`crate::ErrorKind::Interrupted`] once `cancel` is set.
     fn restorer(&self, target: &str, replace: bool, cancel: Cancel) -> Result<Box<dyn Restorer>>;
 
-    /// The local file that the database location `target` names, if it
-    /// names one (symbolic links not yet followed). Restores and imports
-    /// refuse a target inside the archive they read.
-    fn target_file(&self, target: &str) -> Option<std::path::PathBuf> {
-        let _ = target;
-        None
-    }
+    /// Of the schema objects `objects` (a catalog's or a manifest's), those
+    /// that an export of `tables` carries, in creation order: what an import
+    /// of the export creates with the tables (their definitions and
+    /// indexes), never objects that reach beyond them (views, triggers).
+    fn export_objects(&self, objects: &[SchemaObject], tables: &[&str]) -> Vec<SchemaObject>;
+
+    /// The schema objects that make up the shape of `table`: those whose
+    /// change makes its change log mean something else (its definition, and
+    /// its indexes, since a unique index decides what an upsert replaces).
+    /// Ordered so that equal shapes compare equal; an incremental backup of
+    /// a collection refuses when a table's shape differs from its full
+    /// backup's.
+    fn shape(&self, objects: &[SchemaObject], table: &str) -> Vec<SchemaObject>;
 
     /// Change capture for backup collections, when the engine supports it.
     fn capture(&self) -> Option<&dyn ChangeCapture> {

@@ -9,8 +9,9 @@
 //! ```no_run
 //! # async fn run(engine: std::sync::Arc<dyn coffer::engine::Engine>) -> coffer::Result<()> {
 //! use coffer::{ops, progress::Silent, store::{Store, StoreOptions}};
+//! let db = engine.resolve("app.db")?;
 //! let dest = Store::create("backups/app", &StoreOptions::default())?;
-//! let report = ops::backup::backup(engine, "app.db", &dest, Default::default(),
+//! let report = ops::backup::backup(engine, &db, &dest, Default::default(),
 //!     std::sync::Arc::new(Silent)).await?;
 //! println!("{} rows", report.manifest.total_rows());
 //! # Ok(()) }

@@ -245,6 +245,10 @@ pub struct Source {
     pub engine_version: String,
     /// The database's name (a file name for SQLite), never credentials.
     pub database: String,
+    /// The engine's own position of the backup point, where it has one
+    /// (PostgreSQL's WAL location of the snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
 }
 
 /// One schema object with its native DDL, in creation order.
@@ -304,33 +308,70 @@ pub struct Part {
     pub misfits: Option<FileRef>,
 }
 
+/// What a table entry of a manifest is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TableKind {
+    /// A table of the database (the default).
+    #[default]
+    Table,
+    /// A virtual table whose rows the engine reads through its module.
+    Virtual,
+    /// The engine's own bookkeeping (SQLite's `sqlite_sequence` and
+    /// `sqlite_stat*`): restored with the database, never exported alone
+    /// or imported.
+    Internal,
+    /// In a collection's incremental backup: the keys of the rows deleted
+    /// from the table of that name since the previous backup.
+    Deleted,
+}
+
+impl TableKind {
+    /// The kind as the manifest spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Table => "table",
+            TableKind::Virtual => "virtual",
+            TableKind::Internal => "internal",
+            TableKind::Deleted => "deleted",
+        }
+    }
+}
+
+impl std::fmt::Display for TableKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One table: neutral schema, row count and data files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     /// Table name in the source.
     pub name: String,
-    /// Engine-native kind: `table`, `virtual` or `internal` (for SQLite's
-    /// `sqlite_sequence` and `sqlite_stat*`).
-    #[serde(default = "default_table_kind")]
-    pub kind: String,
-    /// Columns as stored in the data files, in order. May include a rowid
-    /// column (see `rowid_column`).
+    /// What the entry is.
+    #[serde(default)]
+    pub kind: TableKind,
+    /// Columns as stored in the data files, in order. May include a hidden
+    /// key column (see `hidden_key`).
     pub columns: Vec<Column>,
     /// Primary key column names, in key order (empty when none).
     #[serde(default)]
     pub primary_key: Vec<String>,
-    /// The data column that carries the row's hidden identity (SQLite's
-    /// rowid) when it is not one of the declared columns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rowid_column: Option<String>,
+    /// The data column that carries a row identity the engine keeps but
+    /// the table does not declare (SQLite's rowid), when there is one. The
+    /// manifest names it `rowid_column`, after the one engine that has such
+    /// a key.
+    #[serde(
+        default,
+        rename = "rowid_column",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hidden_key: Option<String>,
     /// Rows in the table at the backup point.
     pub rows: u64,
     /// Data files in row order.
     pub parts: Vec<Part>,
-}
-
-fn default_table_kind() -> String {
-    "table".to_string()
 }
 
 /// The whole manifest of an archive.

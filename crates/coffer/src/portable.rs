@@ -448,7 +448,7 @@ impl TypeProbe {
             .columns
             .iter()
             .enumerate()
-            .filter(|(_, c)| Some(&c.name) != table.rowid_column.as_ref())
+            .filter(|(_, c)| Some(&c.name) != table.hidden_key.as_ref())
             .filter_map(|(i, c)| {
                 declared_portable_type(&c.declared_type, &c.logical_type).map(|target| Probe {
                     column: i,
@@ -792,7 +792,7 @@ mod tests {
     fn table(cols: &[(&str, LogicalType, &str)]) -> Table {
         Table {
             name: "t".into(),
-            kind: "table".into(),
+            kind: crate::manifest::TableKind::Table,
             columns: cols
                 .iter()
                 .map(|(n, t, d)| Column {
@@ -804,7 +804,7 @@ mod tests {
                 })
                 .collect(),
             primary_key: vec![],
-            rowid_column: None,
+            hidden_key: None,
             rows: 0,
             parts: vec![],
         }

@@ -1,10 +1,6 @@
 //! `coffer collection ...`: the arguments of the collection commands.
 
 use clap::{Args, Subcommand};
-use coffer::datafile::Compression;
-
-use super::{default_part_size, parse_compression};
-use crate::format::parse_size;
 
 /// Where a collection's repository is: given, or found from the database
 /// the collection was created in.
@@ -195,17 +191,8 @@ pub struct CollectionBackupArgs {
     #[arg(long)]
     pub auto: bool,
 
-    /// Size at which a table's data file is closed and the next one begun.
-    #[arg(long, value_name = "SIZE", default_value = default_part_size(), value_parser = parse_size)]
-    pub part_size: u64,
-
-    /// Compression of the data files: zstd, zstd-N (level N from 1 to 22) or none.
-    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = parse_compression)]
-    pub compression: Compression,
-
-    /// Threads that encode data files in parallel.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub encoders: u16,
+    #[command(flatten)]
+    pub write: super::WriteArgs,
 }
 
 /// Arguments of `coffer collection restore`.

@@ -1,8 +1,7 @@
 //! `coffer collection ...`: create, back up, restore, list, show, drop and
 //! prune backup collections.
 
-use coffer::datafile::WriteOptions;
-use coffer::manifest::ArchiveKind;
+use coffer::manifest::{ArchiveKind, DataFormat};
 use coffer::ops::collection::{
     self, BackupMode, CollectionBackupOptions, CollectionRestoreOptions, CreateOptions,
     DropOptions, RestorePoint, backup::backup, prune::prune, restore::restore, table_changes,
@@ -103,7 +102,7 @@ async fn run_create(args: &CreateArgs, store: &StoreOptions, out: &OutputArgs) -
     let location = args
         .repo
         .clone()
-        .unwrap_or_else(|| collection::default_repository(&db));
+        .unwrap_or_else(|| db.default_repository().to_string());
     let created = absent_local_dirs(&location);
     let report = collection::create(
         engine.as_ref(),
@@ -129,7 +128,7 @@ async fn run_create(args: &CreateArgs, store: &StoreOptions, out: &OutputArgs) -
             command: "collection create",
             collection: &report.info.name,
             id: &report.info.id,
-            database: &db,
+            database: db.display(),
             tables: &report.info.tables,
             repository: &report.repository,
         })
@@ -196,12 +195,8 @@ async fn run_backup(
         } else {
             BackupMode::Full
         },
-        write: WriteOptions {
-            part_size: args.part_size,
-            compression: args.compression,
-            ..WriteOptions::default()
-        },
-        encoders: usize::from(args.encoders),
+        write: args.write.options(DataFormat::Parquet),
+        encoders: args.write.encoders(),
         cancel: cancel.clone(),
         store: store.clone(),
     };
@@ -310,7 +305,7 @@ async fn run_restore(
             backup: id,
             backup_point: &r.point.backup_point,
             chain: &r.chain,
-            database: &db,
+            database: db.display(),
             tables: &r.tables,
             rows_loaded: r.rows_loaded,
             rows_upserted: r.rows_upserted,
@@ -591,7 +586,7 @@ async fn run_drop(args: &CollectionDropArgs, store: &StoreOptions, out: &OutputA
             ok: true,
             command: "collection drop",
             collection: &args.name,
-            database: &db,
+            database: db.display(),
             tables: &r.tables,
             purged: r.purged.as_deref(),
             backups_deleted: r.backups_deleted,

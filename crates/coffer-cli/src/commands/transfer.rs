@@ -1,7 +1,6 @@
 //! `export` and `import`: portable snapshots of tables, in and out.
 
 use coffer::Result;
-use coffer::datafile::{Compression, WriteOptions};
 use coffer::engine::ImportMode;
 use coffer::manifest::{ArchiveKind, DataFormat, Source};
 use coffer::ops::backup::BackupOptions;
@@ -64,24 +63,15 @@ pub(super) async fn run_export(
 ) -> Result<()> {
     let (store, report) = write_archive(&args.db, &args.dest, store_options, out, |cancel| {
         BackupOptions {
-            write: WriteOptions {
-                part_size: args.part_size,
-                // CSV is plain text unless compression is asked for, so
-                // that spreadsheets and `head` open it.
-                compression: args.compression.unwrap_or(match args.format {
-                    FormatArg::Parquet => Compression::default(),
-                    FormatArg::Csv => Compression::None,
-                }),
-                data_format: match args.format {
-                    FormatArg::Parquet => DataFormat::Parquet,
-                    FormatArg::Csv => DataFormat::Csv,
-                },
-            },
-            keep_rowid: args.keep_rowid,
+            write: args.write.options(match args.format {
+                FormatArg::Parquet => DataFormat::Parquet,
+                FormatArg::Csv => DataFormat::Csv,
+            }),
+            keep_hidden_key: args.keep_hidden_key,
             kind: ArchiveKind::Export,
             tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
             exclude: args.exclude.clone(),
-            encoders: usize::from(args.encoders),
+            encoders: args.write.encoders(),
             cancel,
             ..Default::default()
         }
@@ -150,7 +140,7 @@ pub(super) async fn run_import(
             ok: true,
             command: "import",
             archive: store.url(),
-            database: &db,
+            database: db.display(),
             mode: mode_name,
             source: &m.source,
             backup_point: &m.backup_point,

@@ -22,7 +22,7 @@ use crate::manifest::Column;
 fn table(columns: &[(&str, LogicalType)]) -> Table {
     Table {
         name: "all types".into(),
-        kind: "table".into(),
+        kind: crate::manifest::TableKind::Table,
         columns: columns
             .iter()
             .map(|(n, t)| Column {
@@ -34,7 +34,7 @@ fn table(columns: &[(&str, LogicalType)]) -> Table {
             })
             .collect(),
         primary_key: vec![],
-        rowid_column: None,
+        hidden_key: None,
         rows: 0,
         parts: vec![],
     }

@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 
 use crate::archive;
 use crate::datafile::{TableWriter, WriteOptions};
-use crate::engine::{DataBatch, Engine};
+use crate::engine::{Address, DataBatch, Engine};
 use crate::error::{Error, Result};
 use crate::lock::{ARCHIVE_LOCK_FILE, RepoLock};
 use crate::manifest::{ArchiveKind, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, Tool};
@@ -33,10 +33,11 @@ pub struct BackupOptions {
     /// Parallel table scanners, when the engine can read one moment on
     /// several connections (see [`crate::engine::Snapshot::fork`]).
     pub scanners: usize,
-    /// Exports only: keep each table's hidden rowid column
-    /// (`__coffer_rowid`, for tables without an `INTEGER PRIMARY KEY`), so
-    /// that an import keeps the rowids. Backups always keep it.
-    pub keep_rowid: bool,
+    /// Exports only: keep each table's hidden key column
+    /// ([`Table::hidden_key`], e.g. SQLite's rowid of a table without an
+    /// `INTEGER PRIMARY KEY`), so that an import keeps the keys. Backups
+    /// always keep it.
+    pub keep_hidden_key: bool,
     /// Set to stop the backup; nothing is committed then.
     pub cancel: Cancel,
 }
@@ -50,7 +51,7 @@ impl Default for BackupOptions {
             exclude: Vec::new(),
             encoders: 2,
             scanners: 2,
-            keep_rowid: false,
+            keep_hidden_key: false,
             cancel: Cancel::new(),
         }
     }
@@ -74,7 +75,7 @@ pub struct BackupReport {
 /// and leaves no archive.
 pub async fn backup(
     engine: Arc<dyn Engine>,
-    db: &str,
+    db: &Address,
     dest: &Store,
     options: BackupOptions,
     progress: Arc<dyn Progress>,
@@ -108,7 +109,7 @@ pub async fn backup(
 
 async fn write_and_commit(
     engine: Arc<dyn Engine>,
-    db: &str,
+    db: &Address,
     dest: &Store,
     options: BackupOptions,
     progress: Arc<dyn Progress>,
@@ -116,7 +117,7 @@ async fn write_and_commit(
 ) -> Result<Manifest> {
     archive::prepare_destination(dest).await?;
     let handle = Handle::current();
-    let db = db.to_string();
+    let db = db.clone();
     let store = dest.clone();
     let mut manifest = tokio::task::spawn_blocking(move || {
         write_tables(
@@ -144,20 +145,12 @@ const ENCODER_GONE: &str = "the encoder stopped";
 /// unknown — then the tables there are listed.
 pub(crate) fn unknown_table(name: &str, db: &str, catalog: &crate::engine::Catalog) -> Error {
     let shown = name.escape_debug();
+    if let Some(why) = catalog.unreadable.get(name) {
+        return Error::invalid(format!(
+            "'{shown}' in {db} is {why}, so its rows cannot be read; leave it out (a backup of the whole database keeps its definition)"
+        ));
+    }
     if let Some(o) = catalog.objects.iter().find(|o| o.name == name) {
-        if o.kind == "table" {
-            // In the schema, not among the tables: a virtual table whose
-            // module the engine does not have.
-            let module = o
-                .sql
-                .split_once(" USING ")
-                .map(|(_, m)| m.split('(').next().unwrap_or(m).trim())
-                .unwrap_or("its module");
-            return Error::invalid(format!(
-                "'{shown}' in {db} is a virtual table of the module {}, which coffer does not have, so its rows cannot be read; leave it out (a backup of the whole database keeps its definition)",
-                module.escape_debug()
-            ));
-        }
         return Error::invalid(format!(
             "'{shown}' in {db} is a {}, not a table; only tables have rows to copy (a backup of the whole database keeps every {} as well)",
             o.kind, o.kind
@@ -194,14 +187,14 @@ pub(crate) fn unknown_table(name: &str, db: &str, catalog: &crate::engine::Catal
 
 fn write_tables(
     engine: &dyn Engine,
-    db: &str,
+    db: &Address,
     store: Store,
     handle: Handle,
     options: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<Manifest> {
-    let mut snapshot = engine.snapshot(db)?;
-    let backup_point = jiff::Timestamp::now().to_string();
+    let mut snapshot = engine.snapshot(db.location())?;
+    let point = snapshot.point();
     let catalog = snapshot.catalog().clone();
     let tables: Vec<Table> = match &options.tables {
         None => catalog.tables.clone(),
@@ -213,19 +206,25 @@ fn write_tables(
                     .iter()
                     .find(|t| &t.name == n)
                     .cloned()
-                    .ok_or_else(|| unknown_table(n, db, &catalog))
+                    .ok_or_else(|| unknown_table(n, db.display(), &catalog))
             })
             .collect::<Result<_>>()?,
     };
-    let (scanned, objects) =
-        super::export::prepare(snapshot.as_mut(), &catalog, tables, options, db)?;
+    let (scanned, objects) = super::export::prepare(
+        engine,
+        snapshot.as_mut(),
+        &catalog,
+        tables,
+        options,
+        db.display(),
+    )?;
     // What the data files hold: an export leaves out the hidden rowid
     // column unless asked to keep it.
     let (tables, hidden): (Vec<Table>, Vec<Option<usize>>) = scanned
         .iter()
         .map(|t| {
-            let drop = options.kind == ArchiveKind::Export && !options.keep_rowid;
-            match drop.then(|| super::export::without_rowid(t)).flatten() {
+            let drop = options.kind == ArchiveKind::Export && !options.keep_hidden_key;
+            match drop.then(|| super::export::without_hidden_key(t)).flatten() {
                 Some((t, i)) => (t, Some(i)),
                 None => (t.clone(), None),
             }
@@ -372,12 +371,13 @@ fn write_tables(
         kind: options.kind,
         data_format: options.write.data_format,
         created_at: String::new(),
-        backup_point,
+        backup_point: point.time.to_string(),
         parent: None,
         source: Source {
             engine: engine.name().to_string(),
             engine_version: catalog.engine_version,
             database: catalog.database,
+            position: point.position,
         },
         settings: catalog.settings,
         objects,

@@ -16,17 +16,17 @@
 //!   portable type when every value converts losslessly
 //!   ([`crate::portable`]), which costs a first pass over those tables;
 //! * the data files may be CSV ([`crate::datafile::csv`]);
-//! * a table's hidden rowid column (`__coffer_rowid`, for tables without an
-//!   `INTEGER PRIMARY KEY`) is left out, so the files look like the source
-//!   table, unless `keep_rowid` asks for it.
+//! * a table's hidden key column ([`Table::hidden_key`], SQLite's rowid of
+//!   a table without an `INTEGER PRIMARY KEY`) is left out, so the files
+//!   look like the source table, unless `keep_hidden_key` asks for it.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 
-use crate::engine::{Catalog, DataBatch, Engine, Snapshot};
+use crate::engine::{Address, Catalog, DataBatch, Engine, Snapshot};
 use crate::error::{Error, Result};
-use crate::manifest::{ArchiveKind, DataFormat, SchemaObject, Table};
+use crate::manifest::{ArchiveKind, DataFormat, SchemaObject, Table, TableKind};
 use crate::ops::backup::{BackupOptions, BackupReport, backup};
 use crate::portable::TypeProbe;
 use crate::progress::Progress;
@@ -38,7 +38,7 @@ pub type ExportOptions = BackupOptions;
 /// Export `db` with `engine` into a new archive at `dest`.
 pub async fn export(
     engine: Arc<dyn Engine>,
-    db: &str,
+    db: &Address,
     dest: &Store,
     mut options: ExportOptions,
     progress: Arc<dyn Progress>,
@@ -62,6 +62,7 @@ pub fn excludes(pattern: &regex::Regex, name: &str) -> bool {
 /// export drops the engine's own tables unless named, keeps only the
 /// exported tables' own objects and settles the portable column types.
 pub(crate) fn prepare(
+    engine: &dyn Engine,
     snapshot: &mut dyn Snapshot,
     catalog: &Catalog,
     mut tables: Vec<Table>,
@@ -75,7 +76,7 @@ pub(crate) fn prepare(
         ));
     }
     if export && options.tables.is_none() {
-        tables.retain(|t| t.kind != "internal");
+        tables.retain(|t| t.kind != TableKind::Internal);
     }
     for pattern in &options.exclude {
         if let Some(named) = options
@@ -99,12 +100,7 @@ pub(crate) fn prepare(
         )));
     }
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-    let objects = catalog
-        .objects
-        .iter()
-        .filter(|o| (o.kind == "table" || o.kind == "index") && names.contains(&o.table.as_str()))
-        .cloned()
-        .collect();
+    let objects = engine.export_objects(&catalog.objects, &names);
     let mut refined = Vec::with_capacity(tables.len());
     for table in tables {
         refined.push(settle_types(snapshot, table, options)?);
@@ -112,14 +108,14 @@ pub(crate) fn prepare(
     Ok((refined, objects))
 }
 
-/// `table` without its hidden rowid column, and that column's index, when
+/// `table` without its hidden key column, and that column's index, when
 /// it has one.
-pub(crate) fn without_rowid(table: &Table) -> Option<(Table, usize)> {
-    let name = table.rowid_column.as_ref()?;
+pub(crate) fn without_hidden_key(table: &Table) -> Option<(Table, usize)> {
+    let name = table.hidden_key.as_ref()?;
     let index = table.columns.iter().position(|c| &c.name == name)?;
     let mut t = table.clone();
     t.columns.remove(index);
-    t.rowid_column = None;
+    t.hidden_key = None;
     Some((t, index))
 }
 

@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use super::load::load_archive;
 use crate::archive;
-use crate::engine::{Engine, ImportMode};
+use crate::engine::{Address, Engine, ImportMode};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, TableKind};
 use crate::progress::{Cancel, Progress};
 use crate::store::Store;
 
@@ -57,7 +57,7 @@ pub fn select_tables(manifest: &Manifest, names: &[String], url: &str) -> Result
                     "table '{n}' is not in the archive at {url}; `coffer ls {url}` lists its tables"
                 )));
             }
-            Some(t) if t.kind == "internal" => {
+            Some(t) if t.kind == TableKind::Internal => {
                 return Err(Error::invalid(format!(
                     "table '{n}' in the archive at {url} is the database engine's own bookkeeping and cannot be imported"
                 )));
@@ -71,7 +71,7 @@ pub fn select_tables(manifest: &Manifest, names: &[String], url: &str) -> Result
         .enumerate()
         .filter(|(_, t)| {
             if names.is_empty() {
-                t.kind != "internal"
+                t.kind != TableKind::Internal
             } else {
                 names.contains(&t.name)
             }
@@ -123,12 +123,12 @@ async fn check_present(src: &Store, manifest: &Manifest, selected: &[usize]) -> 
 pub async fn import(
     engine: Arc<dyn Engine>,
     src: &Store,
-    target: &str,
+    target: &Address,
     options: ImportOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<ImportReport> {
     let started = Instant::now();
-    super::refuse_target_inside(src, engine.target_file(target), "imported")?;
+    super::refuse_target_inside(src, target.file(), "imported")?;
     let manifest = archive::read_manifest(src).await?;
     if manifest.kind == crate::manifest::ArchiveKind::Incremental {
         return Err(Error::invalid(format!(
@@ -140,7 +140,7 @@ pub async fn import(
     check_present(src, &manifest, &selected).await?;
     let manifest = Arc::new(manifest);
     let open = {
-        let target = target.to_string();
+        let target = target.location().to_string();
         let (mode, cancel) = (options.mode, options.cancel.clone());
         move || engine.importer(&target, mode, cancel)
     };

@@ -105,11 +105,7 @@ pub(crate) async fn load_archive(
         let left_out: Vec<bool> = manifest
             .tables
             .iter()
-            .map(|t| {
-                skipped
-                    .iter()
-                    .any(|s| s.kind == "table" && s.name == t.name)
-            })
+            .map(|t| skipped.iter().any(|s| s.holds_rows && s.name == t.name))
             .collect();
         let total_rows: u64 = tables.iter().map(|t| t.rows).sum();
         let total_bytes: u64 = tables

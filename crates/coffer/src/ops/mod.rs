@@ -39,14 +39,14 @@ fn real_target(path: &Path) -> PathBuf {
     }
 }
 
-/// Refuse a target database file (`target`, from [`crate::engine::Engine::target_file`])
+/// Refuse a target database file (`target`, from [`crate::engine::Address::file`])
 /// that lies inside the local archive or repository `src` it would be
 /// `verb` (restored, imported) from: it would add a file to the archive.
-pub(crate) fn refuse_target_inside(src: &Store, target: Option<PathBuf>, verb: &str) -> Result<()> {
+pub(crate) fn refuse_target_inside(src: &Store, target: Option<&Path>, verb: &str) -> Result<()> {
     let (Some(dir), Some(target)) = (src.local_dir(), target) else {
         return Ok(());
     };
-    if real_target(&target).starts_with(dir) {
+    if real_target(target).starts_with(dir) {
         return Err(Error::invalid(format!(
             "{} lies inside the archive at {} that it would be {verb} from; give a target outside it (nothing was {verb})",
             target.display(),

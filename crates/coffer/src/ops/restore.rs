@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::load::load_archive;
 use crate::archive;
-use crate::engine::Engine;
+use crate::engine::{Address, Engine};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Table};
 use crate::progress::{Cancel, Progress};
@@ -71,12 +71,12 @@ pub fn select_tables<'m>(
 pub async fn restore(
     engine: Arc<dyn Engine>,
     src: &Store,
-    target: &str,
+    target: &Address,
     options: RestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
-    super::refuse_target_inside(src, engine.target_file(target), "restored")?;
+    super::refuse_target_inside(src, target.file(), "restored")?;
     let manifest = archive::read_manifest(src).await?;
     if manifest.kind == crate::manifest::ArchiveKind::Export {
         return Err(Error::invalid(format!(
@@ -108,7 +108,7 @@ pub async fn restore(
     };
     let manifest = Arc::new(manifest);
     let open = {
-        let target = target.to_string();
+        let target = target.location().to_string();
         let (replace, cancel) = (options.replace, options.cancel.clone());
         let skip = options.skip_missing_collations;
         move || {
@@ -133,12 +133,7 @@ pub async fn restore(
     let tables = selected
         .iter()
         .map(|&i| manifest.tables[i].name.clone())
-        .filter(|n| {
-            !loaded
-                .skipped
-                .iter()
-                .any(|s| s.kind == "table" && &s.name == n)
-        })
+        .filter(|n| !loaded.skipped.iter().any(|s| s.holds_rows && &s.name == n))
         .collect();
     Ok(RestoreReport {
         manifest,

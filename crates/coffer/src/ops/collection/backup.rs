@@ -11,19 +11,17 @@ use super::repo::{self, CollectionInfo};
 use super::{BackupMode, CollectionBackupOptions, CollectionBackupReport, capture_of, repository};
 use crate::archive;
 use crate::datafile::TableWriter;
-use crate::engine::{ChangeCapture, ChangeSnapshot, DataBatch, Engine};
+use crate::engine::{Address, ChangeCapture, ChangeSnapshot, DataBatch, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{
-    ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Part, SchemaObject, Source,
-    Table, Tool,
+    ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Part, Source, Table, TableKind,
+    Tool,
 };
 use crate::progress::Progress;
 use crate::store::Store;
 
 /// The directory, inside an incremental backup, of the deleted keys.
 pub const DELETED_DIR: &str = "deleted";
-/// The `kind` of a manifest table entry that lists deleted keys.
-pub const DELETED_KIND: &str = "deleted";
 
 /// Back up collection `name` of the database `db`.
 ///
@@ -33,7 +31,7 @@ pub const DELETED_KIND: &str = "deleted";
 /// trims the change log of what the backup covered.
 pub async fn backup(
     engine: Arc<dyn Engine>,
-    db: &str,
+    db: &Address,
     name: &str,
     options: CollectionBackupOptions,
     progress: Arc<dyn Progress>,
@@ -42,7 +40,7 @@ pub async fn backup(
     let capture = capture_of(engine.as_ref())?;
     repo::check_name(name)?;
     let record = capture
-        .collections(db)?
+        .collections(db.location())?
         .into_iter()
         .find(|r| r.name == name)
         .ok_or_else(|| {
@@ -57,7 +55,7 @@ pub async fn backup(
         None => {
             // The repository lost it (emptied, or a new location): describe
             // the collection again; the backup will be a full one.
-            let info = CollectionInfo::of(&record, engine.name(), db);
+            let info = CollectionInfo::of(&record, engine.name(), db.database());
             repo::write_info(&store, &info).await?;
             info
         }
@@ -81,7 +79,7 @@ pub async fn backup(
 #[allow(clippy::too_many_arguments)]
 async fn locked_backup(
     engine: Arc<dyn Engine>,
-    db: &str,
+    db: &Address,
     name: &str,
     options: &CollectionBackupOptions,
     progress: Arc<dyn Progress>,
@@ -105,9 +103,9 @@ async fn locked_backup(
     if let Some((pending, epoch)) = &record.pending {
         if listing.committed.contains(pending) {
             tracing::info!(id = %pending, "trimming the change log for a backup committed earlier");
-            capture.trim(db, name, pending, *epoch)?;
+            capture.trim(db.location(), name, pending, *epoch)?;
         } else {
-            capture.set_pending(db, name, None)?;
+            capture.set_pending(db.location(), name, None)?;
         }
     }
     let record = find(capture, db, name)?;
@@ -135,18 +133,17 @@ async fn locked_backup(
         }
     };
 
-    let mut snapshot = capture.begin(db, name, chain_full.is_none())?;
-    // Read once the snapshot is open: its changes are all from before.
-    let mut backup_point = jiff::Timestamp::now();
+    let mut snapshot = capture.begin(db.location(), name, chain_full.is_none())?;
+    let mut point = snapshot.point();
     let mut parent = None;
     if let Some((full_id, full, latest)) = chain_full {
-        match incremental_blocker(snapshot.as_ref(), &full, &full_id) {
+        match incremental_blocker(engine.as_ref(), snapshot.as_ref(), &full, &full_id) {
             None => parent = Some(latest),
             Some(why) => {
                 refuse_or_full::<()>(options.mode, why)?;
                 drop(snapshot);
-                snapshot = capture.begin(db, name, true)?;
-                backup_point = jiff::Timestamp::now();
+                snapshot = capture.begin(db.location(), name, true)?;
+                point = snapshot.point();
             }
         }
     }
@@ -155,7 +152,7 @@ async fn locked_backup(
     } else {
         ArchiveKind::Full
     };
-    let (id, backup_point) = repo::next_id(kind, backup_point, &listing.committed);
+    let (id, backup_point) = repo::next_id(kind, point.time, &listing.committed);
     let dest = store.child(&id);
     let epoch = snapshot.epoch();
     tracing::info!(%id, epoch, "collection backup");
@@ -180,8 +177,9 @@ async fn locked_backup(
     .map_err(|e| Error::internal(format!("the backup worker failed: {e}")))??;
     manifest.parent = parent;
     manifest.backup_point = backup_point.to_string();
+    manifest.source.position = point.position;
 
-    capture.set_pending(db, name, Some((&id, epoch)))?;
+    capture.set_pending(db.location(), name, Some((&id, epoch)))?;
     lock.check().await?;
     let now = repo::list_backups(store).await?;
     if now.committed.last() != latest.as_ref() {
@@ -195,7 +193,7 @@ async fn locked_backup(
     }
     manifest.created_at = jiff::Timestamp::now().to_string();
     archive::commit(&dest, &mut manifest).await?;
-    let trimmed = match capture.trim(db, name, &id, epoch) {
+    let trimmed = match capture.trim(db.location(), name, &id, epoch) {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "backup {id} is committed but the change log was not trimmed; the next backup trims it");
@@ -215,11 +213,11 @@ async fn locked_backup(
 
 fn find(
     capture: &dyn ChangeCapture,
-    db: &str,
+    db: &Address,
     name: &str,
 ) -> Result<crate::engine::CollectionRecord> {
     capture
-        .collections(db)?
+        .collections(db.location())?
         .into_iter()
         .find(|r| r.name == name)
         .ok_or_else(|| Error::not_found(format!("{db} has no collection named '{name}'")))
@@ -239,20 +237,10 @@ fn refuse_or_full<T>(mode: BackupMode, why: String) -> Result<Option<T>> {
     }
 }
 
-/// The schema objects that shape a table's rows: its DDL and its indexes
-/// (a unique index decides what an upsert replaces).
-fn shaping_objects<'a>(objects: &'a [SchemaObject], table: &str) -> Vec<&'a SchemaObject> {
-    let mut v: Vec<&SchemaObject> = objects
-        .iter()
-        .filter(|o| o.table == table && (o.kind == "table" || o.kind == "index"))
-        .collect();
-    v.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-    v
-}
-
 /// Why the snapshot cannot be backed up as an incremental on top of the
 /// chain whose full backup is `full`, if it cannot.
 pub(crate) fn incremental_blocker(
+    engine: &dyn Engine,
     snapshot: &dyn ChangeSnapshot,
     full: &Manifest,
     full_id: &str,
@@ -270,9 +258,9 @@ pub(crate) fn incremental_blocker(
         };
         let shape = |t: &Table| {
             (
-                t.kind.clone(),
+                t.kind,
                 t.primary_key.clone(),
-                t.rowid_column.clone(),
+                t.hidden_key.clone(),
                 t.columns
                     .iter()
                     .map(|c| (c.name.clone(), c.declared_type.clone(), c.nullable))
@@ -280,8 +268,8 @@ pub(crate) fn incremental_blocker(
             )
         };
         if shape(before) != shape(table)
-            || shaping_objects(&full.objects, &table.name)
-                != shaping_objects(&catalog.objects, &table.name)
+            || engine.shape(&full.objects, &table.name)
+                != engine.shape(&catalog.objects, &table.name)
         {
             return Some(format!(
                 "the schema of table '{}' differs from the chain's full backup {full_id}; take a full backup",
@@ -444,7 +432,7 @@ fn write_backup(
                     m.path = format!("{DELETED_DIR}/{}", m.path);
                 }
             }
-            table.kind = DELETED_KIND.to_string();
+            table.kind = TableKind::Deleted;
         }
         table.parts = parts;
         tables.push(table);
@@ -465,6 +453,7 @@ fn write_backup(
             engine: engine.to_string(),
             engine_version: catalog.engine_version,
             database: catalog.database,
+            position: None,
         },
         settings: catalog.settings,
         objects: catalog.objects,

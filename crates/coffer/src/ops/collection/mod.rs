@@ -24,13 +24,12 @@ pub mod repo;
 pub mod restore;
 
 use crate::datafile::WriteOptions;
-use crate::engine::{ChangeCapture, CollectionRecord, Engine};
+use crate::engine::{Address, ChangeCapture, CollectionRecord, Engine};
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{ArchiveKind, Manifest, Table};
+use crate::manifest::{ArchiveKind, Manifest, Table, TableKind};
 use crate::progress::Cancel;
 use crate::store::{Store, StoreOptions, is_local};
 
-use self::backup::DELETED_KIND;
 use self::lock::{LockInfo, RepoLock};
 use self::repo::{CollectionInfo, collection_store};
 
@@ -107,7 +106,7 @@ pub fn table_changes(m: &Manifest) -> Vec<(String, u64, u64)> {
                 out.len() - 1
             }
         };
-        if t.kind == DELETED_KIND {
+        if t.kind == TableKind::Deleted {
             out[i].2 += t.rows;
         } else {
             out[i].1 += t.rows;
@@ -176,21 +175,16 @@ pub(crate) fn capture_of(engine: &dyn Engine) -> Result<&dyn ChangeCapture> {
     })
 }
 
-/// The default repository of a database: a directory beside it.
-pub fn default_repository(db: &str) -> String {
-    format!("{db}.backups")
-}
-
 /// The repository of a collection of `db`, recorded or default.
 pub(crate) fn repository(
-    db: &str,
+    db: &Address,
     recorded: Option<&str>,
     options: &StoreOptions,
     create: bool,
 ) -> Result<Store> {
     let location = recorded
         .map(str::to_string)
-        .unwrap_or_else(|| default_repository(db));
+        .unwrap_or_else(|| db.default_repository().to_string());
     if create {
         Store::create(&location, options)
     } else {
@@ -203,9 +197,17 @@ pub(crate) fn repository(
 /// collection `name`, or, with no name, the one all of its collections
 /// share. Fails with a sentence when `db` has no such collection or its
 /// collections use several repositories.
-pub fn repository_of_database(engine: &dyn Engine, db: &str, name: Option<&str>) -> Result<String> {
-    let records = capture_of(engine)?.collections(db)?;
-    let location = |r: &CollectionRecord| r.repo.clone().unwrap_or_else(|| default_repository(db));
+pub fn repository_of_database(
+    engine: &dyn Engine,
+    db: &Address,
+    name: Option<&str>,
+) -> Result<String> {
+    let records = capture_of(engine)?.collections(db.location())?;
+    let location = |r: &CollectionRecord| {
+        r.repo
+            .clone()
+            .unwrap_or_else(|| db.default_repository().to_string())
+    };
     match name {
         Some(name) => records
             .iter()
@@ -222,7 +224,7 @@ pub fn repository_of_database(engine: &dyn Engine, db: &str, name: Option<&str>)
             locations.sort();
             locations.dedup();
             match locations.len() {
-                0 => Ok(default_repository(db)),
+                0 => Ok(db.default_repository().to_string()),
                 1 => Ok(locations.remove(0)),
                 _ => Err(Error::invalid(format!(
                     "the collections of {db} use {} repositories ({}); name one with --repo",
@@ -258,7 +260,7 @@ pub struct CreateReport {
 /// repository.
 pub async fn create(
     engine: &dyn Engine,
-    db: &str,
+    db: &Address,
     name: &str,
     tables: &[String],
     options: &CreateOptions,
@@ -290,8 +292,8 @@ pub async fn create(
         last_backup: None,
         pending: None,
     };
-    capture.install(db, &record)?;
-    let info = CollectionInfo::of(&record, engine.name(), db);
+    capture.install(db.location(), &record)?;
+    let info = CollectionInfo::of(&record, engine.name(), db.database());
     let written = async {
         let repo = repository(db, recorded.as_deref(), &options.store, true)?;
         let store = collection_store(&repo, name);
@@ -316,7 +318,7 @@ pub async fn create(
             repository: url,
         }),
         Err(e) => {
-            if let Err(undo) = capture.remove(db, name) {
+            if let Err(undo) = capture.remove(db.location(), name) {
                 tracing::warn!(error = %undo, "could not undo the change capture just installed");
             }
             Err(e)
@@ -351,14 +353,14 @@ pub struct DropReport {
 /// from the repository.
 pub async fn drop_collection(
     engine: &dyn Engine,
-    db: &str,
+    db: &Address,
     name: &str,
     options: &DropOptions,
 ) -> Result<DropReport> {
     repo::check_name(name)?;
     let capture = capture_of(engine)?;
     let record = capture
-        .collections(db)?
+        .collections(db.location())?
         .into_iter()
         .find(|r| r.name == name)
         .ok_or_else(|| {
@@ -393,7 +395,7 @@ pub async fn drop_collection(
             }
         }
     }
-    capture.remove(db, name)?;
+    capture.remove(db.location(), name)?;
     Ok(DropReport {
         tables: record.tables,
         purged,
@@ -565,5 +567,5 @@ pub async fn show(repo: &Store, name: &str) -> Result<CollectionDetails> {
 
 /// The tables of a collection's full backup (without deleted-key entries).
 pub fn data_tables(m: &Manifest) -> impl Iterator<Item = &Table> {
-    m.tables.iter().filter(|t| t.kind != DELETED_KIND)
+    m.tables.iter().filter(|t| t.kind != TableKind::Deleted)
 }

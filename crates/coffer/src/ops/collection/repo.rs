@@ -45,18 +45,20 @@ pub struct CollectionInfo {
 }
 
 impl CollectionInfo {
-    /// The description of the collection `record` of the database `db`.
-    pub fn of(record: &crate::engine::CollectionRecord, engine: &str, db: &str) -> CollectionInfo {
+    /// The description of the collection `record` of the database named
+    /// `database` (as [`crate::engine::Address::database`] gives it).
+    pub fn of(
+        record: &crate::engine::CollectionRecord,
+        engine: &str,
+        database: &str,
+    ) -> CollectionInfo {
         CollectionInfo {
             format: COLLECTION_FORMAT.to_string(),
             format_version: 1,
             name: record.name.clone(),
             id: record.id.clone(),
             engine: engine.to_string(),
-            database: std::path::Path::new(db)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| db.to_string()),
+            database: database.to_string(),
             tables: record.tables.clone(),
             created_at: record.created_at.clone(),
         }

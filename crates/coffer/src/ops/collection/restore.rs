@@ -9,14 +9,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::backup::DELETED_KIND;
 use super::repo;
 use super::{CollectionRestoreOptions, CollectionRestoreReport, RestorePoint, capture_of};
 use crate::archive;
 use crate::datafile::read_part;
-use crate::engine::{DataBatch, Engine};
+use crate::engine::{Address, DataBatch, Engine};
 use crate::error::{Error, Result};
-use crate::manifest::{ArchiveKind, Manifest, Table};
+use crate::manifest::{ArchiveKind, Manifest, Table, TableKind};
 use crate::progress::Progress;
 use crate::store::Store;
 
@@ -101,12 +100,12 @@ pub async fn restore(
     engine: Arc<dyn Engine>,
     repo: &Store,
     name: &str,
-    target: &str,
+    target: &Address,
     options: CollectionRestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<CollectionRestoreReport> {
     let started = Instant::now();
-    crate::ops::refuse_target_inside(repo, engine.target_file(target), "restored")?;
+    crate::ops::refuse_target_inside(repo, target.file(), "restored")?;
     capture_of(engine.as_ref())?;
     let (store, info) = repo::require_info(repo, name).await?;
     if info.engine != engine.name() {
@@ -129,7 +128,7 @@ pub async fn restore(
     let base: Vec<&Table> = full
         .tables
         .iter()
-        .filter(|t| t.kind != DELETED_KIND)
+        .filter(|t| t.kind != TableKind::Deleted)
         .collect();
     for n in &options.tables {
         if !base.iter().any(|t| &t.name == n) {
@@ -187,7 +186,7 @@ pub async fn restore(
         })
     };
 
-    let target_owned = target.to_string();
+    let target_owned = target.location().to_string();
     let opts = options.clone();
     let (m, st, sel) = (manifests.clone(), steps.clone(), selected.clone());
     let archive_urls: Vec<String> = chain_ids.iter().map(|id| store.url_of(id)).collect();
@@ -237,7 +236,7 @@ fn plan(chain: &[(String, Manifest)], selected: &[Table], store: &Store) -> Resu
                 .filter(|(_, e)| e.name == table.name);
             let mut rows_entry = false;
             for (entry, e) in entries {
-                let action = match (a, e.kind == DELETED_KIND) {
+                let action = match (a, e.kind == TableKind::Deleted) {
                     (0, false) => Action::Load,
                     (0, true) => {
                         return Err(Error::corrupt(format!(
