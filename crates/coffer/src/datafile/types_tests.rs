@@ -844,3 +844,75 @@ fn side_entries_of_unknown_engines_or_malformed_values_are_damage() {
     let err = hide_shown(columns, vec![entry(None)], &t, "side").unwrap_err();
     assert!(err.message().contains("no column shows"), "{err}");
 }
+
+/// What pyarrow and DuckDB must find in the Parquet file of
+/// [`every_type`] (rows 3 to 5: Python's datetime cannot hold the
+/// extreme dates of rows 0 and 1).
+const READERS_CHECK: &str = r#"
+import sys, uuid, decimal, datetime
+import pyarrow.parquet as pq, duckdb
+path = sys.argv[1]
+t = pq.read_table(path)
+types = {f.name: str(f.type) for f in t.schema}
+want = {
+    "bool": "bool", "int16": "int16", "int32": "int32", "int64": "int64",
+    "float32": "float", "float64": "double", "utf8": "string", "binary": "binary",
+    "date": "date32[day]", "time": "time64[us]", "timestamp": "timestamp[us]",
+    "timestamptz": "timestamp[us, tz=UTC]", "decimal(10,2)": "decimal128(10, 2)",
+    "decimal(76,10)": "decimal256(76, 10)", "decimal": "string",
+    "interval": "struct<months: int32, days: int32, micros: int64>",
+    "uuid": "extension<arrow.uuid>", "json": "extension<arrow.json>",
+    "list<int32>": "list<item: int32>", "list<uuid>": "list<item: extension<arrow.uuid>>",
+    "list<list<int64>>": "list<item: list<item: int64>>",
+}
+for k, v in want.items():
+    assert types[k] == v, (k, types[k], v)
+row = lambda k, i: t.column(k)[i].as_py()
+assert row("uuid", 3) == uuid.UUID("00010203-0405-0607-0809-0a0b0c0d0e0f"), row("uuid", 3)
+assert row("json", 4) == "[]", row("json", 4)
+assert row("interval", 5) == {"months": 14, "days": 3, "micros": 14706500000}
+assert row("timestamptz", 3) == datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+assert row("time", 5) == datetime.time(12, 0)
+assert row("decimal(76,10)", 5) == decimal.Decimal("1E-10")
+assert row("decimal", 3) == "1" * 200
+assert row("list<list<int64>>", 3) == [[]]
+assert row("list<uuid>", 3) == [None, uuid.UUID(bytes=bytes([9] * 16))]
+assert row("float32", 3) == float("inf")
+c = duckdb.connect()
+described = {r[0]: r[1] for r in c.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()}
+for k, v in {"int16": "SMALLINT", "time": "TIME", "timestamptz": "TIMESTAMP WITH TIME ZONE",
+             "uuid": "UUID", "json": "JSON", "interval": 'STRUCT("months" INTEGER, "days" INTEGER, micros BIGINT)',
+             "list<uuid>": "UUID[]", "list<list<int64>>": "BIGINT[][]", "decimal(10,2)": "DECIMAL(10,2)"}.items():
+    assert described[k] == v, (k, described[k], v)
+got = c.execute(f"SELECT uuid, interval, \"list<uuid>\" FROM read_parquet('{path}') LIMIT 1 OFFSET 3").fetchone()
+assert got[0] == uuid.UUID("00010203-0405-0607-0809-0a0b0c0d0e0f"), got
+assert got[1] == {"months": -1, "days": 3, "micros": -1}, got
+assert got[2] == [None, uuid.UUID(bytes=bytes([9] * 16))], got
+print("ok")
+"#;
+
+/// pyarrow and DuckDB read every type of a Parquet data file in its
+/// standard type. Needs `python3` with pyarrow and duckdb (the CLI's
+/// interop test installs them); COFFER_SKIP_INTEROP=1 skips it.
+#[test]
+fn other_readers_see_every_type_as_its_standard_type() {
+    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("skipped: COFFER_SKIP_INTEROP=1");
+        return;
+    }
+    let (table, batch) = every_type();
+    let (_, files) = round_trip(&table, &batch, DataFormat::Parquet);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.parquet");
+    std::fs::write(&path, &files[0]).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-c", READERS_CHECK, path.to_str().unwrap()])
+        .output()
+        .expect("python3 runs (set COFFER_SKIP_INTEROP=1 where it cannot)");
+    assert!(
+        out.status.success() && out.stdout == b"ok\n",
+        "pyarrow/DuckDB check failed (set COFFER_SKIP_INTEROP=1 where they are not installed): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
