@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, Float64Array, Int64Array, StringArray};
-use coffer::engine::{DataBatch, RawValue, Restorer, Skipped};
+use coffer::engine::{DataBatch, RawValue, Restorer, Skipped, SqliteValue};
 use coffer::manifest::{Manifest, SchemaObject, Table};
 use coffer::progress::{Cancel, Progress};
 use coffer::{Error, ErrorKind};
@@ -441,10 +441,17 @@ pub(crate) fn execute_rows(
         for (i, col) in columns.iter().enumerate() {
             let value = match misfits.next_if(|m| m.row == row as u64 && m.column == i as u32) {
                 Some(m) => match &m.value {
-                    RawValue::Integer(v) => ValueRef::Integer(*v),
-                    RawValue::Real(v) => ValueRef::Real(*v),
-                    RawValue::Text(v) => ValueRef::Text(v),
-                    RawValue::Blob(v) => ValueRef::Blob(v),
+                    RawValue::Sqlite(SqliteValue::Integer(v)) => ValueRef::Integer(*v),
+                    RawValue::Sqlite(SqliteValue::Real(v)) => ValueRef::Real(*v),
+                    RawValue::Sqlite(SqliteValue::Text(v)) => ValueRef::Text(v),
+                    RawValue::Sqlite(SqliteValue::Blob(v)) => ValueRef::Blob(v),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "row {} of table '{table}' holds a {} value that no SQLite column can take ({other:?}); restore it into its own engine",
+                            row + 1,
+                            other.engine()
+                        )));
+                    }
                 },
                 None => col.value(row),
             };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::builder::{BinaryBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use coffer::datafile::arrow_schema;
-use coffer::engine::{Catalog, DataBatch, Misfit, RawValue, Snapshot, SnapshotPoint};
+use coffer::engine::{Catalog, DataBatch, Misfit, Snapshot, SnapshotPoint, SqliteValue};
 use coffer::manifest::{LogicalType, Table};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -178,20 +178,21 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(t: LogicalType) -> Builder {
-        match t {
+    fn new(t: &LogicalType) -> Builder {
+        // SQLite's catalog gives only the four plain types; exports scan
+        // with the plain ones (see coffer::portable).
+        match t.plain() {
             LogicalType::Int64 => Builder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
             LogicalType::Float64 => Builder::Float(Float64Builder::with_capacity(BATCH_ROWS)),
-            LogicalType::Utf8 => Builder::Text(StringBuilder::new()),
             LogicalType::Binary => Builder::Bin(BinaryBuilder::new()),
-            // SQLite's catalog never gives the portable types; exports scan
-            // with the plain ones (see coffer::portable).
-            t => Builder::new(t.plain()),
+            // Text, and any type SQLite does not have: every value that is
+            // not text then travels as a misfit, exactly.
+            _ => Builder::Text(StringBuilder::new()),
         }
     }
 
     /// Append `v`; returns the bytes added, or the value as a misfit.
-    fn append(&mut self, v: ValueRef<'_>) -> std::result::Result<usize, RawValue> {
+    fn append(&mut self, v: ValueRef<'_>) -> std::result::Result<usize, SqliteValue> {
         match (self, v) {
             (Builder::Int(b), ValueRef::Integer(i)) => b.append_value(i),
             (Builder::Float(b), ValueRef::Real(f)) => b.append_value(f),
@@ -202,7 +203,7 @@ impl Builder {
                 }
                 Err(_) => {
                     b.append_null();
-                    return Err(RawValue::Text(t.to_vec()));
+                    return Err(SqliteValue::Text(t.to_vec()));
                 }
             },
             (Builder::Bin(b), ValueRef::Blob(x)) => {
@@ -213,10 +214,10 @@ impl Builder {
             (b, other) => {
                 b.append_null();
                 return Err(match other {
-                    ValueRef::Integer(i) => RawValue::Integer(i),
-                    ValueRef::Real(f) => RawValue::Real(f),
-                    ValueRef::Text(t) => RawValue::Text(t.to_vec()),
-                    ValueRef::Blob(x) => RawValue::Blob(x.to_vec()),
+                    ValueRef::Integer(i) => SqliteValue::Integer(i),
+                    ValueRef::Real(f) => SqliteValue::Real(f),
+                    ValueRef::Text(t) => SqliteValue::Text(t.to_vec()),
+                    ValueRef::Blob(x) => SqliteValue::Blob(x.to_vec()),
                     ValueRef::Null => unreachable!("handled above"),
                 });
             }
@@ -321,7 +322,7 @@ impl SqliteSnapshot {
         let mut builders: Vec<Builder> = table
             .columns
             .iter()
-            .map(|c| Builder::new(c.logical_type))
+            .map(|c| Builder::new(&c.logical_type))
             .collect();
         let mut misfits = Vec::new();
         let mut rows_in_batch = 0usize;
@@ -343,13 +344,13 @@ impl SqliteSnapshot {
                     Ok(n) => bytes += n,
                     Err(value) => {
                         bytes += match &value {
-                            RawValue::Text(t) | RawValue::Blob(t) => t.len(),
+                            SqliteValue::Text(t) | SqliteValue::Blob(t) => t.len(),
                             _ => 8,
                         };
                         misfits.push(Misfit {
                             row: rows_in_batch as u64,
                             column: i as u32,
-                            value,
+                            value: value.into(),
                         });
                     }
                 }

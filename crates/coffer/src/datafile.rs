@@ -1,11 +1,21 @@
 //! Data files: tables as Parquet parts, with a side file for misfit values.
 //!
 //! A table's rows are written to `tables/<segment>/part-NNNNN.parquet`,
-//! split when a part reaches the configured size. Values whose storage
-//! class differs from their column's logical type (see
-//! [`crate::engine::Misfit`]) are noted in the part's side file
-//! `misfits/<segment>/part-NNNNN.parquet`, a Parquet file of `(row UInt64,
-//! column UInt32, class UInt8, value Binary NULL)`:
+//! split when a part reaches the configured size. Values that do not fit
+//! their column's logical type (see [`crate::engine::Misfit`]) are noted in
+//! the part's side file `misfits/<segment>/part-NNNNN.parquet`, a Parquet
+//! file of `(row UInt64, column UInt32, engine Utf8, class UInt8, value
+//! Binary NULL)`: `engine` names whose value classes `class` counts
+//! (format version 3; see [`RawValue`]):
+//!
+//! * `sqlite`: 1 integer (`value` 8 bytes little-endian), 2 real (the
+//!   double's 8 bytes little-endian), 3 text (its bytes, not necessarily
+//!   UTF-8), 4 blob;
+//! * `postgres`: 1 numeric `NaN`, 2 `infinity`, 3 `-infinity` (`value`
+//!   empty; the column's type says of which type), 4 the value in
+//!   PostgreSQL's text form.
+//!
+//! For SQLite's values:
 //!
 //! * a value the column's type holds exactly (the integer 18 in a `float64`
 //!   column as 18.0, the integer 7 in a `utf8` column as `7`, text in a
@@ -15,11 +25,15 @@
 //!   text that is not UTF-8) is NULL in the column, and its entry carries
 //!   the value's bytes.
 //!
+//! Other engines' values are always NULL in the column, with their bytes in
+//! the entry.
+//!
 //! So other readers see every value their column type can show, and coffer
 //! restores exact values and storage classes. In memory
 //! ([`DataBatch`]) a misfit is always NULL in its column and carries its
 //! value; [`show_misfits`] and [`hide_shown`] convert at the file boundary.
-//! Archives of format version 1 have entries with values only, which read
+//! Side files of format versions 1 and 2 have no `engine` column: every
+//! entry is SQLite's. Version 1 has entries with values only, which read
 //! the same way.
 
 use std::sync::Arc;
@@ -41,13 +55,15 @@ use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tokio::runtime::Handle;
 
-use crate::engine::{DataBatch, Misfit, RawValue};
+use crate::engine::{DataBatch, Misfit, PostgresValue, RawValue, SqliteValue};
 use crate::error::{Error, Result};
 use crate::manifest::{DataFormat, LogicalType, Part, Table, path_segment};
 use crate::store::Store;
 use crate::upload::{Pending, Upload};
 
 pub mod csv;
+#[cfg(test)]
+mod types_tests;
 
 /// Compression of data files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,16 +128,51 @@ impl Default for WriteOptions {
     }
 }
 
-/// The Arrow type that carries a logical type.
-pub fn arrow_type(t: LogicalType) -> DataType {
+/// The Arrow type that carries a logical type (see docs/FORMAT.md).
+pub fn arrow_type(t: &LogicalType) -> DataType {
+    use arrow_schema::TimeUnit::Microsecond;
     match t {
+        LogicalType::Bool => DataType::Boolean,
+        LogicalType::Int16 => DataType::Int16,
+        LogicalType::Int32 => DataType::Int32,
         LogicalType::Int64 => DataType::Int64,
+        LogicalType::Float32 => DataType::Float32,
         LogicalType::Float64 => DataType::Float64,
-        LogicalType::Utf8 => DataType::Utf8,
+        LogicalType::Utf8 | LogicalType::DecimalText | LogicalType::Json => DataType::Utf8,
         LogicalType::Binary => DataType::Binary,
         LogicalType::Date => DataType::Date32,
-        LogicalType::Timestamp => DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None),
-        LogicalType::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
+        LogicalType::Time => DataType::Time64(Microsecond),
+        LogicalType::Timestamp => DataType::Timestamp(Microsecond, None),
+        LogicalType::TimestampTz => DataType::Timestamp(Microsecond, Some("UTC".into())),
+        LogicalType::Decimal { precision, scale } if *precision <= 38 => {
+            DataType::Decimal128(*precision, *scale)
+        }
+        LogicalType::Decimal { precision, scale } => DataType::Decimal256(*precision, *scale),
+        LogicalType::Interval => DataType::Struct(interval_fields()),
+        LogicalType::Uuid => DataType::FixedSizeBinary(16),
+        LogicalType::List(element) => DataType::List(Arc::new(arrow_field("item", element))),
+    }
+}
+
+/// The fields of the Arrow struct that carries an interval: `months`
+/// Int32, `days` Int32, `micros` Int64.
+pub fn interval_fields() -> arrow_schema::Fields {
+    arrow_schema::Fields::from(vec![
+        Field::new("months", DataType::Int32, true),
+        Field::new("days", DataType::Int32, true),
+        Field::new("micros", DataType::Int64, true),
+    ])
+}
+
+/// The nullable Arrow field named `name` of logical type `t`, with the
+/// canonical extension type (`arrow.uuid`, `arrow.json`) that gives its
+/// Parquet logical type (UUID, JSON).
+pub fn arrow_field(name: &str, t: &LogicalType) -> Field {
+    let field = Field::new(name, arrow_type(t), true);
+    match t {
+        LogicalType::Uuid => field.with_extension_type(arrow_schema::extension::Uuid),
+        LogicalType::Json => field.with_extension_type(arrow_schema::extension::Json::default()),
+        _ => field,
     }
 }
 
@@ -132,21 +183,59 @@ pub fn arrow_schema(table: &Table) -> SchemaRef {
         table
             .columns
             .iter()
-            .map(|c| Field::new(&c.name, arrow_type(c.logical_type), true))
+            .map(|c| arrow_field(&c.name, &c.logical_type))
             .collect::<Vec<_>>(),
     ))
 }
 
-/// The schema of misfit side files; `value` is NULL where the column holds
-/// the value (format version 2; version 1 had no such entries and declared
-/// `value` not nullable).
+/// The schema of misfit side files (format version 3); `value` is NULL
+/// where the column holds the value.
 fn misfit_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("row", DataType::UInt64, false),
+        Field::new("column", DataType::UInt32, false),
+        Field::new("engine", DataType::Utf8, false),
+        Field::new("class", DataType::UInt8, false),
+        Field::new("value", DataType::Binary, true),
+    ]))
+}
+
+/// The schema of misfit side files of format versions 1 and 2, without
+/// `engine` (version 1 declared `value` not nullable: only names and types
+/// are compared).
+fn misfit_schema_v2() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("row", DataType::UInt64, false),
         Field::new("column", DataType::UInt32, false),
         Field::new("class", DataType::UInt8, false),
         Field::new("value", DataType::Binary, true),
     ]))
+}
+
+/// The engine whose value classes a side entry counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueEngine {
+    /// SQLite's storage classes.
+    Sqlite,
+    /// PostgreSQL's values that no logical type holds.
+    Postgres,
+}
+
+impl ValueEngine {
+    fn name(self) -> &'static str {
+        match self {
+            ValueEngine::Sqlite => "sqlite",
+            ValueEngine::Postgres => "postgres",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<ValueEngine> {
+        match name {
+            "sqlite" => Some(ValueEngine::Sqlite),
+            "postgres" => Some(ValueEngine::Postgres),
+            _ => None,
+        }
+    }
 }
 
 /// One entry of a misfit side file: the storage class of the value at
@@ -157,7 +246,9 @@ pub(crate) struct SideEntry {
     pub row: u64,
     /// Column index in the table's `columns`.
     pub column: u32,
-    /// 1 integer, 2 real, 3 text, 4 blob.
+    /// Whose value classes `class` counts.
+    pub engine: ValueEngine,
+    /// The value's class (see the module docs).
     pub class: u8,
     /// The value's bytes; `None` when the column holds the value.
     pub value: Option<Vec<u8>>,
@@ -205,42 +296,61 @@ pub fn real_text(x: f64) -> String {
 ///
 /// Anything else — text or blobs in numeric columns, blobs in text columns,
 /// text that is not UTF-8 — cannot be shown: the column holds NULL there.
-pub fn shown_as(t: LogicalType, v: &RawValue) -> Option<Shown> {
+pub fn shown_as(t: &LogicalType, v: &RawValue) -> Option<Shown> {
+    let RawValue::Sqlite(v) = v else {
+        return None;
+    };
     match (t, v) {
-        (LogicalType::Float64, RawValue::Integer(i)) => {
+        (LogicalType::Float64, SqliteValue::Integer(i)) => {
             let f = *i as f64;
             (f < TWO_POW_63 && f as i64 == *i).then_some(Shown::Float(f))
         }
-        (LogicalType::Int64, RawValue::Real(f)) => {
+        (LogicalType::Int64, SqliteValue::Real(f)) => {
             let ok = f.is_finite() && *f >= -TWO_POW_63 && *f < TWO_POW_63 && f.fract() == 0.0;
             let i = *f as i64;
             (ok && (i as f64).to_bits() == f.to_bits()).then_some(Shown::Int(i))
         }
-        (LogicalType::Utf8, RawValue::Integer(i)) => Some(Shown::Text(i.to_string())),
-        (LogicalType::Utf8, RawValue::Real(f)) => {
+        (LogicalType::Utf8, SqliteValue::Integer(i)) => Some(Shown::Text(i.to_string())),
+        (LogicalType::Utf8, SqliteValue::Real(f)) => {
             let text = real_text(*f);
             (text.parse::<f64>().ok().map(f64::to_bits) == Some(f.to_bits()))
                 .then_some(Shown::Text(text))
         }
-        (LogicalType::Binary, RawValue::Text(t)) => Some(Shown::Bytes(t.clone())),
+        (LogicalType::Binary, SqliteValue::Text(t)) => Some(Shown::Bytes(t.clone())),
         _ => None,
     }
 }
 
-fn class_of(v: &RawValue) -> u8 {
+fn class_of(v: &RawValue) -> (ValueEngine, u8) {
     match v {
-        RawValue::Integer(_) => CLASS_INTEGER,
-        RawValue::Real(_) => CLASS_REAL,
-        RawValue::Text(_) => CLASS_TEXT,
-        RawValue::Blob(_) => CLASS_BLOB,
+        RawValue::Sqlite(v) => (
+            ValueEngine::Sqlite,
+            match v {
+                SqliteValue::Integer(_) => CLASS_INTEGER,
+                SqliteValue::Real(_) => CLASS_REAL,
+                SqliteValue::Text(_) => CLASS_TEXT,
+                SqliteValue::Blob(_) => CLASS_BLOB,
+            },
+        ),
+        RawValue::Postgres(v) => (
+            ValueEngine::Postgres,
+            match v {
+                PostgresValue::NaN => PG_NAN,
+                PostgresValue::Infinity => PG_INFINITY,
+                PostgresValue::NegInfinity => PG_NEG_INFINITY,
+                PostgresValue::Text(_) => PG_TEXT,
+            },
+        ),
     }
 }
 
 fn value_bytes(v: RawValue) -> Vec<u8> {
     match v {
-        RawValue::Integer(i) => i.to_le_bytes().to_vec(),
-        RawValue::Real(f) => f.to_bits().to_le_bytes().to_vec(),
-        RawValue::Text(t) | RawValue::Blob(t) => t,
+        RawValue::Sqlite(SqliteValue::Integer(i)) => i.to_le_bytes().to_vec(),
+        RawValue::Sqlite(SqliteValue::Real(f)) => f.to_bits().to_le_bytes().to_vec(),
+        RawValue::Sqlite(SqliteValue::Text(t) | SqliteValue::Blob(t)) => t,
+        RawValue::Postgres(PostgresValue::Text(t)) => t,
+        RawValue::Postgres(_) => Vec::new(),
     }
 }
 
@@ -257,11 +367,11 @@ pub(crate) fn show_misfits(
     let mut shown: Vec<Vec<(usize, Shown)>> = vec![Vec::new(); table.columns.len()];
     let mut entries = Vec::with_capacity(batch.misfits.len());
     for m in batch.misfits {
-        let class = class_of(&m.value);
+        let (engine, class) = class_of(&m.value);
         let t = table
             .columns
             .get(m.column as usize)
-            .map(|c| c.logical_type)
+            .map(|c| &c.logical_type)
             .ok_or_else(|| Error::internal(format!("a misfit names column {}", m.column)))?;
         let value = match shown_as(t, &m.value) {
             Some(s) => {
@@ -273,6 +383,7 @@ pub(crate) fn show_misfits(
         entries.push(SideEntry {
             row: m.row,
             column: m.column,
+            engine,
             class,
             value,
         });
@@ -343,7 +454,14 @@ pub(crate) fn hide_shown(
         let i = e.column as usize;
         let row = e.row as usize;
         let value = match e.value {
-            Some(bytes) => decode_value(e.class, bytes).map_err(damaged)?,
+            Some(bytes) => decode_value(e.engine, e.class, bytes).map_err(damaged)?,
+            None if e.engine != ValueEngine::Sqlite => {
+                return Err(damaged(format!(
+                    "row {row} of column '{}' is said to show a {} value, which no column shows",
+                    table.columns[i].name,
+                    e.engine.name()
+                )));
+            }
             None => {
                 let array = columns.column(i);
                 if row >= array.len() || array.is_null(row) {
@@ -399,34 +517,16 @@ pub(crate) fn hide_shown(
 /// The value of class `class` that a column shows at `row` ([`shown_as`]
 /// in reverse), if it is one.
 fn shown_value(array: &dyn Array, row: usize, class: u8) -> Option<RawValue> {
-    let any = array.as_any();
-    let value = match (array.data_type(), class) {
-        (DataType::Float64, CLASS_INTEGER) => {
-            let f = any.downcast_ref::<Float64Array>()?.value(row);
-            RawValue::Integer(f as i64)
-        }
-        (DataType::Int64, CLASS_REAL) => {
-            RawValue::Real(any.downcast_ref::<Int64Array>()?.value(row) as f64)
-        }
-        (DataType::Utf8, CLASS_INTEGER) => {
-            RawValue::Integer(any.downcast_ref::<StringArray>()?.value(row).parse().ok()?)
-        }
-        (DataType::Utf8, CLASS_REAL) => {
-            RawValue::Real(any.downcast_ref::<StringArray>()?.value(row).parse().ok()?)
-        }
-        (DataType::Binary, CLASS_TEXT) => {
-            RawValue::Text(any.downcast_ref::<BinaryArray>()?.value(row).to_vec())
-        }
-        _ => return None,
-    };
-    // Only what a writer shows reads back: the same display again.
+    let value = shown_sqlite_value(array, row, class)?.into();
     let t = match array.data_type() {
         DataType::Float64 => LogicalType::Float64,
         DataType::Int64 => LogicalType::Int64,
         DataType::Utf8 => LogicalType::Utf8,
         _ => LogicalType::Binary,
     };
-    let again = shown_as(t, &value)?;
+    let any = array.as_any();
+    // Only what a writer shows reads back: the same display again.
+    let again = shown_as(&t, &value)?;
     let same = match (&again, array.data_type()) {
         (Shown::Float(f), DataType::Float64) => {
             any.downcast_ref::<Float64Array>()?.value(row).to_bits() == f.to_bits()
@@ -439,24 +539,73 @@ fn shown_value(array: &dyn Array, row: usize, class: u8) -> Option<RawValue> {
     same.then_some(value)
 }
 
-fn decode_value(class: u8, v: Vec<u8>) -> std::result::Result<RawValue, String> {
+/// The SQLite value of class `class` that a column shows at `row`.
+fn shown_sqlite_value(array: &dyn Array, row: usize, class: u8) -> Option<SqliteValue> {
+    let any = array.as_any();
+    let value = match (array.data_type(), class) {
+        (DataType::Float64, CLASS_INTEGER) => {
+            let f = any.downcast_ref::<Float64Array>()?.value(row);
+            SqliteValue::Integer(f as i64)
+        }
+        (DataType::Int64, CLASS_REAL) => {
+            SqliteValue::Real(any.downcast_ref::<Int64Array>()?.value(row) as f64)
+        }
+        (DataType::Utf8, CLASS_INTEGER) => {
+            SqliteValue::Integer(any.downcast_ref::<StringArray>()?.value(row).parse().ok()?)
+        }
+        (DataType::Utf8, CLASS_REAL) => {
+            SqliteValue::Real(any.downcast_ref::<StringArray>()?.value(row).parse().ok()?)
+        }
+        (DataType::Binary, CLASS_TEXT) => {
+            SqliteValue::Text(any.downcast_ref::<BinaryArray>()?.value(row).to_vec())
+        }
+        _ => return None,
+    };
+    Some(value)
+}
+
+fn decode_value(
+    engine: ValueEngine,
+    class: u8,
+    v: Vec<u8>,
+) -> std::result::Result<RawValue, String> {
+    if engine == ValueEngine::Postgres {
+        let empty = |value: PostgresValue| {
+            if v.is_empty() {
+                Ok(RawValue::Postgres(value))
+            } else {
+                Err(format!("a PostgreSQL value of class {class} with bytes"))
+            }
+        };
+        return match class {
+            PG_NAN => empty(PostgresValue::NaN),
+            PG_INFINITY => empty(PostgresValue::Infinity),
+            PG_NEG_INFINITY => empty(PostgresValue::NegInfinity),
+            PG_TEXT => Ok(RawValue::Postgres(PostgresValue::Text(v))),
+            c => Err(format!("unknown PostgreSQL value class {c}")),
+        };
+    }
     let fixed = |v: &[u8]| -> std::result::Result<[u8; 8], String> {
         v.try_into()
             .map_err(|_| format!("a number of {} bytes", v.len()))
     };
-    Ok(match class {
-        CLASS_INTEGER => RawValue::Integer(i64::from_le_bytes(fixed(&v)?)),
-        CLASS_REAL => RawValue::Real(f64::from_bits(u64::from_le_bytes(fixed(&v)?))),
-        CLASS_TEXT => RawValue::Text(v),
-        CLASS_BLOB => RawValue::Blob(v),
+    Ok(RawValue::Sqlite(match class {
+        CLASS_INTEGER => SqliteValue::Integer(i64::from_le_bytes(fixed(&v)?)),
+        CLASS_REAL => SqliteValue::Real(f64::from_bits(u64::from_le_bytes(fixed(&v)?))),
+        CLASS_TEXT => SqliteValue::Text(v),
+        CLASS_BLOB => SqliteValue::Blob(v),
         c => return Err(format!("unknown value class {c}")),
-    })
+    }))
 }
 
 const CLASS_INTEGER: u8 = 1;
 const CLASS_REAL: u8 = 2;
 const CLASS_TEXT: u8 = 3;
 const CLASS_BLOB: u8 = 4;
+const PG_NAN: u8 = 1;
+const PG_INFINITY: u8 = 2;
+const PG_NEG_INFINITY: u8 = 3;
+const PG_TEXT: u8 = 4;
 
 fn writer_properties(compression: Compression) -> WriterProperties {
     let c = match compression {
@@ -680,11 +829,13 @@ pub(crate) fn write_misfit_file(
 fn misfit_batch(entries: &[SideEntry]) -> RecordBatch {
     let mut rows = UInt64Builder::with_capacity(entries.len());
     let mut cols = UInt32Builder::with_capacity(entries.len());
+    let mut engines = StringBuilder::with_capacity(entries.len(), entries.len() * 6);
     let mut classes = UInt8Builder::with_capacity(entries.len());
     let mut values = BinaryBuilder::new();
     for e in entries {
         rows.append_value(e.row);
         cols.append_value(e.column);
+        engines.append_value(e.engine.name());
         classes.append_value(e.class);
         values.append_option(e.value.as_deref());
     }
@@ -693,6 +844,7 @@ fn misfit_batch(entries: &[SideEntry]) -> RecordBatch {
         vec![
             Arc::new(rows.finish()),
             Arc::new(cols.finish()),
+            Arc::new(engines.finish()),
             Arc::new(classes.finish()),
             Arc::new(values.finish()),
         ],
@@ -713,37 +865,65 @@ fn read_misfits(data: Bytes, origin: &str, columns: usize) -> Result<Vec<SideEnt
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| damaged(e.to_string()))?;
-        // Version 1 declared `value` not nullable; the names and types are
-        // what matter.
-        let same = batch.schema().fields().len() == 4
-            && batch
-                .schema()
-                .fields()
-                .iter()
-                .zip(misfit_schema().fields())
-                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-        if !same {
+        // Format 3 names each entry's engine; versions 1 and 2 have no
+        // `engine` column (every entry is SQLite's). Version 1 declared
+        // `value` not nullable: the names and types are what matter.
+        let matches = |expected: SchemaRef| {
+            batch.schema().fields().len() == expected.fields().len()
+                && batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(expected.fields())
+                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
+        };
+        let (engines, first) = if matches(misfit_schema()) {
+            (batch.column(2).as_any().downcast_ref::<StringArray>(), 3)
+        } else if matches(misfit_schema_v2()) {
+            (None, 2)
+        } else {
             return Err(damaged("unexpected columns".into()));
-        }
+        };
         let rows = batch.column(0).as_any().downcast_ref::<UInt64Array>();
         let cols = batch.column(1).as_any().downcast_ref::<UInt32Array>();
-        let classes = batch.column(2).as_any().downcast_ref::<UInt8Array>();
-        let values = batch.column(3).as_any().downcast_ref::<BinaryArray>();
+        let classes = batch.column(first).as_any().downcast_ref::<UInt8Array>();
+        let values = batch
+            .column(first + 1)
+            .as_any()
+            .downcast_ref::<BinaryArray>();
         let (Some(rows), Some(cols), Some(classes), Some(values)) = (rows, cols, classes, values)
         else {
             return Err(damaged("unexpected column types".into()));
         };
         for i in 0..batch.num_rows() {
+            let engine = match engines {
+                None => ValueEngine::Sqlite,
+                Some(names) => ValueEngine::from_name(names.value(i)).ok_or_else(|| {
+                    damaged(format!("values of an unknown engine '{}'", names.value(i)))
+                })?,
+            };
             let class = classes.value(i);
-            if !(CLASS_INTEGER..=CLASS_BLOB).contains(&class) {
-                return Err(damaged(format!("unknown value class {class}")));
-            }
             let value = values.is_valid(i).then(|| values.value(i).to_vec());
-            if let Some(v) = &value
-                && class <= CLASS_REAL
-                && v.len() != 8
-            {
-                return Err(damaged(format!("a number of {} bytes", v.len())));
+            match engine {
+                ValueEngine::Sqlite => {
+                    if !(CLASS_INTEGER..=CLASS_BLOB).contains(&class) {
+                        return Err(damaged(format!("unknown value class {class}")));
+                    }
+                    if let Some(v) = &value
+                        && class <= CLASS_REAL
+                        && v.len() != 8
+                    {
+                        return Err(damaged(format!("a number of {} bytes", v.len())));
+                    }
+                }
+                ValueEngine::Postgres => {
+                    if !(PG_NAN..=PG_TEXT).contains(&class) {
+                        return Err(damaged(format!("unknown PostgreSQL value class {class}")));
+                    }
+                    if value.is_none() {
+                        return Err(damaged("a PostgreSQL value without its bytes".into()));
+                    }
+                }
             }
             let column = cols.value(i);
             if column as usize >= columns {
@@ -752,6 +932,7 @@ fn read_misfits(data: Bytes, origin: &str, columns: usize) -> Result<Vec<SideEnt
             out.push(SideEntry {
                 row: rows.value(i),
                 column,
+                engine,
                 class,
                 value,
             });
@@ -853,7 +1034,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, t)| Column {
                     name: format!("c{i}"),
-                    logical_type: *t,
+                    logical_type: t.clone(),
                     declared_type: String::new(),
                     nullable: true,
                     text_format: None,
@@ -869,38 +1050,44 @@ mod tests {
     #[test]
     fn only_exact_values_are_shown() {
         use LogicalType::*;
-        use RawValue::*;
-        assert_eq!(shown_as(Float64, &Integer(18)), Some(Shown::Float(18.0)));
+        use SqliteValue::*;
         assert_eq!(
-            shown_as(Float64, &Integer(1 << 53)),
+            shown_as(&Float64, &Integer(18).into()),
+            Some(Shown::Float(18.0))
+        );
+        assert_eq!(
+            shown_as(&Float64, &Integer(1 << 53).into()),
             Some(Shown::Float(9_007_199_254_740_992.0))
         );
-        assert_eq!(shown_as(Float64, &Integer((1 << 53) + 1)), None);
-        assert_eq!(shown_as(Float64, &Integer(i64::MAX)), None);
+        assert_eq!(shown_as(&Float64, &Integer((1 << 53) + 1).into()), None);
+        assert_eq!(shown_as(&Float64, &Integer(i64::MAX).into()), None);
         assert_eq!(
-            shown_as(Float64, &Integer(i64::MIN)),
+            shown_as(&Float64, &Integer(i64::MIN).into()),
             Some(Shown::Float(-TWO_POW_63))
         );
-        assert_eq!(shown_as(Int64, &Real(3.0)), Some(Shown::Int(3)));
-        assert_eq!(shown_as(Int64, &Real(-0.0)), None);
-        assert_eq!(shown_as(Int64, &Real(1.5)), None);
-        assert_eq!(shown_as(Int64, &Real(TWO_POW_63)), None);
-        assert_eq!(shown_as(Int64, &Real(f64::INFINITY)), None);
-        assert_eq!(shown_as(Utf8, &Integer(-7)), Some(Shown::Text("-7".into())));
+        assert_eq!(shown_as(&Int64, &Real(3.0).into()), Some(Shown::Int(3)));
+        assert_eq!(shown_as(&Int64, &Real(-0.0).into()), None);
+        assert_eq!(shown_as(&Int64, &Real(1.5).into()), None);
+        assert_eq!(shown_as(&Int64, &Real(TWO_POW_63).into()), None);
+        assert_eq!(shown_as(&Int64, &Real(f64::INFINITY).into()), None);
         assert_eq!(
-            shown_as(Utf8, &Real(18.0)),
+            shown_as(&Utf8, &Integer(-7).into()),
+            Some(Shown::Text("-7".into()))
+        );
+        assert_eq!(
+            shown_as(&Utf8, &Real(18.0).into()),
             Some(Shown::Text("18.0".into()))
         );
         assert_eq!(
-            shown_as(Utf8, &Real(1e300)),
+            shown_as(&Utf8, &Real(1e300).into()),
             Some(Shown::Text("1e300".into()))
         );
         assert_eq!(
-            shown_as(Utf8, &Real(f64::NEG_INFINITY)),
+            shown_as(&Utf8, &Real(f64::NEG_INFINITY).into()),
             Some(Shown::Text("-inf".into()))
         );
         assert_eq!(
-            shown_as(Binary, &Text(vec![0xff, 0])),
+            shown_as(&Binary, &Text(vec![0xff, 0]).into()),
             Some(Shown::Bytes(vec![0xff, 0]))
         );
         for (t, v) in [
@@ -911,7 +1098,7 @@ mod tests {
             (Binary, Integer(1)),
             (Date, Integer(1)),
         ] {
-            assert_eq!(shown_as(t, &v), None, "{t} {v:?}");
+            assert_eq!(shown_as(&t, &v.clone().into()), None, "{t} {v:?}");
         }
     }
 
@@ -935,37 +1122,37 @@ mod tests {
                 Misfit {
                     row: 0,
                     column: 0,
-                    value: RawValue::Integer(18),
+                    value: SqliteValue::Integer(18).into(),
                 },
                 Misfit {
                     row: 0,
                     column: 2,
-                    value: RawValue::Real(-0.0),
+                    value: SqliteValue::Real(-0.0).into(),
                 },
                 Misfit {
                     row: 0,
                     column: 3,
-                    value: RawValue::Text(b"t".to_vec()),
+                    value: SqliteValue::Text(b"t".to_vec()).into(),
                 },
                 Misfit {
                     row: 0,
                     column: 4,
-                    value: RawValue::Blob(vec![0xff]),
+                    value: SqliteValue::Blob(vec![0xff]).into(),
                 },
                 Misfit {
                     row: 1,
                     column: 1,
-                    value: RawValue::Real(2.5),
+                    value: SqliteValue::Real(2.5).into(),
                 },
                 Misfit {
                     row: 2,
                     column: 0,
-                    value: RawValue::Text(b"n/a".to_vec()),
+                    value: SqliteValue::Text(b"n/a".to_vec()).into(),
                 },
                 Misfit {
                     row: 2,
                     column: 1,
-                    value: RawValue::Real(4.0),
+                    value: SqliteValue::Real(4.0).into(),
                 },
             ],
         };
@@ -1023,6 +1210,7 @@ mod tests {
             let entry = SideEntry {
                 row,
                 column: 0,
+                engine: ValueEngine::Sqlite,
                 class: CLASS_INTEGER,
                 value: None,
             };

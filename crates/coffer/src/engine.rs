@@ -16,10 +16,22 @@ use crate::error::Result;
 use crate::manifest::{Manifest, SchemaObject, Table};
 use crate::progress::{Cancel, Progress};
 
-/// A value in its engine-native storage class, for values that do not fit
-/// their column's logical type.
+/// A value that does not fit its column's logical type, in the value
+/// class of the engine it came from: the misfit side file records the
+/// engine and the class (see [`crate::datafile`]), so that every engine's
+/// awkward values travel exactly and a restore into another engine knows
+/// what it is given.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawValue {
+    /// A value in one of SQLite's storage classes.
+    Sqlite(SqliteValue),
+    /// A PostgreSQL value that its column's logical type cannot hold.
+    Postgres(PostgresValue),
+}
+
+/// A value in one of SQLite's four storage classes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqliteValue {
     /// A 64-bit integer.
     Integer(i64),
     /// A double.
@@ -28,6 +40,62 @@ pub enum RawValue {
     Text(Vec<u8>),
     /// Bytes.
     Blob(Vec<u8>),
+}
+
+/// A PostgreSQL value that its column's logical type cannot hold. Which
+/// type it is a value of is the column's: `Infinity` in a `date` column is
+/// the date `infinity`, in a `decimal` column the numeric `Infinity`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PostgresValue {
+    /// `NaN` of `numeric`.
+    NaN,
+    /// `infinity` of `numeric`, `date`, `timestamp` or `timestamptz`.
+    Infinity,
+    /// `-infinity` of `numeric`, `date`, `timestamp` or `timestamptz`.
+    NegInfinity,
+    /// Any other value as PostgreSQL's text output of it (what `COPY ... TO`
+    /// writes), which its input function reads back as the same value.
+    Text(Vec<u8>),
+}
+
+impl From<SqliteValue> for RawValue {
+    fn from(v: SqliteValue) -> RawValue {
+        RawValue::Sqlite(v)
+    }
+}
+
+impl From<PostgresValue> for RawValue {
+    fn from(v: PostgresValue) -> RawValue {
+        RawValue::Postgres(v)
+    }
+}
+
+impl RawValue {
+    /// The value as a SQLite value, if it is one.
+    pub fn as_sqlite(&self) -> Option<&SqliteValue> {
+        match self {
+            RawValue::Sqlite(v) => Some(v),
+            RawValue::Postgres(_) => None,
+        }
+    }
+
+    /// The name of the engine whose value this is, as manifests name
+    /// engines (`sqlite`, `postgres`).
+    pub fn engine(&self) -> &'static str {
+        match self {
+            RawValue::Sqlite(_) => "sqlite",
+            RawValue::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Bytes the value holds on the heap (for memory accounting).
+    pub fn heap_size(&self) -> usize {
+        match self {
+            RawValue::Sqlite(SqliteValue::Text(b) | SqliteValue::Blob(b))
+            | RawValue::Postgres(PostgresValue::Text(b)) => b.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// A value that does not fit its column's logical type. The column holds
@@ -63,10 +131,7 @@ impl DataBatch {
             + self
                 .misfits
                 .iter()
-                .map(|m| match &m.value {
-                    RawValue::Text(b) | RawValue::Blob(b) => b.len() + 24,
-                    _ => 24,
-                })
+                .map(|m| m.value.heap_size() + 24)
                 .sum::<usize>()
     }
 }

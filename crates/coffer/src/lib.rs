@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod codec;
 pub mod datafile;
 pub mod engine;
 pub mod error;

@@ -13,13 +13,15 @@ use crate::error::{Error, Result};
 pub const MANIFEST: &str = "manifest.json";
 /// The name of the checksum list, readable by `sha256sum -c`.
 pub const SHA256SUMS: &str = "SHA256SUMS";
-/// The archive format version this build writes. Version 2 puts every value a column's type can hold exactly in the column, with
-/// only its storage class in the misfit side file (see
-/// [`crate::datafile`]), and writes CSV with `""` for empty text and `\x`
-/// hex for bytes.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest archive format version this build reads: version 1 archives
-/// read, restore and import exactly as before.
+/// The archive format version this build writes. Version 3 names the
+/// engine of every value in the misfit side file (see [`crate::datafile`])
+/// and has the engine-neutral types of [`LogicalType`]; version 2 put
+/// every value a column's type can hold exactly in the column, with only
+/// its storage class in the misfit side file, and wrote CSV with `""` for
+/// empty text and `\x` hex for bytes.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest archive format version this build reads: version 1 and 2
+/// archives read, restore and import exactly as before.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The value of the `format` field, to recognise a coffer manifest.
 pub const FORMAT_NAME: &str = "coffer-archive";
@@ -51,46 +53,96 @@ pub enum DataFormat {
 
 /// The engine-neutral type of a column's values in the data files.
 ///
-/// In `manifest.json` a type is a string: `int64`, `float64`, `utf8`,
-/// `binary`, `date`, `timestamp` or `decimal(P,S)`. Backups of SQLite use
-/// only the first four; exports also use the others where the source
-/// declares them and every value converts losslessly (see
-/// [`crate::portable`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// In `manifest.json` a type is a string (see docs/FORMAT.md for the Arrow,
+/// Parquet and CSV form of each): `bool`, `int16`, `int32`, `int64`,
+/// `float32`, `float64`, `decimal(P,S)`, `decimal`, `date`, `time`,
+/// `timestamp`, `timestamptz`, `interval`, `uuid`, `json`, `utf8`,
+/// `binary`, and `list<T>` of any of these (lists nest). Backups of SQLite
+/// use only `int64`, `float64`, `utf8` and `binary`; its exports also use
+/// `date`, `timestamp` and `decimal(P,S)` where the source declares them and
+/// every value converts losslessly (see [`crate::portable`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum LogicalType {
+    /// A boolean (Parquet BOOLEAN).
+    Bool,
+    /// 16-bit signed integer (Parquet INT32, INT(16, signed)).
+    Int16,
+    /// 32-bit signed integer (Parquet INT32).
+    Int32,
     /// 64-bit signed integer (Parquet INT64).
     Int64,
+    /// IEEE 754 single (Parquet FLOAT).
+    Float32,
     /// IEEE 754 double (Parquet DOUBLE).
     Float64,
-    /// UTF-8 text (Parquet BYTE_ARRAY, UTF8).
+    /// UTF-8 text (Parquet BYTE_ARRAY, STRING).
     Utf8,
     /// Bytes (Parquet BYTE_ARRAY).
     Binary,
     /// A calendar date (Parquet DATE, days since 1970-01-01).
     Date,
+    /// A time of day in microseconds since midnight, without time zone
+    /// (Parquet TIME(MICROS, isAdjustedToUTC=false)); 24:00:00 is allowed.
+    Time,
     /// A date and time of day without time zone (Parquet TIMESTAMP, micros,
     /// not adjusted to UTC).
     Timestamp,
-    /// A fixed-point decimal (Parquet DECIMAL).
+    /// An instant: microseconds since 1970-01-01 00:00:00 UTC (Parquet
+    /// TIMESTAMP(MICROS, isAdjustedToUTC=true), Arrow time zone `UTC`).
+    TimestampTz,
+    /// A fixed-point decimal (Parquet DECIMAL; Arrow Decimal128 up to 38
+    /// digits, Decimal256 up to 76).
     Decimal {
-        /// Total significant digits, 1 to 38.
+        /// Total significant digits, 1 to [`MAX_DECIMAL_PRECISION`].
         precision: u8,
         /// Digits after the point, 0 to `precision`.
         scale: i8,
     },
+    /// A decimal number of any precision and scale (PostgreSQL's
+    /// unconstrained `numeric`, or one beyond 76 digits or with a scale
+    /// outside 0 to its precision): exact decimal text in a Parquet STRING
+    /// column, `-?D+(.D+)?` with the digits as the source had them.
+    DecimalText,
+    /// A calendar interval of months, days and microseconds, each signed
+    /// and kept apart (PostgreSQL `interval`): a Parquet group of `months`
+    /// INT32, `days` INT32, `micros` INT64 (Parquet's own INTERVAL type has
+    /// only milliseconds, and parquet-rs cannot write Arrow's
+    /// month-day-nano intervals).
+    Interval,
+    /// A UUID (Parquet FIXED_LEN_BYTE_ARRAY(16), UUID; Arrow extension
+    /// `arrow.uuid`).
+    Uuid,
+    /// JSON text (Parquet BYTE_ARRAY, JSON; Arrow extension `arrow.json`).
+    Json,
+    /// A list of values of one type, any of them NULL (Parquet LIST).
+    List(Box<LogicalType>),
 }
+
+/// The most digits a `decimal(P,S)` column has (Arrow Decimal256).
+pub const MAX_DECIMAL_PRECISION: u8 = 76;
 
 impl std::fmt::Display for LogicalType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            LogicalType::Bool => f.write_str("bool"),
+            LogicalType::Int16 => f.write_str("int16"),
+            LogicalType::Int32 => f.write_str("int32"),
             LogicalType::Int64 => f.write_str("int64"),
+            LogicalType::Float32 => f.write_str("float32"),
             LogicalType::Float64 => f.write_str("float64"),
             LogicalType::Utf8 => f.write_str("utf8"),
             LogicalType::Binary => f.write_str("binary"),
             LogicalType::Date => f.write_str("date"),
+            LogicalType::Time => f.write_str("time"),
             LogicalType::Timestamp => f.write_str("timestamp"),
+            LogicalType::TimestampTz => f.write_str("timestamptz"),
             LogicalType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
+            LogicalType::DecimalText => f.write_str("decimal"),
+            LogicalType::Interval => f.write_str("interval"),
+            LogicalType::Uuid => f.write_str("uuid"),
+            LogicalType::Json => f.write_str("json"),
+            LogicalType::List(t) => write!(f, "list<{t}>"),
         }
     }
 }
@@ -98,15 +150,30 @@ impl std::fmt::Display for LogicalType {
 impl std::str::FromStr for LogicalType {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("unknown column type '{s}'");
         Ok(match s {
+            "bool" => LogicalType::Bool,
+            "int16" => LogicalType::Int16,
+            "int32" => LogicalType::Int32,
             "int64" => LogicalType::Int64,
+            "float32" => LogicalType::Float32,
             "float64" => LogicalType::Float64,
             "utf8" => LogicalType::Utf8,
             "binary" => LogicalType::Binary,
             "date" => LogicalType::Date,
+            "time" => LogicalType::Time,
             "timestamp" => LogicalType::Timestamp,
+            "timestamptz" => LogicalType::TimestampTz,
+            "decimal" => LogicalType::DecimalText,
+            "interval" => LogicalType::Interval,
+            "uuid" => LogicalType::Uuid,
+            "json" => LogicalType::Json,
             _ => {
-                let bad = || format!("unknown column type '{s}'");
+                if let Some(inner) = s.strip_prefix("list<").and_then(|r| r.strip_suffix('>')) {
+                    return Ok(LogicalType::List(Box::new(
+                        inner.parse().map_err(|_| bad())?,
+                    )));
+                }
                 let inner = s
                     .strip_prefix("decimal(")
                     .and_then(|r| r.strip_suffix(')'))
@@ -114,7 +181,10 @@ impl std::str::FromStr for LogicalType {
                 let (p, sc) = inner.split_once(',').ok_or_else(bad)?;
                 let precision: u8 = p.trim().parse().map_err(|_| bad())?;
                 let scale: i8 = sc.trim().parse().map_err(|_| bad())?;
-                if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
+                if !(1..=MAX_DECIMAL_PRECISION).contains(&precision)
+                    || scale < 0
+                    || scale as u8 > precision
+                {
                     return Err(bad());
                 }
                 LogicalType::Decimal { precision, scale }
@@ -138,18 +208,22 @@ impl From<LogicalType> for String {
 
 impl LogicalType {
     /// The plain type that carries this type's values in engines without
-    /// it (SQLite): dates and timestamps as `utf8`, decimals as `float64`.
-    pub fn plain(self) -> LogicalType {
+    /// it (SQLite): dates and timestamps as `utf8`, decimals as `float64`;
+    /// any other type is its own.
+    pub fn plain(&self) -> LogicalType {
         match self {
             LogicalType::Date | LogicalType::Timestamp => LogicalType::Utf8,
             LogicalType::Decimal { .. } => LogicalType::Float64,
-            t => t,
+            t => t.clone(),
         }
     }
 
     /// Whether this is one of the four plain types.
-    pub fn is_plain(self) -> bool {
-        self.plain() == self
+    pub fn is_plain(&self) -> bool {
+        matches!(
+            self,
+            LogicalType::Int64 | LogicalType::Float64 | LogicalType::Utf8 | LogicalType::Binary
+        )
     }
 }
 
@@ -553,6 +627,72 @@ pub fn collection_segment(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_type_has_one_manifest_string() {
+        use LogicalType::*;
+        let all = [
+            (Bool, "bool"),
+            (Int16, "int16"),
+            (Int32, "int32"),
+            (Int64, "int64"),
+            (Float32, "float32"),
+            (Float64, "float64"),
+            (Utf8, "utf8"),
+            (Binary, "binary"),
+            (Date, "date"),
+            (Time, "time"),
+            (Timestamp, "timestamp"),
+            (TimestampTz, "timestamptz"),
+            (
+                Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+                "decimal(10,2)",
+            ),
+            (
+                Decimal {
+                    precision: 76,
+                    scale: 76,
+                },
+                "decimal(76,76)",
+            ),
+            (DecimalText, "decimal"),
+            (Interval, "interval"),
+            (Uuid, "uuid"),
+            (Json, "json"),
+            (List(Box::new(Int32)), "list<int32>"),
+            (
+                List(Box::new(List(Box::new(Decimal {
+                    precision: 5,
+                    scale: 0,
+                })))),
+                "list<list<decimal(5,0)>>",
+            ),
+        ];
+        for (t, text) in all {
+            assert_eq!(t.to_string(), text);
+            assert_eq!(text.parse::<LogicalType>().unwrap(), t);
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<LogicalType>(&json).unwrap(), t);
+        }
+        for bad in [
+            "decimal(77,0)",
+            "decimal(0,0)",
+            "decimal(5,6)",
+            "decimal(5,-1)",
+            "list<>",
+            "list<int8>",
+            "list<int32",
+            "text",
+            "Int64",
+        ] {
+            let err = bad.parse::<LogicalType>().unwrap_err();
+            assert!(err.contains("unknown column type"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn segments_are_safe_and_distinct() {

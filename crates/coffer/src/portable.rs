@@ -37,11 +37,21 @@ use arrow_array::{
 };
 
 use crate::datafile::arrow_schema;
-use crate::engine::{DataBatch, Misfit, RawValue};
+use crate::engine::{DataBatch, Misfit, RawValue, SqliteValue};
 use crate::error::{Error, Result};
 use crate::manifest::{LogicalType, Table};
 
-/// Whether any column of `table` has a portable (non-plain) type.
+/// Whether `t` is one of the portable types that SQLite's exports derive
+/// from plain values: `date`, `timestamp`, `decimal(P,S)` up to 38 digits.
+pub fn is_portable(t: &LogicalType) -> bool {
+    match t {
+        LogicalType::Date | LogicalType::Timestamp => true,
+        LogicalType::Decimal { precision, .. } => *precision <= 38,
+        _ => false,
+    }
+}
+
+/// Whether any column of `table` has a type that is not plain.
 pub fn has_portable_columns(table: &Table) -> bool {
     table.columns.iter().any(|c| !c.logical_type.is_plain())
 }
@@ -59,7 +69,7 @@ pub fn plain_table(table: &Table) -> Table {
 
 /// The portable type a declared column type asks for, if any, given the
 /// plain logical type the column has now.
-pub fn declared_portable_type(declared: &str, plain: LogicalType) -> Option<LogicalType> {
+pub fn declared_portable_type(declared: &str, plain: &LogicalType) -> Option<LogicalType> {
     let t = declared.trim().to_ascii_uppercase();
     let base: String = t
         .chars()
@@ -166,6 +176,11 @@ impl Layout {
     /// The layout named by a `text_format` string.
     pub fn parse(name: &str) -> Option<Layout> {
         LAYOUTS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+    }
+
+    /// Whether the layout has a time of day (a timestamp layout).
+    pub fn has_time(&self) -> bool {
+        self.time
     }
 
     /// The layout's `text_format` string.
@@ -330,14 +345,14 @@ fn pow10(n: u8) -> i128 {
 
 /// A decimal as a plain value: an integer when it is whole and fits i64,
 /// otherwise the nearest double of its decimal text.
-fn decimal_to_plain(v: i128, scale: i8) -> RawValue {
+fn decimal_to_plain(v: i128, scale: i8) -> SqliteValue {
     let pow = pow10(scale as u8);
     if v % pow == 0
         && let Ok(i) = i64::try_from(v / pow)
     {
-        return RawValue::Integer(i);
+        return SqliteValue::Integer(i);
     }
-    RawValue::Real(
+    SqliteValue::Real(
         format_decimal(v, scale)
             .parse()
             .expect("decimal text parses as a double"),
@@ -389,10 +404,10 @@ pub fn parse_decimal(s: &str, precision: u8, scale: i8) -> Option<i128> {
 
 /// The exact decimal of a plain value, if it has one that converts back to
 /// the same value and storage class.
-fn plain_to_decimal(v: &RawValue, precision: u8, scale: i8) -> Option<i128> {
+fn plain_to_decimal(v: &SqliteValue, precision: u8, scale: i8) -> Option<i128> {
     let unscaled = match v {
-        RawValue::Integer(i) => i128::from(*i).checked_mul(pow10(scale as u8))?,
-        RawValue::Real(x) if x.is_finite() => {
+        SqliteValue::Integer(i) => i128::from(*i).checked_mul(pow10(scale as u8))?,
+        SqliteValue::Real(x) if x.is_finite() => {
             parse_decimal(&format!("{:.*}", scale as usize, x), 38, scale)?
         }
         _ => return None,
@@ -401,8 +416,8 @@ fn plain_to_decimal(v: &RawValue, precision: u8, scale: i8) -> Option<i128> {
         return None;
     }
     let same = match (decimal_to_plain(unscaled, scale), v) {
-        (RawValue::Integer(a), RawValue::Integer(b)) => a == *b,
-        (RawValue::Real(a), RawValue::Real(b)) => a.to_bits() == b.to_bits(),
+        (SqliteValue::Integer(a), SqliteValue::Integer(b)) => a == *b,
+        (SqliteValue::Real(a), SqliteValue::Real(b)) => a.to_bits() == b.to_bits(),
         _ => false,
     };
     same.then_some(unscaled)
@@ -435,12 +450,12 @@ impl TypeProbe {
             .enumerate()
             .filter(|(_, c)| Some(&c.name) != table.hidden_key.as_ref())
             .filter_map(|(i, c)| {
-                declared_portable_type(&c.declared_type, c.logical_type).map(|target| Probe {
+                declared_portable_type(&c.declared_type, &c.logical_type).map(|target| Probe {
                     column: i,
-                    target,
-                    alive: true,
                     layout: (target == LogicalType::Date)
                         .then(|| Layout::parse(DATE_LAYOUT).expect("the date layout is listed")),
+                    target,
+                    alive: true,
                 })
             })
             .collect();
@@ -458,15 +473,18 @@ impl TypeProbe {
             if batch.misfits.iter().any(|m| {
                 m.column as usize == p.column
                     && !matches!(
-                        (p.target, &m.value),
-                        (LogicalType::Decimal { .. }, RawValue::Integer(_))
+                        (&p.target, &m.value),
+                        (
+                            LogicalType::Decimal { .. },
+                            RawValue::Sqlite(SqliteValue::Integer(_))
+                        )
                     )
             }) {
                 p.alive = false;
                 continue;
             }
             let array = batch.columns.column(p.column);
-            p.alive = match p.target {
+            p.alive = match p.target.clone() {
                 LogicalType::Date | LogicalType::Timestamp => {
                     let Some(a) = array.as_any().downcast_ref::<StringArray>() else {
                         p.alive = false;
@@ -495,16 +513,20 @@ impl TypeProbe {
                         p.alive = false;
                         continue;
                     };
-                    let reals = a
-                        .iter()
-                        .flatten()
-                        .all(|x| plain_to_decimal(&RawValue::Real(x), precision, scale).is_some());
+                    let reals = a.iter().flatten().all(|x| {
+                        plain_to_decimal(&SqliteValue::Real(x), precision, scale).is_some()
+                    });
                     reals
                         && batch
                             .misfits
                             .iter()
                             .filter(|m| m.column as usize == p.column)
-                            .all(|m| plain_to_decimal(&m.value, precision, scale).is_some())
+                            .all(|m| {
+                                m.value
+                                    .as_sqlite()
+                                    .and_then(|v| plain_to_decimal(v, precision, scale))
+                                    .is_some()
+                            })
                 }
                 _ => false,
             };
@@ -516,7 +538,7 @@ impl TypeProbe {
         let mut t = table.clone();
         for p in self.probes.iter().filter(|p| p.alive) {
             let c = &mut t.columns[p.column];
-            c.logical_type = p.target;
+            c.logical_type = p.target.clone();
             c.text_format = match p.target {
                 LogicalType::Date => Some(DATE_LAYOUT.to_string()),
                 LogicalType::Timestamp => Some(
@@ -568,11 +590,14 @@ pub fn to_portable(batch: DataBatch, table: &Table) -> Result<DataBatch> {
     let mut columns: Vec<ArrayRef> = batch.columns.columns().to_vec();
     let mut consumed = vec![false; table.columns.len()];
     for (i, col) in table.columns.iter().enumerate() {
-        if col.logical_type.is_plain() {
+        let array = batch.columns.column(i);
+        // Columns the engine scanned in their own type stay as they are.
+        if !is_portable(&col.logical_type)
+            || *array.data_type() == crate::datafile::arrow_type(&col.logical_type)
+        {
             continue;
         }
         consumed[i] = true;
-        let array = batch.columns.column(i);
         let n = array.len();
         columns[i] = match col.logical_type {
             LogicalType::Date | LogicalType::Timestamp => {
@@ -623,12 +648,14 @@ pub fn to_portable(batch: DataBatch, table: &Table) -> Result<DataBatch> {
                 for row in 0..n {
                     if let Some(m) = ints.next_if(|m| m.row == row as u64) {
                         b.append_value(
-                            plain_to_decimal(&m.value, precision, scale)
+                            m.value
+                                .as_sqlite()
+                                .and_then(|v| plain_to_decimal(v, precision, scale))
                                 .ok_or_else(|| not_converted(i))?,
                         );
                     } else if a.is_valid(row) {
                         b.append_value(
-                            plain_to_decimal(&RawValue::Real(a.value(row)), precision, scale)
+                            plain_to_decimal(&SqliteValue::Real(a.value(row)), precision, scale)
                                 .ok_or_else(|| not_converted(i))?,
                         );
                     } else {
@@ -644,7 +671,7 @@ pub fn to_portable(batch: DataBatch, table: &Table) -> Result<DataBatch> {
                         .map_err(|e| Error::internal(e.to_string()))?,
                 )
             }
-            _ => unreachable!("plain types are skipped"),
+            _ => unreachable!("only portable types are converted"),
         };
     }
     let columns = RecordBatch::try_new(arrow_schema(table), columns).map_err(|e| {
@@ -681,6 +708,12 @@ pub fn to_plain(batch: &DataBatch, table: &Table, origin: &str) -> Result<DataBa
     for (i, col) in table.columns.iter().enumerate() {
         if col.logical_type.is_plain() {
             continue;
+        }
+        if !is_portable(&col.logical_type) {
+            return Err(Error::invalid(format!(
+                "column '{}' of table '{}' in {origin} has type {}, which the SQLite engine cannot store yet; export the table from its source with a type SQLite has",
+                col.name, table.name, col.logical_type
+            )));
         }
         let array = batch.columns.column(i);
         let n = array.len();
@@ -726,21 +759,21 @@ pub fn to_plain(batch: &DataBatch, table: &Table, origin: &str) -> Result<DataBa
                         continue;
                     }
                     match decimal_to_plain(a.value(row), scale) {
-                        RawValue::Real(x) => b.append_value(x),
+                        SqliteValue::Real(x) => b.append_value(x),
                         value => {
                             b.append_null();
                             added = true;
                             misfits.push(Misfit {
                                 row: row as u64,
                                 column: i as u32,
-                                value,
+                                value: value.into(),
                             });
                         }
                     }
                 }
                 Arc::new(b.finish())
             }
-            _ => unreachable!("plain types are skipped"),
+            _ => unreachable!("only portable types are converted"),
         };
     }
     if added {
@@ -764,7 +797,7 @@ mod tests {
                 .iter()
                 .map(|(n, t, d)| Column {
                     name: n.to_string(),
-                    logical_type: *t,
+                    logical_type: t.clone(),
                     declared_type: d.to_string(),
                     nullable: true,
                     text_format: None,
@@ -780,33 +813,33 @@ mod tests {
     #[test]
     fn declared_types() {
         use LogicalType::*;
-        assert_eq!(declared_portable_type("date", Utf8), Some(Date));
-        assert_eq!(declared_portable_type("DATETIME", Utf8), Some(Timestamp));
-        assert_eq!(declared_portable_type("timestamp", Utf8), Some(Timestamp));
+        assert_eq!(declared_portable_type("date", &Utf8), Some(Date));
+        assert_eq!(declared_portable_type("DATETIME", &Utf8), Some(Timestamp));
+        assert_eq!(declared_portable_type("timestamp", &Utf8), Some(Timestamp));
         assert_eq!(
-            declared_portable_type("TIMESTAMP WITH TIME ZONE", Utf8),
+            declared_portable_type("TIMESTAMP WITH TIME ZONE", &Utf8),
             None
         );
         assert_eq!(
-            declared_portable_type("DECIMAL(10,2)", Float64),
+            declared_portable_type("DECIMAL(10,2)", &Float64),
             Some(Decimal {
                 precision: 10,
                 scale: 2
             })
         );
         assert_eq!(
-            declared_portable_type("numeric (12)", Float64),
+            declared_portable_type("numeric (12)", &Float64),
             Some(Decimal {
                 precision: 12,
                 scale: 0
             })
         );
-        assert_eq!(declared_portable_type("DECIMAL", Float64), None);
-        assert_eq!(declared_portable_type("DECIMAL(40,2)", Float64), None);
-        assert_eq!(declared_portable_type("DECIMAL(2,3)", Float64), None);
-        assert_eq!(declared_portable_type("DATE", Int64), None);
-        assert_eq!(declared_portable_type("TEXT", Utf8), None);
-        assert_eq!(declared_portable_type("UPDATED_DATE", Utf8), None);
+        assert_eq!(declared_portable_type("DECIMAL", &Float64), None);
+        assert_eq!(declared_portable_type("DECIMAL(40,2)", &Float64), None);
+        assert_eq!(declared_portable_type("DECIMAL(2,3)", &Float64), None);
+        assert_eq!(declared_portable_type("DATE", &Int64), None);
+        assert_eq!(declared_portable_type("TEXT", &Utf8), None);
+        assert_eq!(declared_portable_type("UPDATED_DATE", &Utf8), None);
     }
 
     #[test]
@@ -857,21 +890,21 @@ mod tests {
 
     #[test]
     fn decimals_convert_only_exactly() {
-        let d = |v: RawValue| plain_to_decimal(&v, 10, 2);
-        assert_eq!(d(RawValue::Real(12.5)), Some(1250));
-        assert_eq!(d(RawValue::Real(0.1)), Some(10));
-        assert_eq!(d(RawValue::Real(-0.07)), Some(-7));
-        assert_eq!(d(RawValue::Integer(12)), Some(1200));
-        assert_eq!(d(RawValue::Real(12.345)), None);
-        assert_eq!(d(RawValue::Real(-0.0)), None);
+        let d = |v: SqliteValue| plain_to_decimal(&v, 10, 2);
+        assert_eq!(d(SqliteValue::Real(12.5)), Some(1250));
+        assert_eq!(d(SqliteValue::Real(0.1)), Some(10));
+        assert_eq!(d(SqliteValue::Real(-0.07)), Some(-7));
+        assert_eq!(d(SqliteValue::Integer(12)), Some(1200));
+        assert_eq!(d(SqliteValue::Real(12.345)), None);
+        assert_eq!(d(SqliteValue::Real(-0.0)), None);
         assert_eq!(
-            d(RawValue::Real(12.0)),
+            d(SqliteValue::Real(12.0)),
             None,
             "a whole real comes back as an integer"
         );
-        assert_eq!(d(RawValue::Real(1e300)), None);
-        assert_eq!(d(RawValue::Integer(i64::MAX)), None);
-        assert_eq!(d(RawValue::Text(b"1".to_vec())), None);
+        assert_eq!(d(SqliteValue::Real(1e300)), None);
+        assert_eq!(d(SqliteValue::Integer(i64::MAX)), None);
+        assert_eq!(d(SqliteValue::Text(b"1".to_vec())), None);
         assert_eq!(format_decimal(-7, 2), "-0.07");
         assert_eq!(format_decimal(1250, 2), "12.50");
         assert_eq!(format_decimal(5, 0), "5");
@@ -913,12 +946,12 @@ mod tests {
                 Misfit {
                     row: 2,
                     column: 2,
-                    value: RawValue::Integer(7),
+                    value: SqliteValue::Integer(7).into(),
                 },
                 Misfit {
                     row: 2,
                     column: 3,
-                    value: RawValue::Blob(vec![1]),
+                    value: SqliteValue::Blob(vec![1]).into(),
                 },
             ],
         };

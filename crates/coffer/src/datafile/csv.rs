@@ -29,7 +29,10 @@
 //! a one-column table, and bytes as bare hex; they read as they were meant.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 
+use arrow_array::Array;
+use arrow_buffer::NullBuffer;
 use bytes::Bytes;
 use tokio::runtime::Handle;
 
@@ -37,10 +40,11 @@ use super::{
     Compression, SideEntry, WriteOptions, arrow_schema, hide_shown, misfit_path, read_misfits,
     real_text, show_misfits, write_misfit_file, writer_properties,
 };
+use crate::codec;
 use crate::engine::DataBatch;
 use crate::error::{Error, Result};
 use crate::manifest::{LogicalType, Part, Table, path_segment};
-use crate::portable::{Layout, format_date, format_decimal, parse_date, parse_decimal};
+use crate::portable::{Layout, parse_decimal};
 use crate::store::Store;
 use crate::upload::Upload;
 
@@ -266,7 +270,8 @@ impl CsvTableWriter {
             .columns()
             .iter()
             .zip(&self.table.columns)
-            .map(|(a, c)| ColumnView::of(a.as_ref(), c.logical_type))
+            .zip(&self.layouts)
+            .map(|((a, c), layout)| ColumnView::of(a.as_ref(), &c.logical_type, *layout))
             .collect::<Result<_>>()?;
         self.text.clear();
         for row in 0..columns.num_rows() {
@@ -275,7 +280,7 @@ impl CsvTableWriter {
                     self.text.push(b',');
                 }
                 self.field.clear();
-                if col.render(row, self.layouts[i], &mut self.field) {
+                if col.render(row, &mut self.field) {
                     push_field(&mut self.text, &self.field);
                 }
             }
@@ -333,61 +338,128 @@ impl CsvTableWriter {
 }
 
 /// A typed view of one column of a batch, for writing.
-enum ColumnView<'a> {
+struct ColumnView<'a> {
+    array: &'a dyn Array,
+    kind: ViewKind<'a>,
+}
+
+enum ViewKind<'a> {
+    Bool(&'a arrow_array::BooleanArray),
+    Int16(&'a arrow_array::Int16Array),
+    Int32(&'a arrow_array::Int32Array),
     Int(&'a arrow_array::Int64Array),
+    Float32(&'a arrow_array::Float32Array),
     Float(&'a arrow_array::Float64Array),
+    /// `utf8`, `json` and `decimal` (text) columns.
     Text(&'a arrow_array::StringArray),
     Bin(&'a arrow_array::BinaryArray),
     Date(&'a arrow_array::Date32Array),
-    Timestamp(&'a arrow_array::TimestampMicrosecondArray),
+    Time(&'a arrow_array::Time64MicrosecondArray),
+    /// With the text layout of its source (SQLite's `text_format`), if any.
+    Timestamp(&'a arrow_array::TimestampMicrosecondArray, Option<Layout>),
+    TimestampTz(&'a arrow_array::TimestampMicrosecondArray),
     Decimal(&'a arrow_array::Decimal128Array, i8),
+    Decimal256(&'a arrow_array::Decimal256Array, i8),
+    Interval(
+        &'a arrow_array::Int32Array,
+        &'a arrow_array::Int32Array,
+        &'a arrow_array::Int64Array,
+    ),
+    Uuid(&'a arrow_array::FixedSizeBinaryArray),
+    /// The list, the view of its values, and whether its elements are
+    /// lists themselves (written bare, never quoted).
+    List(&'a arrow_array::ListArray, Box<ColumnView<'a>>, bool),
+}
+
+/// Whether a list element's text must be quoted in PostgreSQL's array
+/// form: empty, `NULL` in any case, or holding `{`, `}`, `,`, `"`, `\` or
+/// white space.
+fn element_needs_quotes(text: &[u8]) -> bool {
+    text.is_empty()
+        || text.eq_ignore_ascii_case(b"NULL")
+        || text
+            .iter()
+            .any(|&b| matches!(b, b'{' | b'}' | b',' | b'"' | b'\\') || b.is_ascii_whitespace())
 }
 
 impl<'a> ColumnView<'a> {
-    fn of(a: &'a dyn arrow_array::Array, t: LogicalType) -> Result<ColumnView<'a>> {
+    fn of(a: &'a dyn Array, t: &LogicalType, layout: Option<Layout>) -> Result<ColumnView<'a>> {
         let any = a.as_any();
-        let view = match t {
-            LogicalType::Int64 => any.downcast_ref().map(ColumnView::Int),
-            LogicalType::Float64 => any.downcast_ref().map(ColumnView::Float),
-            LogicalType::Utf8 => any.downcast_ref().map(ColumnView::Text),
-            LogicalType::Binary => any.downcast_ref().map(ColumnView::Bin),
-            LogicalType::Date => any.downcast_ref().map(ColumnView::Date),
-            LogicalType::Timestamp => any.downcast_ref().map(ColumnView::Timestamp),
-            LogicalType::Decimal { scale, .. } => {
-                any.downcast_ref().map(|d| ColumnView::Decimal(d, scale))
+        let kind = match t {
+            LogicalType::Bool => any.downcast_ref().map(ViewKind::Bool),
+            LogicalType::Int16 => any.downcast_ref().map(ViewKind::Int16),
+            LogicalType::Int32 => any.downcast_ref().map(ViewKind::Int32),
+            LogicalType::Int64 => any.downcast_ref().map(ViewKind::Int),
+            LogicalType::Float32 => any.downcast_ref().map(ViewKind::Float32),
+            LogicalType::Float64 => any.downcast_ref().map(ViewKind::Float),
+            LogicalType::Utf8 | LogicalType::Json | LogicalType::DecimalText => {
+                any.downcast_ref().map(ViewKind::Text)
             }
+            LogicalType::Binary => any.downcast_ref().map(ViewKind::Bin),
+            LogicalType::Date => any.downcast_ref().map(ViewKind::Date),
+            LogicalType::Time => any.downcast_ref().map(ViewKind::Time),
+            LogicalType::Timestamp => any
+                .downcast_ref()
+                .map(|a| ViewKind::Timestamp(a, layout.filter(|l| l.has_time()))),
+            LogicalType::TimestampTz => any.downcast_ref().map(ViewKind::TimestampTz),
+            LogicalType::Decimal { precision, scale } if *precision <= 38 => {
+                any.downcast_ref().map(|d| ViewKind::Decimal(d, *scale))
+            }
+            LogicalType::Decimal { scale, .. } => {
+                any.downcast_ref().map(|d| ViewKind::Decimal256(d, *scale))
+            }
+            LogicalType::Interval => any
+                .downcast_ref::<arrow_array::StructArray>()
+                .and_then(|s| {
+                    Some(ViewKind::Interval(
+                        s.column(0).as_any().downcast_ref()?,
+                        s.column(1).as_any().downcast_ref()?,
+                        s.column(2).as_any().downcast_ref()?,
+                    ))
+                }),
+            LogicalType::Uuid => any
+                .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+                .filter(|a| a.value_length() == 16)
+                .map(ViewKind::Uuid),
+            LogicalType::List(element) => match any.downcast_ref::<arrow_array::ListArray>() {
+                Some(l) => {
+                    let values = ColumnView::of(l.values().as_ref(), element, None)?;
+                    let nested = matches!(**element, LogicalType::List(_));
+                    Some(ViewKind::List(l, Box::new(values), nested))
+                }
+                None => None,
+            },
         };
-        view.ok_or_else(|| {
-            Error::internal(format!(
+        match kind {
+            Some(kind) => Ok(ColumnView { array: a, kind }),
+            None => Err(Error::internal(format!(
                 "a {} column was handed to the CSV writer as {}",
                 t,
                 a.data_type()
-            ))
-        })
+            ))),
+        }
     }
 
     /// Render the value at `row` into `out`; `false` for NULL.
-    fn render(&self, row: usize, layout: Option<Layout>, out: &mut Vec<u8>) -> bool {
-        use arrow_array::Array;
-        let valid = match self {
-            ColumnView::Int(a) => a.is_valid(row),
-            ColumnView::Float(a) => a.is_valid(row),
-            ColumnView::Text(a) => a.is_valid(row),
-            ColumnView::Bin(a) => a.is_valid(row),
-            ColumnView::Date(a) => a.is_valid(row),
-            ColumnView::Timestamp(a) => a.is_valid(row),
-            ColumnView::Decimal(a, _) => a.is_valid(row),
-        };
-        if !valid {
+    fn render(&self, row: usize, out: &mut Vec<u8>) -> bool {
+        if !self.array.is_valid(row) {
             return false;
         }
-        match self {
-            ColumnView::Int(a) => {
+        match &self.kind {
+            ViewKind::Bool(a) => codec::format_bool(a.value(row), out),
+            ViewKind::Int16(a) => {
                 let _ = write!(out, "{}", a.value(row));
             }
-            ColumnView::Float(a) => out.extend_from_slice(real_text(a.value(row)).as_bytes()),
-            ColumnView::Text(a) => out.extend_from_slice(a.value(row).as_bytes()),
-            ColumnView::Bin(a) => {
+            ViewKind::Int32(a) => {
+                let _ = write!(out, "{}", a.value(row));
+            }
+            ViewKind::Int(a) => {
+                let _ = write!(out, "{}", a.value(row));
+            }
+            ViewKind::Float32(a) => codec::format_f32(a.value(row), out),
+            ViewKind::Float(a) => out.extend_from_slice(real_text(a.value(row)).as_bytes()),
+            ViewKind::Text(a) => out.extend_from_slice(a.value(row).as_bytes()),
+            ViewKind::Bin(a) => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 let v = a.value(row);
                 out.reserve(2 + v.len() * 2);
@@ -397,41 +469,165 @@ impl<'a> ColumnView<'a> {
                     out.push(HEX[usize::from(b & 15)]);
                 }
             }
-            ColumnView::Date(a) => out.extend_from_slice(format_date(a.value(row)).as_bytes()),
-            ColumnView::Timestamp(a) => out.extend_from_slice(
-                crate::portable::format_timestamp_text(a.value(row), layout).as_bytes(),
+            ViewKind::Date(a) => codec::format_date(a.value(row), out),
+            ViewKind::Time(a) => codec::format_time(a.value(row), out),
+            ViewKind::Timestamp(a, None) => codec::format_timestamp(a.value(row), out),
+            ViewKind::Timestamp(a, layout) => out.extend_from_slice(
+                crate::portable::format_timestamp_text(a.value(row), *layout).as_bytes(),
             ),
-            ColumnView::Decimal(a, scale) => {
-                out.extend_from_slice(format_decimal(a.value(row), *scale).as_bytes())
+            ViewKind::TimestampTz(a) => codec::format_timestamptz(a.value(row), out),
+            ViewKind::Decimal(a, scale) => codec::format_decimal128(a.value(row), *scale, out),
+            ViewKind::Decimal256(a, scale) => codec::format_decimal256(a.value(row), *scale, out),
+            ViewKind::Interval(months, days, micros) => {
+                codec::format_interval(months.value(row), days.value(row), micros.value(row), out)
+            }
+            ViewKind::Uuid(a) => codec::format_uuid(a.value(row), out),
+            ViewKind::List(list, values, nested) => {
+                let offsets = list.value_offsets();
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                out.push(b'{');
+                for i in start..end {
+                    if i > start {
+                        out.push(b',');
+                    }
+                    let mark = out.len();
+                    if !values.render(i, out) {
+                        out.extend_from_slice(b"NULL");
+                    } else if !*nested && element_needs_quotes(&out[mark..]) {
+                        let text = out.split_off(mark);
+                        out.push(b'"');
+                        for b in text {
+                            if b == b'"' || b == b'\\' {
+                                out.push(b'\\');
+                            }
+                            out.push(b);
+                        }
+                        out.push(b'"');
+                    }
+                }
+                out.push(b'}');
             }
         }
         true
     }
 }
 
-/// A column being read, in the table's type.
+/// A column being read, in the table's type. Builders live once per column
+/// of a part being read, so their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum ColumnBuilder {
+    Bool(arrow_array::builder::BooleanBuilder),
+    Int16(arrow_array::builder::Int16Builder),
+    Int32(arrow_array::builder::Int32Builder),
     Int(arrow_array::builder::Int64Builder),
+    Float32(arrow_array::builder::Float32Builder),
     Float(arrow_array::builder::Float64Builder),
     Text(arrow_array::builder::StringBuilder),
+    Json(arrow_array::builder::StringBuilder),
+    DecimalText(arrow_array::builder::StringBuilder),
     Bin(arrow_array::builder::BinaryBuilder),
     Date(arrow_array::builder::Date32Builder),
+    Time(arrow_array::builder::Time64MicrosecondBuilder),
     Timestamp(arrow_array::builder::TimestampMicrosecondBuilder),
+    TimestampTz(arrow_array::builder::TimestampMicrosecondBuilder),
     Decimal(arrow_array::builder::Decimal128Builder, u8, i8),
+    Decimal256(arrow_array::builder::Decimal256Builder, u8, i8),
+    Interval {
+        months: arrow_array::builder::Int32Builder,
+        days: arrow_array::builder::Int32Builder,
+        micros: arrow_array::builder::Int64Builder,
+        valid: arrow_array::builder::BooleanBufferBuilder,
+    },
+    Uuid(arrow_array::builder::FixedSizeBinaryBuilder),
+    List {
+        item: arrow_schema::FieldRef,
+        offsets: Vec<i32>,
+        valid: arrow_array::builder::BooleanBufferBuilder,
+        values: Box<ColumnBuilder>,
+        /// Unescaped text of the element being read.
+        scratch: Vec<u8>,
+    },
 }
 
 impl ColumnBuilder {
-    fn new(t: LogicalType) -> ColumnBuilder {
+    fn new(t: &LogicalType) -> ColumnBuilder {
         use arrow_array::builder::*;
         match t {
+            LogicalType::Bool => ColumnBuilder::Bool(BooleanBuilder::new()),
+            LogicalType::Int16 => ColumnBuilder::Int16(Int16Builder::new()),
+            LogicalType::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
             LogicalType::Int64 => ColumnBuilder::Int(Int64Builder::new()),
+            LogicalType::Float32 => ColumnBuilder::Float32(Float32Builder::new()),
             LogicalType::Float64 => ColumnBuilder::Float(Float64Builder::new()),
             LogicalType::Utf8 => ColumnBuilder::Text(StringBuilder::new()),
+            LogicalType::Json => ColumnBuilder::Json(StringBuilder::new()),
+            LogicalType::DecimalText => ColumnBuilder::DecimalText(StringBuilder::new()),
             LogicalType::Binary => ColumnBuilder::Bin(BinaryBuilder::new()),
             LogicalType::Date => ColumnBuilder::Date(Date32Builder::new()),
+            LogicalType::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::new()),
             LogicalType::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new()),
+            LogicalType::TimestampTz => {
+                ColumnBuilder::TimestampTz(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
+            LogicalType::Decimal { precision, scale } if *precision <= 38 => {
+                ColumnBuilder::Decimal(Decimal128Builder::new(), *precision, *scale)
+            }
             LogicalType::Decimal { precision, scale } => {
-                ColumnBuilder::Decimal(Decimal128Builder::new(), precision, scale)
+                ColumnBuilder::Decimal256(Decimal256Builder::new(), *precision, *scale)
+            }
+            LogicalType::Interval => ColumnBuilder::Interval {
+                months: Int32Builder::new(),
+                days: Int32Builder::new(),
+                micros: Int64Builder::new(),
+                valid: BooleanBufferBuilder::new(1024),
+            },
+            LogicalType::Uuid => ColumnBuilder::Uuid(FixedSizeBinaryBuilder::new(16)),
+            LogicalType::List(element) => ColumnBuilder::List {
+                item: Arc::new(super::arrow_field("item", element)),
+                offsets: vec![0],
+                valid: BooleanBufferBuilder::new(1024),
+                values: Box::new(ColumnBuilder::new(element)),
+                scratch: Vec::new(),
+            },
+        }
+    }
+
+    fn is_text(&self) -> bool {
+        matches!(self, ColumnBuilder::Text(_) | ColumnBuilder::Json(_))
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            ColumnBuilder::Bool(b) => b.append_null(),
+            ColumnBuilder::Int16(b) => b.append_null(),
+            ColumnBuilder::Int32(b) => b.append_null(),
+            ColumnBuilder::Int(b) => b.append_null(),
+            ColumnBuilder::Float32(b) => b.append_null(),
+            ColumnBuilder::Float(b) => b.append_null(),
+            ColumnBuilder::Text(b) | ColumnBuilder::Json(b) | ColumnBuilder::DecimalText(b) => {
+                b.append_null()
+            }
+            ColumnBuilder::Bin(b) => b.append_null(),
+            ColumnBuilder::Date(b) => b.append_null(),
+            ColumnBuilder::Time(b) => b.append_null(),
+            ColumnBuilder::Timestamp(b) | ColumnBuilder::TimestampTz(b) => b.append_null(),
+            ColumnBuilder::Decimal(b, ..) => b.append_null(),
+            ColumnBuilder::Decimal256(b, ..) => b.append_null(),
+            ColumnBuilder::Interval {
+                months,
+                days,
+                micros,
+                valid,
+            } => {
+                months.append_value(0);
+                days.append_value(0);
+                micros.append_value(0);
+                valid.append(false);
+            }
+            ColumnBuilder::Uuid(b) => b.append_null(),
+            ColumnBuilder::List { offsets, valid, .. } => {
+                offsets.push(*offsets.last().expect("offsets start with 0"));
+                valid.append(false);
             }
         }
     }
@@ -448,32 +644,41 @@ impl ColumnBuilder {
         // NULL is an unquoted empty field. Version 1 also quoted the empty
         // field of a one-column NULL row; empty text was an empty field
         // with a misfit entry, and reads back from that entry.
-        let is_text = matches!(self, ColumnBuilder::Text(_));
-        if field.is_empty() && (!quoted || version == 1 || !is_text) {
+        if field.is_empty() && (!quoted || version == 1 || !self.is_text()) {
             if quoted && version != 1 {
                 return Err("a quoted empty field is empty text, not a value of this type".into());
             }
-            match self {
-                ColumnBuilder::Int(b) => b.append_null(),
-                ColumnBuilder::Float(b) => b.append_null(),
-                ColumnBuilder::Text(b) => b.append_null(),
-                ColumnBuilder::Bin(b) => b.append_null(),
-                ColumnBuilder::Date(b) => b.append_null(),
-                ColumnBuilder::Timestamp(b) => b.append_null(),
-                ColumnBuilder::Decimal(b, ..) => b.append_null(),
-            }
+            self.append_null();
             return Ok(());
         }
         let text = || std::str::from_utf8(field).map_err(|_| "it is not UTF-8".to_string());
         let bad = |what: &str| format!("'{}' is not {what}", String::from_utf8_lossy(field));
         match self {
+            ColumnBuilder::Bool(b) => {
+                b.append_value(codec::parse_bool(field).ok_or_else(|| bad("true or false"))?)
+            }
+            ColumnBuilder::Int16(b) => {
+                b.append_value(text()?.parse().map_err(|_| bad("a 16-bit integer"))?)
+            }
+            ColumnBuilder::Int32(b) => {
+                b.append_value(text()?.parse().map_err(|_| bad("a 32-bit integer"))?)
+            }
             ColumnBuilder::Int(b) => {
                 b.append_value(text()?.parse().map_err(|_| bad("an integer"))?)
+            }
+            ColumnBuilder::Float32(b) => {
+                b.append_value(text()?.parse().map_err(|_| bad("a number"))?)
             }
             ColumnBuilder::Float(b) => {
                 b.append_value(text()?.parse().map_err(|_| bad("a number"))?)
             }
-            ColumnBuilder::Text(b) => b.append_value(text()?),
+            ColumnBuilder::Text(b) | ColumnBuilder::Json(b) => b.append_value(text()?),
+            ColumnBuilder::DecimalText(b) => {
+                if !codec::is_decimal_text(field) {
+                    return Err(bad("a decimal number"));
+                }
+                b.append_value(text()?)
+            }
             ColumnBuilder::Bin(b) => {
                 // `\x` and hex; version 1 wrote the hex alone.
                 let hex = if version == 1 {
@@ -498,33 +703,214 @@ impl ColumnBuilder {
                 b.append_value(bytes);
             }
             ColumnBuilder::Date(b) => {
-                b.append_value(parse_date(field).ok_or_else(|| bad("a date"))?)
+                b.append_value(codec::parse_date(field).ok_or_else(|| bad("a date"))?)
             }
-            ColumnBuilder::Timestamp(b) => b.append_value(
-                crate::portable::parse_timestamp_text(field, layout)
-                    .ok_or_else(|| bad("a timestamp"))?,
+            ColumnBuilder::Time(b) => {
+                b.append_value(codec::parse_time(field).ok_or_else(|| bad("a time"))?)
+            }
+            ColumnBuilder::Timestamp(b) => {
+                let layout = layout.filter(|l| l.has_time());
+                let v = match layout {
+                    Some(_) => crate::portable::parse_timestamp_text(field, layout),
+                    // Archives before format 3 wrote any of SQLite's
+                    // layouts; read them all.
+                    None => codec::parse_timestamp(field)
+                        .or_else(|| crate::portable::parse_timestamp_text(field, None)),
+                };
+                b.append_value(v.ok_or_else(|| bad("a timestamp"))?)
+            }
+            ColumnBuilder::TimestampTz(b) => b.append_value(
+                codec::parse_timestamptz(field).ok_or_else(|| bad("a timestamp in UTC"))?,
             ),
             ColumnBuilder::Decimal(b, precision, scale) => b.append_value(
                 parse_decimal(text()?, *precision, *scale).ok_or_else(|| bad("a decimal"))?,
             ),
+            ColumnBuilder::Decimal256(b, precision, scale) => b.append_value(
+                codec::parse_decimal256(field, *precision, *scale)
+                    .ok_or_else(|| bad("a decimal"))?,
+            ),
+            ColumnBuilder::Interval {
+                months,
+                days,
+                micros,
+                valid,
+            } => {
+                let (m, d, us) = codec::parse_interval(field).ok_or_else(|| bad("an interval"))?;
+                months.append_value(m);
+                days.append_value(d);
+                micros.append_value(us);
+                valid.append(true);
+            }
+            ColumnBuilder::Uuid(b) => {
+                let v = codec::parse_uuid(field).ok_or_else(|| bad("a UUID"))?;
+                b.append_value(v).map_err(|e| e.to_string())?;
+            }
+            ColumnBuilder::List { .. } => {
+                let mut pos = 0;
+                self.append_list(field, &mut pos, version)
+                    .map_err(|what| format!("{} ({what})", bad("a list")))?;
+                if pos != field.len() {
+                    return Err(bad("a list (text after its closing brace)"));
+                }
+            }
         }
         Ok(())
     }
 
+    /// Append the list in PostgreSQL's array form at `s[*pos..]` (see the
+    /// module docs), moving `pos` past it.
+    fn append_list(
+        &mut self,
+        s: &[u8],
+        pos: &mut usize,
+        version: u32,
+    ) -> std::result::Result<(), String> {
+        let ColumnBuilder::List {
+            offsets,
+            valid,
+            values,
+            scratch,
+            ..
+        } = self
+        else {
+            return Err("a list where none belongs".into());
+        };
+        if s.get(*pos) != Some(&b'{') {
+            return Err("no opening brace".into());
+        }
+        *pos += 1;
+        let nested = matches!(**values, ColumnBuilder::List { .. });
+        let mut count = 0i32;
+        if s.get(*pos) == Some(&b'}') {
+            *pos += 1;
+        } else {
+            loop {
+                match s.get(*pos) {
+                    Some(b'{') if nested => values.append_list(s, pos, version)?,
+                    Some(b'"') => {
+                        *pos += 1;
+                        let mut text = std::mem::take(scratch);
+                        text.clear();
+                        loop {
+                            match s.get(*pos) {
+                                Some(b'"') => break,
+                                Some(b'\\') => {
+                                    text.push(*s.get(*pos + 1).ok_or("an unclosed element")?);
+                                    *pos += 2;
+                                }
+                                Some(&b) => {
+                                    text.push(b);
+                                    *pos += 1;
+                                }
+                                None => return Err("an unclosed element".into()),
+                            }
+                        }
+                        *pos += 1;
+                        let done = values.append(&text, true, version, None);
+                        *scratch = text;
+                        done?;
+                    }
+                    _ => {
+                        let start = *pos;
+                        while let Some(&b) = s.get(*pos) {
+                            if b == b',' || b == b'}' {
+                                break;
+                            }
+                            *pos += 1;
+                        }
+                        let token = &s[start..*pos];
+                        if token == b"NULL" {
+                            values.append_null();
+                        } else if token.is_empty() || nested {
+                            return Err("an empty element".into());
+                        } else {
+                            values.append(token, false, version, None)?;
+                        }
+                    }
+                }
+                count += 1;
+                match s.get(*pos) {
+                    Some(b',') => *pos += 1,
+                    Some(b'}') => {
+                        *pos += 1;
+                        break;
+                    }
+                    _ => return Err("no closing brace".into()),
+                }
+            }
+        }
+        let last = *offsets.last().expect("offsets start with 0");
+        offsets.push(last.checked_add(count).ok_or("too many elements")?);
+        valid.append(true);
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<arrow_array::ArrayRef> {
-        use std::sync::Arc;
+        let internal = |e: arrow_schema::ArrowError| Error::internal(e.to_string());
         Ok(match self {
+            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int16(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int32(b) => Arc::new(b.finish()),
             ColumnBuilder::Int(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float32(b) => Arc::new(b.finish()),
             ColumnBuilder::Float(b) => Arc::new(b.finish()),
-            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Text(b) | ColumnBuilder::Json(b) | ColumnBuilder::DecimalText(b) => {
+                Arc::new(b.finish())
+            }
             ColumnBuilder::Bin(b) => Arc::new(b.finish()),
             ColumnBuilder::Date(b) => Arc::new(b.finish()),
-            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::Time(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) | ColumnBuilder::TimestampTz(b) => Arc::new(b.finish()),
             ColumnBuilder::Decimal(b, p, s) => Arc::new(
                 b.finish()
                     .with_precision_and_scale(*p, *s)
-                    .map_err(|e| Error::internal(e.to_string()))?,
+                    .map_err(internal)?,
             ),
+            ColumnBuilder::Decimal256(b, p, s) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(*p, *s)
+                    .map_err(internal)?,
+            ),
+            ColumnBuilder::Interval {
+                months,
+                days,
+                micros,
+                valid,
+            } => {
+                let nulls = NullBuffer::new(valid.finish());
+                Arc::new(
+                    arrow_array::StructArray::try_new(
+                        super::interval_fields(),
+                        vec![
+                            Arc::new(months.finish()),
+                            Arc::new(days.finish()),
+                            Arc::new(micros.finish()),
+                        ],
+                        Some(nulls),
+                    )
+                    .map_err(internal)?,
+                )
+            }
+            ColumnBuilder::Uuid(b) => Arc::new(b.finish()),
+            ColumnBuilder::List {
+                item,
+                offsets,
+                valid,
+                values,
+                ..
+            } => {
+                let offsets = std::mem::replace(offsets, vec![0]);
+                let nulls = NullBuffer::new(valid.finish());
+                Arc::new(
+                    arrow_array::ListArray::try_new(
+                        item.clone(),
+                        arrow_buffer::OffsetBuffer::new(offsets.into()),
+                        values.finish()?,
+                        Some(nulls),
+                    )
+                    .map_err(internal)?,
+                )
+            }
         })
     }
 }
@@ -697,7 +1083,7 @@ pub fn read_part(
     let mut builders: Vec<ColumnBuilder> = table
         .columns
         .iter()
-        .map(|c| ColumnBuilder::new(c.logical_type))
+        .map(|c| ColumnBuilder::new(&c.logical_type))
         .collect();
     let mut offset = 0u64;
     let mut rows = 0usize;
@@ -812,7 +1198,7 @@ mod tests {
 
     #[test]
     fn bytes_and_empty_fields_by_version() {
-        let mut b = ColumnBuilder::new(LogicalType::Binary);
+        let mut b = ColumnBuilder::new(&LogicalType::Binary);
         b.append(b"\\x00ff", false, 2, None).unwrap();
         b.append(b"\\x", false, 2, None).unwrap();
         b.append(b"", false, 2, None).unwrap();
@@ -828,7 +1214,7 @@ mod tests {
         assert!(arrow_array::Array::is_null(a, 2));
         assert_eq!(a.value(3), [0, 255]);
 
-        let mut t = ColumnBuilder::new(LogicalType::Utf8);
+        let mut t = ColumnBuilder::new(&LogicalType::Utf8);
         t.append(b"", true, 2, None).unwrap();
         t.append(b"", false, 2, None).unwrap();
         t.append(b"", true, 1, None).unwrap();
@@ -843,7 +1229,7 @@ mod tests {
             arrow_array::Array::is_null(a, 2),
             "version 1 quoted only NULLs"
         );
-        let mut n = ColumnBuilder::new(LogicalType::Int64);
+        let mut n = ColumnBuilder::new(&LogicalType::Int64);
         assert!(n.append(b"", true, 2, None).is_err());
     }
 }
