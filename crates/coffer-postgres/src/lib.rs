@@ -1,0 +1,21 @@
+//! The PostgreSQL engine of coffer — its building blocks, to be wired into
+//! the engine interface:
+//!
+//! * [`address`] — `postgres://` URLs with libpq's environment and password
+//!   file as defaults; a display form without credentials;
+//! * [`connect`] — connections over TCP (TLS by rustls) or a Unix socket,
+//!   one clear sentence for every way connecting fails;
+//!
+//! ```no_run
+//! let address = coffer_postgres::Address::parse("postgres://app@db.internal/shop")?;
+//! let connection = address.connect()?;
+//! println!("connected to {address}, server {}", connection.server_version);
+//! # Ok::<(), coffer::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod connect;
+
+pub use address::{Address, Host, SslMode};
+pub use connect::Connection;
