@@ -5,6 +5,12 @@
 //!   file as defaults; a display form without credentials;
 //! * [`connect`] — connections over TCP (TLS by rustls) or a Unix socket,
 //!   one clear sentence for every way connecting fails;
+//! * [`snapshot`] — one exported snapshot read by many connections, its
+//!   moment (time and WAL position), tables split into ctid ranges;
+//! * [`catalog`] — tables (partitioned, inherited, unlogged), columns,
+//!   primary keys, privileges;
+//! * [`copy`] — a streaming reader of binary `COPY` output;
+//! * [`decode`] — values of the common types from their binary form;
 //!
 //! ```no_run
 //! let address = coffer_postgres::Address::parse("postgres://app@db.internal/shop")?;
@@ -15,7 +21,11 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod catalog;
 pub mod connect;
+pub mod copy;
+pub mod decode;
+pub mod snapshot;
 
 pub use address::{Address, Host, SslMode};
 pub use connect::Connection;
