@@ -11,6 +11,8 @@
 //!   primary keys, privileges;
 //! * [`copy`] — a streaming reader of binary `COPY` output;
 //! * [`decode`] — values of the common types from their binary form;
+//! * [`schema`] — the schema's DDL in pre-data and post-data sections, from
+//!   the server's own `pg_dump`.
 //!
 //! ```no_run
 //! let address = coffer_postgres::Address::parse("postgres://app@db.internal/shop")?;
@@ -25,6 +27,7 @@ pub mod catalog;
 pub mod connect;
 pub mod copy;
 pub mod decode;
+pub mod schema;
 pub mod snapshot;
 
 pub use address::{Address, Host, SslMode};
