@@ -9,7 +9,28 @@ use std::ops::Range;
 
 use coffer::{Error, Result};
 
+use crate::address::Address;
+use crate::catalog::Table;
+use crate::connect::query_error;
+use crate::snapshot::CtidRange;
+
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// Start streaming `table`'s own rows (or one range of them) over `client`
+/// (a snapshot's connection), in [`Table::copy_columns`] order. A refusal
+/// (no SELECT privilege, the table gone) names the table.
+pub fn copy_table<'a>(
+    client: &'a mut postgres::Client,
+    address: &Address,
+    table: &Table,
+    range: Option<CtidRange>,
+) -> Result<BinaryCopyReader<postgres::CopyOutReader<'a>>> {
+    let what = format!("table {}.{}", table.schema, table.name);
+    let reader = client
+        .copy_out(&table.copy_out_sql(range))
+        .map_err(|e| query_error(address, &format!("reading {what}"), &e))?;
+    BinaryCopyReader::new(reader, what)
+}
 
 /// Reads tuples from a binary COPY stream.
 pub struct BinaryCopyReader<R> {

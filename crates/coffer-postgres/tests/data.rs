@@ -583,3 +583,56 @@ fn truncated_streams_are_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn copying_a_table_by_its_catalog_entry() {
+    let c = pg::cluster();
+    let db = c.create_database("copy_table");
+    c.execute(
+        &db,
+        "CREATE TABLE t (id int8 PRIMARY KEY, g int8 GENERATED ALWAYS AS (id * 2) STORED, s text); \
+         INSERT INTO t (id, s) SELECT n, CASE WHEN n % 3 = 0 THEN NULL ELSE 'row ' || n END FROM generate_series(1, 1000) n; \
+         CREATE TABLE hidden (x int)",
+    );
+    let a = address(&c.url(&db));
+    let mut leader = ExportedSnapshot::begin(&a).unwrap();
+    let tables = catalog::read_tables(leader.client(), &a).unwrap();
+    let t = tables.iter().find(|t| t.name == "t").unwrap();
+    let mut reader = coffer_postgres::copy::copy_table(leader.client(), &a, t, None).unwrap();
+    let mut n = 0;
+    while let Some(row) = reader.next_row().unwrap() {
+        n += 1;
+        // The generated column is not copied.
+        assert_eq!(row.len(), 2);
+        let id = match decode(20, row.field(0).unwrap()).unwrap() {
+            Value::Int8(v) => v,
+            v => panic!("{v:?}"),
+        };
+        match row.field(1) {
+            None => assert_eq!(id % 3, 0),
+            Some(b) => assert_eq!(decode(25, b).unwrap(), Value::Text(format!("row {id}"))),
+        }
+    }
+    assert_eq!(n, 1000);
+    drop(reader);
+
+    // Without SELECT on it, reading a table names it.
+    let pw = address(&format!(
+        "postgres://{PASSWORD_USER}:{}@127.0.0.1:{}/{db}?sslmode=disable",
+        c.password(),
+        c.port
+    ));
+    let mut leader = ExportedSnapshot::begin(&pw).unwrap();
+    let hidden = tables.iter().find(|t| t.name == "hidden").unwrap();
+    let e = coffer_postgres::copy::copy_table(leader.client(), &pw, hidden, None)
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::Auth);
+    assert_eq!(
+        e.message(),
+        format!(
+            "reading table public.hidden in postgres://coffer_pw@127.0.0.1:{}/{db} failed because user \"coffer_pw\" lacks a privilege (permission denied for table hidden): grant it, or use a role that has it",
+            c.port
+        )
+    );
+}

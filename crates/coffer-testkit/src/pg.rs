@@ -70,25 +70,42 @@ pub fn cluster() -> &'static Cluster {
 
 /// The directory of the PostgreSQL server binaries, or a panic saying what to install.
 pub fn bindir() -> PathBuf {
+    find_bindir(
+        std::env::var("COFFER_PG_BINDIR").ok().as_deref(),
+        "pg_config",
+        Path::new("/usr/lib/postgresql"),
+    )
+    .unwrap_or_else(|message| panic!("{message}"))
+}
+
+/// `override_dir` (`COFFER_PG_BINDIR`), else what `pg_config --bindir`
+/// names, else the newest `debian_root/N/bin`; each must hold initdb and
+/// postgres. The error says what to install.
+pub fn find_bindir(
+    override_dir: Option<&str>,
+    pg_config: &str,
+    debian_root: &Path,
+) -> Result<PathBuf, String> {
     let has_server = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
-    if let Ok(d) = std::env::var("COFFER_PG_BINDIR") {
+    if let Some(d) = override_dir {
         let d = PathBuf::from(d);
-        assert!(
-            has_server(&d),
-            "COFFER_PG_BINDIR={} holds no initdb and postgres: point it at a PostgreSQL bin directory",
-            d.display()
-        );
-        return d;
+        if !has_server(&d) {
+            return Err(format!(
+                "COFFER_PG_BINDIR={} holds no initdb and postgres: point it at a PostgreSQL bin directory",
+                d.display()
+            ));
+        }
+        return Ok(d);
     }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+    if let Ok(out) = Command::new(pg_config).arg("--bindir").output()
         && out.status.success()
     {
         let d = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if has_server(&d) {
-            return d;
+            return Ok(d);
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(debian_root)
         .into_iter()
         .flatten()
         .flatten()
@@ -100,12 +117,13 @@ pub fn bindir() -> PathBuf {
         .collect();
     versions.sort();
     match versions.pop() {
-        Some((_, d)) => d,
-        None => panic!(
+        Some((_, d)) => Ok(d),
+        None => Err(format!(
             "the PostgreSQL tests need the PostgreSQL server binaries (initdb, postgres) and found none \
-             via pg_config --bindir or /usr/lib/postgresql/N/bin: install them \
-             (Debian/Ubuntu: apt-get install postgresql postgresql-contrib) or set COFFER_PG_BINDIR"
-        ),
+             via pg_config --bindir or {}/N/bin: install them \
+             (Debian/Ubuntu: apt-get install postgresql postgresql-contrib) or set COFFER_PG_BINDIR",
+            debian_root.display()
+        )),
     }
 }
 
@@ -455,14 +473,50 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Stop the server ourselves and reap it (a zombie would look alive to
+        // the watchdog), then let the watchdog remove the directory.
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(self.server.id() as libc::pid_t, libc::SIGQUIT);
+        }
+        let _ = self.server.wait();
         if let Some((mut child, mut stdin)) = self.watchdog.take() {
             let _ = stdin.write_all(b"\n");
             drop(stdin);
             let _ = child.wait();
         } else {
-            let _ = self.server.kill();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-        let _ = self.server.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_say_what_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = find_bindir(None, "no-such-pg_config", empty.path()).unwrap_err();
+        assert!(
+            e.contains("apt-get install postgresql postgresql-contrib"),
+            "{e}"
+        );
+        let e = find_bindir(Some("/nonexistent"), "pg_config", empty.path()).unwrap_err();
+        assert!(
+            e.starts_with("COFFER_PG_BINDIR=/nonexistent holds no initdb"),
+            "{e}"
+        );
+        // The newest of several Debian directories.
+        for n in ["9", "13", "15"] {
+            let bin = empty.path().join(n).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("initdb"), "").unwrap();
+            std::fs::write(bin.join("postgres"), "").unwrap();
+        }
+        assert_eq!(
+            find_bindir(None, "no-such-pg_config", empty.path()).unwrap(),
+            empty.path().join("15/bin")
+        );
     }
 }
