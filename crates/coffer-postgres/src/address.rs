@@ -152,6 +152,7 @@ pub struct Address {
     sslmode: SslMode,
     sslrootcert: Option<PathBuf>,
     application_name: Option<String>,
+    connect_timeout: Option<u64>,
     warnings: Vec<String>,
 }
 
@@ -169,6 +170,7 @@ impl fmt::Debug for Address {
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
             .field("application_name", &self.application_name)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -309,6 +311,7 @@ impl Address {
         let mut sslmode = None;
         let mut sslrootcert = None;
         let mut application_name = None;
+        let mut connect_timeout = None;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').ok_or_else(|| {
                 Error::invalid(format!(
@@ -328,11 +331,17 @@ impl Address {
                 }
                 "sslrootcert" => sslrootcert = Some(PathBuf::from(v)),
                 "application_name" => application_name = Some(v),
-                "connect_timeout" => {}
+                "connect_timeout" => {
+                    connect_timeout = Some(v.parse::<u64>().map_err(|_| {
+                        Error::invalid(format!(
+                            "connect_timeout {v:?} of PostgreSQL address {shown} is not a number of seconds"
+                        ))
+                    })?)
+                }
                 other => {
                     return Err(Error::invalid(format!(
                         "PostgreSQL address {shown} has query parameter {other:?}, which coffer does not know: \
-                         use host, port, user, password, dbname, sslmode, sslrootcert or application_name"
+                         use host, port, user, password, dbname, sslmode, sslrootcert, application_name or connect_timeout"
                     )));
                 }
             }
@@ -389,6 +398,8 @@ impl Address {
             sslmode,
             sslrootcert,
             application_name,
+            connect_timeout: connect_timeout
+                .or_else(|| env.var("PGCONNECT_TIMEOUT").and_then(|v| v.parse().ok())),
             warnings: Vec::new(),
         };
         address.password = match password {
@@ -494,6 +505,17 @@ impl Address {
     /// The `application_name` the server sees (`coffer` unless given).
     pub fn application_name(&self) -> &str {
         self.application_name.as_deref().unwrap_or("coffer")
+    }
+
+    /// How long to wait for the server to answer a connection attempt:
+    /// `connect_timeout` (or `PGCONNECT_TIMEOUT`) seconds, 15 unless given;
+    /// 0 means no limit, as in libpq.
+    pub fn connect_timeout(&self) -> Option<std::time::Duration> {
+        match self.connect_timeout {
+            Some(0) => None,
+            Some(s) => Some(std::time::Duration::from_secs(s)),
+            None => Some(std::time::Duration::from_secs(15)),
+        }
     }
 
     /// The same server and role, another database.
@@ -649,7 +671,7 @@ mod tests {
     #[test]
     fn full_url() {
         let a = Address::parse_with(
-            "postgresql://al%40ice:p%3Ass%2Fw@db.example.com:6543/my%20db?sslmode=verify-full&sslrootcert=/ca.pem&application_name=nightly",
+            "postgresql://al%40ice:p%3Ass%2Fw@db.example.com:6543/my%20db?sslmode=verify-full&sslrootcert=/ca.pem&application_name=nightly&connect_timeout=3",
             &env(&[]),
         )
         .unwrap();
@@ -661,6 +683,7 @@ mod tests {
         assert_eq!(a.sslmode(), SslMode::VerifyFull);
         assert_eq!(a.sslrootcert(), Some(Path::new("/ca.pem")));
         assert_eq!(a.application_name(), "nightly");
+        assert_eq!(a.connect_timeout(), Some(std::time::Duration::from_secs(3)));
         assert_eq!(
             a.to_string(),
             "postgres://al%40ice@db.example.com:6543/my%20db"
@@ -755,6 +778,10 @@ mod tests {
             ("postgres://u:sekrit@h/d?frobnicate=1", "does not know"),
             ("postgres://u:sekrit@h/d?password=sekrit&x", "has no value"),
             ("postgres://u:sekrit@h/%ff", "not valid UTF-8"),
+            (
+                "postgres://u:sekrit@h/d?connect_timeout=soon",
+                "not a number of seconds",
+            ),
             ("mysql://u:sekrit@h/d", "is not a PostgreSQL address"),
         ] {
             let e = Address::parse_with(url, &env(&[])).unwrap_err();

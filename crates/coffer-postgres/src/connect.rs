@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use coffer::{Error, ErrorKind, Result};
 use rustls::client::WebPkiServerVerifier;
@@ -71,8 +70,10 @@ impl Address {
             .user(self.user())
             .dbname(self.dbname())
             .port(self.port())
-            .application_name(self.application_name())
-            .connect_timeout(Duration::from_secs(15));
+            .application_name(self.application_name());
+        if let Some(timeout) = self.connect_timeout() {
+            config.connect_timeout(timeout);
+        }
         if let Some((password, _)) = self.password() {
             config.password(password.expose());
         }

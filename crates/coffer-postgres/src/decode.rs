@@ -37,6 +37,14 @@ pub mod oid {
     pub const NUMERIC: u32 = 1700;
     pub const UUID: u32 = 2950;
     pub const JSONB: u32 = 3802;
+    pub const TIMETZ: u32 = 1266;
+    pub const INET: u32 = 869;
+    pub const CIDR: u32 = 650;
+    pub const MACADDR: u32 = 829;
+    pub const MACADDR8: u32 = 774;
+    pub const MONEY: u32 = 790;
+    pub const BIT: u32 = 1560;
+    pub const VARBIT: u32 = 1562;
 }
 
 /// A decoded value.
@@ -82,6 +90,37 @@ pub enum Value {
     Jsonb(String),
     /// An array of any element type coffer decodes.
     Array(Array),
+    /// `timetz`: microseconds since midnight and the zone's offset in
+    /// seconds east of UTC.
+    Timetz {
+        /// Local time of day.
+        micros: i64,
+        /// Offset east of UTC, seconds (PostgreSQL keeps it as west, negated here).
+        offset_east: i32,
+    },
+    /// `inet` / `cidr`: an address and its netmask length.
+    Inet {
+        /// The address.
+        addr: std::net::IpAddr,
+        /// Netmask length.
+        bits: u8,
+        /// A `cidr` (always shows its netmask).
+        cidr: bool,
+    },
+    /// `macaddr`.
+    MacAddr([u8; 6]),
+    /// `macaddr8`.
+    MacAddr8([u8; 8]),
+    /// `money`: in the currency's smallest unit (cents); its text depends
+    /// on `lc_monetary`, so the number is what is kept.
+    Money(i64),
+    /// `bit(n)` / `varbit`: the bits, most significant first.
+    Bits {
+        /// Number of bits.
+        len: u32,
+        /// The bits packed, the last byte padded with zeros.
+        bytes: Vec<u8>,
+    },
 }
 
 /// A `numeric`.
@@ -256,6 +295,32 @@ pub fn decode(type_oid: u32, bytes: &[u8]) -> Result<Value> {
             })
         }
         oid::NUMERIC => Value::Numeric(numeric(bytes).ok_or_else(|| bad("numeric"))?),
+        oid::TIMETZ => {
+            let b = fixed(12, "timetz")?;
+            Value::Timetz {
+                micros: i64::from_be_bytes(b[0..8].try_into().unwrap()),
+                offset_east: -i32::from_be_bytes(b[8..12].try_into().unwrap()),
+            }
+        }
+        oid::INET | oid::CIDR => inet(bytes).ok_or_else(|| bad("inet"))?,
+        oid::MACADDR => Value::MacAddr(fixed(6, "macaddr")?.try_into().unwrap()),
+        oid::MACADDR8 => Value::MacAddr8(fixed(8, "macaddr8")?.try_into().unwrap()),
+        oid::MONEY => Value::Money(i64::from_be_bytes(fixed(8, "money")?.try_into().unwrap())),
+        oid::BIT | oid::VARBIT => {
+            let len = bytes
+                .get(0..4)
+                .map(|b| i32::from_be_bytes(b.try_into().unwrap()))
+                .filter(|&n| n >= 0)
+                .ok_or_else(|| bad("bit"))? as u32;
+            let rest = &bytes[4..];
+            if rest.len() != (len as usize).div_ceil(8) {
+                return Err(bad("bit"));
+            }
+            Value::Bits {
+                len,
+                bytes: rest.to_vec(),
+            }
+        }
         _ => {
             if let Some(array) = array(bytes)? {
                 Value::Array(array)
@@ -294,6 +359,14 @@ pub fn is_supported(type_oid: u32) -> bool {
             | TIMESTAMPTZ
             | INTERVAL
             | NUMERIC
+            | TIMETZ
+            | INET
+            | CIDR
+            | MACADDR
+            | MACADDR8
+            | MONEY
+            | BIT
+            | VARBIT
     )
 }
 
@@ -363,6 +436,28 @@ fn numeric(b: &[u8]) -> Option<Numeric> {
         s.push_str(&frac);
     }
     Some(Numeric::Finite(s))
+}
+
+fn inet(b: &[u8]) -> Option<Value> {
+    let (&[family, bits, is_cidr, n], addr) = b.split_first_chunk::<4>()?;
+    let addr: std::net::IpAddr = match (family, n, addr.len()) {
+        // PGSQL_AF_INET, PGSQL_AF_INET6
+        (2, 4, 4) => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(addr).ok()?).into(),
+        (3, 16, 16) => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(addr).ok()?).into(),
+        _ => return None,
+    };
+    if bits as usize > addr_bits(&addr) {
+        return None;
+    }
+    Some(Value::Inet {
+        addr,
+        bits,
+        cidr: is_cidr != 0,
+    })
+}
+
+fn addr_bits(addr: &std::net::IpAddr) -> usize {
+    if addr.is_ipv4() { 32 } else { 128 }
 }
 
 fn array(b: &[u8]) -> Result<Option<Array>> {
@@ -567,8 +662,63 @@ impl fmt::Display for Value {
                 Ok(())
             }
             Value::Array(a) => write!(f, "{a}"),
+            Value::Timetz {
+                micros,
+                offset_east,
+            } => {
+                write_time(f, *micros)?;
+                let sign = if *offset_east < 0 { '-' } else { '+' };
+                let o = offset_east.unsigned_abs();
+                write!(f, "{sign}{:02}", o / 3600)?;
+                if o % 3600 != 0 {
+                    write!(f, ":{:02}", o % 3600 / 60)?;
+                    if o % 60 != 0 {
+                        write!(f, ":{:02}", o % 60)?;
+                    }
+                }
+                Ok(())
+            }
+            Value::Inet { addr, bits, cidr } => {
+                write!(f, "{addr}")?;
+                if *cidr || *bits as usize != addr_bits(addr) {
+                    write!(f, "/{bits}")?;
+                }
+                Ok(())
+            }
+            Value::MacAddr(m) => write_hex_groups(f, m),
+            Value::MacAddr8(m) => write_hex_groups(f, m),
+            Value::Money(cents) => {
+                // lc_monetary C: $, two decimals, "," every three digits.
+                let digits = (cents.unsigned_abs() / 100).to_string();
+                let mut grouped = String::new();
+                for (i, c) in digits.chars().enumerate() {
+                    if i > 0 && (digits.len() - i) % 3 == 0 {
+                        grouped.push(',');
+                    }
+                    grouped.push(c);
+                }
+                let sign = if *cents < 0 { "-" } else { "" };
+                write!(f, "{sign}${grouped}.{:02}", cents.unsigned_abs() % 100)
+            }
+            Value::Bits { len, bytes } => {
+                for i in 0..*len as usize {
+                    let bit = bytes[i / 8] >> (7 - i % 8) & 1;
+                    f.write_char(if bit == 1 { '1' } else { '0' })?;
+                }
+                Ok(())
+            }
         }
     }
+}
+
+fn write_hex_groups(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            f.write_char(':')?;
+        }
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Array {

@@ -284,7 +284,9 @@ fn check_values(client: &mut postgres::Client, type_oid: u32, values: &str, ty: 
     .unwrap();
     let mut i = 0;
     while let Some(row) = reader.next_row().unwrap() {
-        let got = row.field(0).map(|b| decode(type_oid, b).unwrap());
+        let got = row
+            .field(0)
+            .map(|b| decode(type_oid, b).unwrap_or_else(|e| panic!("{ty} row {i}: {e} ({b:?})")));
         match (&got, &texts[i]) {
             (None, None) => {}
             (Some(Value::Float8(v)), Some(t)) => {
@@ -548,6 +550,81 @@ fn values_decode_exactly() {
         0,
         &rows(&["ARRAY['\\x00'::bytea, ''::bytea]"]),
         "bytea[]",
+    );
+    check_values(
+        cl,
+        1266,
+        &rows(&[
+            "'00:00:00+00'",
+            "'23:59:59.999999-12:30'",
+            "'12:00:00.5+05:45'",
+            "'04:05:06+14:59:58'",
+            "'24:00:00-15:59'",
+        ]),
+        "timetz",
+    );
+    check_values(
+        cl,
+        869,
+        &rows(&[
+            "'192.168.0.1'",
+            "'10.0.0.0/8'",
+            "'10.1.2.3/8'",
+            "'::1'",
+            "'2001:db8::1/64'",
+            "'::ffff:1.2.3.4'",
+            "'fe80::1:2:3:4'",
+            "'0.0.0.0/0'",
+        ]),
+        "inet",
+    );
+    check_values(
+        cl,
+        650,
+        &rows(&[
+            "'10.0.0.0/8'",
+            "'192.168.1.1/32'",
+            "'2001:db8::/32'",
+            "'::/0'",
+        ]),
+        "cidr",
+    );
+    check_values(
+        cl,
+        829,
+        &rows(&["'08:00:2b:01:02:03'", "'FF-FF-FF-FF-FF-FF'"]),
+        "macaddr",
+    );
+    check_values(cl, 774, &rows(&["'08:00:2b:01:02:03:04:05'"]), "macaddr8");
+    check_values(
+        cl,
+        790,
+        &rows(&[
+            "'0'",
+            "'1.23'",
+            "'-1234567.89'",
+            "'92233720368547758.07'",
+            "'-92233720368547758.08'",
+        ]),
+        "money",
+    );
+    check_values(
+        cl,
+        1560,
+        &rows(&["B'1'", "B'10100101'", "B'101001011'::bit(9)"]),
+        "bit",
+    );
+    check_values(
+        cl,
+        1562,
+        &rows(&["B''", "B'0'", "B'1111000011110000111'"]),
+        "varbit",
+    );
+    check_values(
+        cl,
+        0,
+        &rows(&["ARRAY['10.0.0.0/8'::cidr, NULL]", "'{}'::inet[]"]),
+        "inet[]",
     );
 }
 
