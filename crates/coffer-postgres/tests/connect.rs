@@ -315,3 +315,27 @@ fn too_old_a_server_is_refused() {
     );
     coffer_postgres::connect::check_server_version(&a, 120000, "12.0").unwrap();
 }
+
+#[test]
+fn refused_by_pg_hba() {
+    let c = pg::cluster();
+    let e = connect_err(&format!(
+        "postgres://{}@127.0.0.1:{}/postgres?sslmode=disable",
+        pg::REJECTED_USER,
+        c.port
+    ));
+    assert_eq!(e.kind(), ErrorKind::Auth);
+    assert!(
+        e.message().starts_with(&format!(
+            "the PostgreSQL server at 127.0.0.1:{} refused user \"{}\" for database \"postgres\" (pg_hba.conf rejects connection",
+            c.port,
+            pg::REJECTED_USER
+        )),
+        "{e}"
+    );
+    assert!(
+        e.message()
+            .ends_with("check the user name and the server's pg_hba.conf"),
+        "{e}"
+    );
+}

@@ -9,7 +9,8 @@
 //!
 //! Roles: [`SUPERUSER`] connects without a password (`trust`, over TCP and
 //! the socket); [`PASSWORD_USER`] is an ordinary role that must give
-//! [`Cluster::password`] (SCRAM) over TCP.
+//! [`Cluster::password`] (SCRAM) over TCP; [`REJECTED_USER`] exists but
+//! `pg_hba.conf` rejects it over TCP.
 //!
 //! The binaries come from `pg_config --bindir`, else the newest
 //! `/usr/lib/postgresql/N/bin`. When there are none the test fails, saying
@@ -34,6 +35,8 @@ use std::time::{Duration, Instant};
 pub const SUPERUSER: &str = "coffer";
 /// An ordinary role that logs in with a password over TCP (SCRAM).
 pub const PASSWORD_USER: &str = "coffer_pw";
+/// A role that exists but that `pg_hba.conf` rejects over TCP.
+pub const REJECTED_USER: &str = "coffer_rejected";
 
 /// A running throwaway cluster.
 pub struct Cluster {
@@ -275,6 +278,7 @@ impl Cluster {
             format!(
                 "local all all trust\n\
                  host all {SUPERUSER} 127.0.0.1/32 trust\n\
+                 host all {REJECTED_USER} 127.0.0.1/32 reject\n\
                  host all all 127.0.0.1/32 scram-sha-256\n"
             ),
         )
@@ -365,7 +369,7 @@ impl Cluster {
         client
             .batch_execute(&format!(
                 "SET password_encryption = 'scram-sha-256'; \
-                 CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{}'",
+                 CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{}'; CREATE ROLE {REJECTED_USER} LOGIN",
                 cluster.password
             ))
             .unwrap();
