@@ -713,3 +713,32 @@ fn copying_a_table_by_its_catalog_entry() {
         )
     );
 }
+
+#[test]
+fn a_snapshot_on_a_standby_records_the_replayed_wal_position() {
+    let c = pg::cluster();
+    let db = c.create_database("standby");
+    c.execute(
+        &db,
+        "CREATE TABLE t (id int8); INSERT INTO t SELECT generate_series(1, 50)",
+    );
+    let standby = c.start_standby();
+    let a = address(&standby.url(&db));
+    let mut leader = ExportedSnapshot::begin(&a).unwrap();
+    let moment = leader.moment().clone();
+    assert!(moment.standby);
+    let lsn = moment
+        .wal_lsn
+        .clone()
+        .expect("a standby that replayed WAL has a position");
+    let mut primary = c.client(&db).unwrap();
+    let ahead: bool = primary
+        .query_one("SELECT pg_current_wal_lsn() >= $1::text::pg_lsn", &[&lsn])
+        .unwrap()
+        .get(0);
+    assert!(ahead, "{lsn}");
+    let sql = "COPY (SELECT id FROM t ORDER BY id) TO STDOUT (FORMAT binary)";
+    let mut worker = leader.worker().unwrap();
+    assert_eq!(ints(worker.client(), sql), (1..=50).collect::<Vec<_>>());
+    assert_eq!(ints(leader.client(), sql), (1..=50).collect::<Vec<_>>());
+}

@@ -279,7 +279,8 @@ impl Cluster {
                 "local all all trust\n\
                  host all {SUPERUSER} 127.0.0.1/32 trust\n\
                  host all {REJECTED_USER} 127.0.0.1/32 reject\n\
-                 host all all 127.0.0.1/32 scram-sha-256\n"
+                 host all all 127.0.0.1/32 scram-sha-256\n\
+                 local replication all trust\n"
             ),
         )
         .unwrap();
@@ -297,6 +298,32 @@ impl Cluster {
             None
         };
 
+        let mut cluster = Cluster::launch(bindir, user, dir, ca_cert, &[]);
+        let mut client = cluster.wait_ready();
+        cluster.version_num = client
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .unwrap()
+            .get::<_, i32>(0) as u32;
+        client
+            .batch_execute(&format!(
+                "SET password_encryption = 'scram-sha-256'; \
+                 CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{}'; CREATE ROLE {REJECTED_USER} LOGIN",
+                cluster.password
+            ))
+            .unwrap();
+        cluster
+    }
+
+    /// Start `postgres` on `dir/data` (socket and log in `dir`), with its
+    /// watchdog, and wait until it accepts connections.
+    fn launch(
+        bindir: PathBuf,
+        user: Option<(u32, u32)>,
+        dir: PathBuf,
+        ca_cert: Option<PathBuf>,
+        extra: &[&str],
+    ) -> Cluster {
+        let data = dir.join("data");
         let port = free_port();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         chown(&dir.join("server.log"), user);
@@ -307,8 +334,7 @@ impl Cluster {
             .args(["-c", &format!("port={port}")])
             .args(["-c", &format!("unix_socket_directories={}", dir.display())])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=60"])
-            .args(["-c", "max_wal_senders=0", "-c", "wal_level=minimal"]);
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=60"]);
         if ca_cert.is_some() {
             cmd.args(["-c", "ssl=on"])
                 .args([
@@ -319,6 +345,9 @@ impl Cluster {
                     "-c",
                     &format!("ssl_key_file={}", dir.join("server.key").display()),
                 ]);
+        }
+        for setting in extra {
+            cmd.args(["-c", setting]);
         }
         let server = cmd
             .stdin(Stdio::null())
@@ -350,7 +379,7 @@ impl Cluster {
                 (c, stdin)
             });
 
-        let mut cluster = Cluster {
+        Cluster {
             bindir,
             port,
             socket_dir: dir.clone(),
@@ -360,20 +389,52 @@ impl Cluster {
             dir,
             server,
             watchdog,
-        };
-        let mut client = cluster.wait_ready();
-        cluster.version_num = client
+        }
+    }
+
+    /// A hot standby of this cluster (`pg_basebackup -R`, streaming
+    /// replication), without TLS; it stops when dropped. Its superuser and
+    /// roles are this cluster's (the password too).
+    pub fn start_standby(&self) -> Cluster {
+        let user = run_as();
+        let dir = tempfile::Builder::new()
+            .prefix("coffer-pg-standby-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        chown(&dir, user);
+        let out = command(&self.bindir.join("pg_basebackup"), user)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "--checkpoint=fast",
+                "-U",
+                SUPERUSER,
+            ])
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run pg_basebackup: {e}"));
+        assert!(
+            out.status.success(),
+            "pg_basebackup of the test cluster failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut standby =
+            Cluster::launch(self.bindir.clone(), user, dir, None, &["hot_standby=on"]);
+        standby.password = self.password.clone();
+        let mut client = standby.wait_ready();
+        standby.version_num = client
             .query_one("SELECT current_setting('server_version_num')::int4", &[])
             .unwrap()
             .get::<_, i32>(0) as u32;
-        client
-            .batch_execute(&format!(
-                "SET password_encryption = 'scram-sha-256'; \
-                 CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{}'; CREATE ROLE {REJECTED_USER} LOGIN",
-                cluster.password
-            ))
-            .unwrap();
-        cluster
+        standby
     }
 
     fn wait_ready(&mut self) -> postgres::Client {
