@@ -4,6 +4,7 @@
 //!   exercises everything a lossless backup must keep, and a tidy small one;
 //! * [`compare`] — exact, storage-class-aware comparison of two SQLite
 //!   databases and a digest over the same content;
+//! * [`pg`] — throwaway PostgreSQL clusters, one per test process;
 //! * [`s3`] — an in-process S3 server (s3s-fs over a temporary directory);
 //! * [`conformance`] — the storage conformance suite every
 //!   [`Store`](coffer::store::Store) backend must pass;
@@ -14,6 +15,7 @@
 pub mod compare;
 pub mod conformance;
 pub mod nasty;
+pub mod pg;
 pub mod s3;
 pub mod stores;
 
