@@ -82,7 +82,8 @@ pub struct Column {
     pub type_kind: char,
     /// The element type of an array type (`typelem` when `typcategory` is `A`).
     pub element_oid: Option<u32>,
-    /// The base type of a domain.
+    /// The base type of a domain, through domains over domains (the first
+    /// type that is not a domain).
     pub domain_base_oid: Option<u32>,
     /// `NOT NULL`.
     pub not_null: bool,
@@ -92,6 +93,32 @@ pub struct Column {
     pub identity: Option<char>,
     /// Has a `DEFAULT`.
     pub has_default: bool,
+}
+
+/// How a column travels in a binary COPY: in binary form, decoded by
+/// [`crate::decode::decode`] with this type oid, or as PostgreSQL's text
+/// form of the value (`"col"::text` in the COPY's SELECT; decode it as
+/// `text`), which is lossless by PostgreSQL's I/O contract, for every type
+/// the decoder does not know (enums, composites, ranges, extension types…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireForm {
+    /// Binary, decoded as this type oid (a domain's base type; an array's own oid).
+    Binary(u32),
+    /// Text, decoded as `text`.
+    Text,
+}
+
+impl Column {
+    /// How this column's values come out of [`Table::copy_out_sql`].
+    pub fn wire_form(&self) -> WireForm {
+        use crate::decode::is_supported;
+        match (self.domain_base_oid, self.element_oid) {
+            (Some(base), _) if is_supported(base) => WireForm::Binary(base),
+            (None, Some(element)) if is_supported(element) => WireForm::Binary(self.type_oid),
+            (None, None) if is_supported(self.type_oid) => WireForm::Binary(self.type_oid),
+            _ => WireForm::Text,
+        }
+    }
 }
 
 impl Table {
@@ -111,9 +138,16 @@ impl Table {
     }
 
     /// The statement that streams this table's own rows (or one range of
-    /// them) in binary COPY form, in [`Table::copy_columns`] order.
+    /// them) in binary COPY form, in [`Table::copy_columns`] order, each
+    /// column in its [`Column::wire_form`].
     pub fn copy_out_sql(&self, range: Option<CtidRange>) -> String {
-        let cols: Vec<String> = self.copy_columns().map(|c| quote_ident(&c.name)).collect();
+        let cols: Vec<String> = self
+            .copy_columns()
+            .map(|c| match c.wire_form() {
+                WireForm::Binary(_) => quote_ident(&c.name),
+                WireForm::Text => format!("{}::text", quote_ident(&c.name)),
+            })
+            .collect();
         let filter = range
             .and_then(|r| r.predicate())
             .map(|p| format!(" WHERE {p}"))
@@ -187,7 +221,12 @@ pub fn read_tables(client: &mut postgres::Client, address: &Address) -> Result<V
             "SELECT a.attrelid, a.attnum, a.attname::text, a.atttypid, \
                     format_type(a.atttypid, a.atttypmod), t.typname::text, tn.nspname::text, a.atttypmod, \
                     t.typtype::text, CASE WHEN t.typcategory = 'A' THEN t.typelem END, \
-                    CASE WHEN t.typtype = 'd' THEN t.typbasetype END, \
+                    CASE WHEN t.typtype = 'd' THEN \
+                        (WITH RECURSIVE b(oid, typtype, base) AS ( \
+                             SELECT t.oid, t.typtype, t.typbasetype \
+                             UNION ALL SELECT p.oid, p.typtype, p.typbasetype FROM b JOIN pg_type p ON p.oid = b.base \
+                             WHERE b.typtype = 'd') \
+                         SELECT oid FROM b WHERE typtype <> 'd') END, \
                     a.attnotnull, a.attgenerated <> '', NULLIF(a.attidentity, '')::text, a.atthasdef \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              JOIN pg_namespace tn ON tn.oid = t.typnamespace \

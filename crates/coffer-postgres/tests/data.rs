@@ -742,3 +742,102 @@ fn a_snapshot_on_a_standby_records_the_replayed_wal_position() {
     assert_eq!(ints(worker.client(), sql), (1..=50).collect::<Vec<_>>());
     assert_eq!(ints(leader.client(), sql), (1..=50).collect::<Vec<_>>());
 }
+
+#[test]
+fn every_type_travels_binary_or_as_its_text() {
+    use coffer_postgres::catalog::WireForm;
+    let c = pg::cluster();
+    let db = c.create_database("wire_forms");
+    c.execute(
+        &db,
+        r#"
+        CREATE EXTENSION IF NOT EXISTS hstore;
+        CREATE EXTENSION IF NOT EXISTS citext;
+        CREATE EXTENSION IF NOT EXISTS ltree;
+        CREATE TYPE mood AS ENUM ('sad', 'happy', 'with "quotes"');
+        CREATE DOMAIN money_amount AS numeric(12, 2) CHECK (VALUE >= 0);
+        CREATE DOMAIN small_amount AS money_amount CHECK (VALUE < 100);
+        CREATE TYPE pair AS (a int, b text);
+        CREATE TABLE w (
+            n int,
+            m mood, ms mood[], d money_amount, dd small_amount, p pair, r int4range, tr tstzrange,
+            h hstore, ci citext, l ltree, pt point, x xml, ids int8[], ts tsvector
+        );
+        INSERT INTO w VALUES
+            (1, 'happy', '{sad,"with \"quotes\""}', 12.5, 99.99, ROW(1, 'a "b", c'), '[1,10)', '[2026-01-01,infinity)',
+             'a=>1, "b c"=>NULL', 'MiXeD', 'top.science.astronomy', '(1.5,-2)', '<a>x</a>', '{1,NULL,3}', 'a fat cat'),
+            (2, NULL, '{}', 0, 0, ROW(NULL, NULL), 'empty', '(,)', '', '', '', '(0,0)', '', '{}', '');
+        "#,
+    );
+    let a = address(&c.url(&db));
+    let mut leader = ExportedSnapshot::begin(&a).unwrap();
+    let tables = catalog::read_tables(leader.client(), &a).unwrap();
+    let t = &tables[0];
+    let forms: Vec<(&str, WireForm)> = t
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.wire_form()))
+        .collect();
+    assert_eq!(
+        forms,
+        [
+            ("n", WireForm::Binary(23)),
+            ("m", WireForm::Text),
+            ("ms", WireForm::Text),
+            ("d", WireForm::Binary(1700)),
+            ("dd", WireForm::Binary(1700)),
+            ("p", WireForm::Text),
+            ("r", WireForm::Text),
+            ("tr", WireForm::Text),
+            ("h", WireForm::Text),
+            ("ci", WireForm::Text),
+            ("l", WireForm::Text),
+            ("pt", WireForm::Text),
+            ("x", WireForm::Text),
+            ("ids", WireForm::Binary(1016)),
+            ("ts", WireForm::Text),
+        ]
+    );
+    // The server's own text of every column, row by row.
+    let names: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("format('%s', {})", c.name))
+        .collect();
+    let texts = leader
+        .client()
+        .query(
+            &format!("SELECT {} FROM w ORDER BY n", names.join(", ")),
+            &[],
+        )
+        .unwrap();
+    let mut reader = coffer_postgres::copy::copy_table(leader.client(), &a, t, None).unwrap();
+    let mut i = 0;
+    let mut rows = Vec::new();
+    while let Some(row) = reader.next_row().unwrap() {
+        let mut values = Vec::new();
+        for (j, col) in t.columns.iter().enumerate() {
+            let oid = match col.wire_form() {
+                WireForm::Binary(oid) => oid,
+                WireForm::Text => 25,
+            };
+            values.push(row.field(j).map(|b| decode(oid, b).unwrap().to_string()));
+        }
+        rows.push(values);
+        i += 1;
+    }
+    assert_eq!(i, 2);
+    rows.sort_by_key(|r| r[0].clone());
+    for (row, server) in rows.iter().zip(&texts) {
+        for (j, value) in row.iter().enumerate() {
+            let expect: String = server.get(j);
+            // format('%s', NULL) is ''.
+            assert_eq!(
+                value.clone().unwrap_or_default(),
+                expect,
+                "column {}",
+                t.columns[j].name
+            );
+        }
+    }
+}
