@@ -300,3 +300,84 @@ pub fn check_readable(tables: &[Table], address: &Address) -> Result<()> {
         ),
     ))
 }
+
+/// A sequence and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequence {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// `last_value`.
+    pub last_value: i64,
+    /// `is_called`: whether `last_value` has been handed out (the next
+    /// `nextval` returns the one after it) or not (it returns `last_value`).
+    pub is_called: bool,
+    /// The column it belongs to (`OWNED BY`, identity and serial columns),
+    /// as `(schema, table, column)`.
+    pub owned_by: Option<(String, String, String)>,
+}
+
+impl Sequence {
+    /// The statement that puts this state back (what pg_dump writes).
+    pub fn setval_sql(&self) -> String {
+        let name = format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name));
+        format!(
+            "SELECT pg_catalog.setval('{}', {}, {})",
+            name.replace('\'', "''"),
+            self.last_value,
+            self.is_called
+        )
+    }
+}
+
+/// Read every user sequence's state. Sequences are not transactional: this
+/// is their state now, not at the snapshot (as with pg_dump), so read them
+/// last — a value read later is never behind a row read earlier.
+pub fn read_sequences(client: &mut postgres::Client, address: &Address) -> Result<Vec<Sequence>> {
+    let doing = "reading sequences";
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, \
+                    dn.nspname::text, dc.relname::text, a.attname::text \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+                  AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
+             LEFT JOIN pg_class dc ON dc.oid = d.refobjid \
+             LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace \
+             LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE c.relkind = 'S' \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_' \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
+                               AND e.objid = c.oid AND e.deptype = 'e') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .map_err(|e| query_error(address, doing, &e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let schema: String = r.get(0);
+        let name: String = r.get(1);
+        let owned_by = match (r.get(2), r.get(3), r.get(4)) {
+            (Some(s), Some(t), Some(c)) => Some((s, t, c)),
+            _ => None,
+        };
+        let sql = format!(
+            "SELECT last_value, is_called FROM {}.{}",
+            quote_ident(&schema),
+            quote_ident(&name)
+        );
+        let state = client
+            .query_one(&sql, &[])
+            .map_err(|e| query_error(address, &format!("reading sequence {schema}.{name}"), &e))?;
+        out.push(Sequence {
+            schema,
+            name,
+            last_value: state.get(0),
+            is_called: state.get(1),
+            owned_by,
+        });
+    }
+    Ok(out)
+}
