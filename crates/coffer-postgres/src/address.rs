@@ -115,10 +115,18 @@ pub struct Env {
 impl Env {
     /// This process's environment. The default socket directory is Debian's
     /// `/var/run/postgresql` when it exists, else `/tmp` (libpq's built-in).
+    /// When neither `USER` nor `LOGNAME` is set (a container, cron), the
+    /// user name is the effective user's, as libpq takes it.
     pub fn from_process() -> Env {
-        let vars = std::env::vars()
+        let mut vars: HashMap<String, String> = std::env::vars()
             .filter(|(k, _)| k.starts_with("PG") || k == "USER" || k == "LOGNAME")
             .collect();
+        if !vars.contains_key("USER")
+            && !vars.contains_key("LOGNAME")
+            && let Some(name) = effective_user_name()
+        {
+            vars.insert("USER".to_owned(), name);
+        }
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let debian = Path::new("/var/run/postgresql");
         let default_socket_dir = if debian.is_dir() {
@@ -207,6 +215,37 @@ impl fmt::Display for Address {
 /// Is this string a PostgreSQL address (rather than, say, a file path)?
 pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// The name of the effective user, from the password database.
+#[cfg(unix)]
+fn effective_user_name() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: passwd is plain data; getpwuid_r writes into it and into buf,
+    // whose length it is told, and sets result to null or to &pwd.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    }
+}
+
+#[cfg(not(unix))]
+fn effective_user_name() -> Option<String> {
+    None
 }
 
 fn decode(s: &str, what: &str, url: &str) -> Result<String> {
@@ -879,6 +918,13 @@ h\\:x:5432:db:u:colon-host
         e.home = Some(home);
         let a = Address::parse_with("postgres://u@h/d", &e).unwrap();
         assert_eq!(a.password().unwrap().0.expose(), "home-pw");
+    }
+
+    #[test]
+    fn the_process_always_has_a_user() {
+        let e = Env::from_process();
+        assert!(e.var("USER").or(e.var("LOGNAME")).is_some(), "{e:?}");
+        assert_eq!(effective_user_name().is_some(), cfg!(unix));
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub struct Column {
     pub type_kind: char,
     /// The element type of an array type (`typelem` when `typcategory` is `A`).
     pub element_oid: Option<u32>,
-    /// The base type of a domain.
+    /// The base type of a domain, through domains over domains (the first
+    /// type that is not a domain).
     pub domain_base_oid: Option<u32>,
     /// `NOT NULL`.
     pub not_null: bool,
@@ -92,6 +93,32 @@ pub struct Column {
     pub identity: Option<char>,
     /// Has a `DEFAULT`.
     pub has_default: bool,
+}
+
+/// How a column travels in a binary COPY: in binary form, decoded by
+/// [`crate::decode::decode`] with this type oid, or as PostgreSQL's text
+/// form of the value (`"col"::text` in the COPY's SELECT; decode it as
+/// `text`), which is lossless by PostgreSQL's I/O contract, for every type
+/// the decoder does not know (enums, composites, ranges, extension types…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireForm {
+    /// Binary, decoded as this type oid (a domain's base type; an array's own oid).
+    Binary(u32),
+    /// Text, decoded as `text`.
+    Text,
+}
+
+impl Column {
+    /// How this column's values come out of [`Table::copy_out_sql`].
+    pub fn wire_form(&self) -> WireForm {
+        use crate::decode::is_supported;
+        match (self.domain_base_oid, self.element_oid) {
+            (Some(base), _) if is_supported(base) => WireForm::Binary(base),
+            (None, Some(element)) if is_supported(element) => WireForm::Binary(self.type_oid),
+            (None, None) if is_supported(self.type_oid) => WireForm::Binary(self.type_oid),
+            _ => WireForm::Text,
+        }
+    }
 }
 
 impl Table {
@@ -111,9 +138,16 @@ impl Table {
     }
 
     /// The statement that streams this table's own rows (or one range of
-    /// them) in binary COPY form, in [`Table::copy_columns`] order.
+    /// them) in binary COPY form, in [`Table::copy_columns`] order, each
+    /// column in its [`Column::wire_form`].
     pub fn copy_out_sql(&self, range: Option<CtidRange>) -> String {
-        let cols: Vec<String> = self.copy_columns().map(|c| quote_ident(&c.name)).collect();
+        let cols: Vec<String> = self
+            .copy_columns()
+            .map(|c| match c.wire_form() {
+                WireForm::Binary(_) => quote_ident(&c.name),
+                WireForm::Text => format!("{}::text", quote_ident(&c.name)),
+            })
+            .collect();
         let filter = range
             .and_then(|r| r.predicate())
             .map(|p| format!(" WHERE {p}"))
@@ -187,7 +221,12 @@ pub fn read_tables(client: &mut postgres::Client, address: &Address) -> Result<V
             "SELECT a.attrelid, a.attnum, a.attname::text, a.atttypid, \
                     format_type(a.atttypid, a.atttypmod), t.typname::text, tn.nspname::text, a.atttypmod, \
                     t.typtype::text, CASE WHEN t.typcategory = 'A' THEN t.typelem END, \
-                    CASE WHEN t.typtype = 'd' THEN t.typbasetype END, \
+                    CASE WHEN t.typtype = 'd' THEN \
+                        (WITH RECURSIVE b(oid, typtype, base) AS ( \
+                             SELECT t.oid, t.typtype, t.typbasetype \
+                             UNION ALL SELECT p.oid, p.typtype, p.typbasetype FROM b JOIN pg_type p ON p.oid = b.base \
+                             WHERE b.typtype = 'd') \
+                         SELECT oid FROM b WHERE typtype <> 'd') END, \
                     a.attnotnull, a.attgenerated <> '', NULLIF(a.attidentity, '')::text, a.atthasdef \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              JOIN pg_namespace tn ON tn.oid = t.typnamespace \
@@ -260,4 +299,85 @@ pub fn check_readable(tables: &[Table], address: &Address) -> Result<()> {
             address.user()
         ),
     ))
+}
+
+/// A sequence and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequence {
+    /// Its schema.
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// `last_value`.
+    pub last_value: i64,
+    /// `is_called`: whether `last_value` has been handed out (the next
+    /// `nextval` returns the one after it) or not (it returns `last_value`).
+    pub is_called: bool,
+    /// The column it belongs to (`OWNED BY`, identity and serial columns),
+    /// as `(schema, table, column)`.
+    pub owned_by: Option<(String, String, String)>,
+}
+
+impl Sequence {
+    /// The statement that puts this state back (what pg_dump writes).
+    pub fn setval_sql(&self) -> String {
+        let name = format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name));
+        format!(
+            "SELECT pg_catalog.setval('{}', {}, {})",
+            name.replace('\'', "''"),
+            self.last_value,
+            self.is_called
+        )
+    }
+}
+
+/// Read every user sequence's state. Sequences are not transactional: this
+/// is their state now, not at the snapshot (as with pg_dump), so read them
+/// last — a value read later is never behind a row read earlier.
+pub fn read_sequences(client: &mut postgres::Client, address: &Address) -> Result<Vec<Sequence>> {
+    let doing = "reading sequences";
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, \
+                    dn.nspname::text, dc.relname::text, a.attname::text \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+                  AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
+             LEFT JOIN pg_class dc ON dc.oid = d.refobjid \
+             LEFT JOIN pg_namespace dn ON dn.oid = dc.relnamespace \
+             LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+             WHERE c.relkind = 'S' \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_' \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_class'::regclass \
+                               AND e.objid = c.oid AND e.deptype = 'e') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .map_err(|e| query_error(address, doing, &e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let schema: String = r.get(0);
+        let name: String = r.get(1);
+        let owned_by = match (r.get(2), r.get(3), r.get(4)) {
+            (Some(s), Some(t), Some(c)) => Some((s, t, c)),
+            _ => None,
+        };
+        let sql = format!(
+            "SELECT last_value, is_called FROM {}.{}",
+            quote_ident(&schema),
+            quote_ident(&name)
+        );
+        let state = client
+            .query_one(&sql, &[])
+            .map_err(|e| query_error(address, &format!("reading sequence {schema}.{name}"), &e))?;
+        out.push(Sequence {
+            schema,
+            name,
+            last_value: state.get(0),
+            is_called: state.get(1),
+            owned_by,
+        });
+    }
+    Ok(out)
 }

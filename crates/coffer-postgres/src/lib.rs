@@ -8,7 +8,7 @@
 //! * [`snapshot`] — one exported snapshot read by many connections, its
 //!   moment (time and WAL position), tables split into ctid ranges;
 //! * [`catalog`] — tables (partitioned, inherited, unlogged), columns,
-//!   primary keys, privileges;
+//!   primary keys, privileges; sequences and their state;
 //! * [`copy`] — a streaming reader of binary `COPY` output;
 //! * [`decode`] — values of the common types from their binary form;
 //! * [`schema`] — the schema's DDL in pre-data and post-data sections, from

@@ -339,3 +339,57 @@ fn refused_by_pg_hba() {
         "{e}"
     );
 }
+
+/// Run by `the_test_cluster_dies_with_its_process` in a child process:
+/// start the shared cluster, say where it is, and wait to be killed.
+#[test]
+#[ignore = "run as a child of the_test_cluster_dies_with_its_process"]
+fn child_holding_a_cluster() {
+    if std::env::var_os("COFFER_PG_CHILD").is_none() {
+        return;
+    }
+    let c = pg::cluster();
+    println!("CLUSTER {} {}", c.port, c.socket_dir.display());
+    std::thread::sleep(std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn the_test_cluster_dies_with_its_process() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holding_a_cluster",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("COFFER_PG_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (port, dir) = loop {
+        let line = lines
+            .next()
+            .expect("the child said where its cluster is")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("CLUSTER ") {
+            let (port, dir) = rest.split_once(' ').unwrap();
+            break (port.parse::<u16>().unwrap(), PathBuf::from(dir));
+        }
+    };
+    assert!(dir.exists());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // SIGKILL: no destructor, no atexit; only the watchdog can clean up.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while dir.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster of a killed test process still runs or its directory {} is left",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
