@@ -46,7 +46,9 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 /// The engines this coffer knows, asked in this order.
 fn engines() -> Registry {
-    Registry::new().with(coffer_sqlite::engine())
+    Registry::new()
+        .with(coffer_postgres::engine())
+        .with(coffer_sqlite::engine())
 }
 
 /// The engine for a database argument, with the address it parsed.

@@ -27,8 +27,11 @@ pub mod catalog;
 pub mod connect;
 pub mod copy;
 pub mod decode;
+pub mod engine;
+pub mod scan;
 pub mod schema;
 pub mod snapshot;
 
 pub use address::{Address, Host, SslMode};
 pub use connect::Connection;
+pub use engine::{PostgresEngine, engine};

@@ -15,7 +15,7 @@ use arrow_array::builder::{
     FixedSizeBinaryBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
     Int64Builder, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer, i256};
 use coffer::datafile::{arrow_field, arrow_schema, interval_fields};
 use coffer::engine::{DataBatch, Misfit, PostgresValue, RawValue};
@@ -23,6 +23,7 @@ use coffer::manifest::{self, LogicalType};
 use coffer::{Error, Result};
 
 use crate::catalog::{self, quote_ident};
+use crate::copy::Row;
 use crate::decode::{Array as PgArray, Date, Numeric, Timestamp, Value, decode, oid};
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
@@ -486,21 +487,27 @@ impl BatchBuilder {
 
     /// Append one row of fields (the columns, then the array companions);
     /// `what` names the table in errors.
-    pub fn push(&mut self, fields: &[Option<&[u8]>], what: &str) -> Result<()> {
+    pub fn push(&mut self, row: &Row<'_>, what: &str) -> Result<()> {
         let n = self.plans.len();
-        if fields.len() < n {
+        let arrays = self
+            .plans
+            .iter()
+            .filter(|p| matches!(p.read, Read::Array { .. }))
+            .count();
+        if row.len() != n + arrays {
             return Err(Error::corrupt(format!(
-                "the COPY stream of {what} has {} fields where {n} were expected",
-                fields.len()
+                "the COPY stream of {what} has {} fields where {} were expected",
+                row.len(),
+                n + arrays
             )));
         }
         let mut companion = n;
         for (i, plan) in self.plans.iter().enumerate() {
-            let field = fields[i];
+            let field = row.field(i);
             let text_of_array = match plan.read {
                 Read::Array { .. } => {
                     companion += 1;
-                    fields.get(companion - 1).copied().flatten()
+                    row.field(companion - 1)
                 }
                 _ => None,
             };

@@ -410,6 +410,13 @@ pub trait Engine: Send + Sync {
     /// sqlite://PATH`).
     fn address_forms(&self) -> &'static str;
 
+    /// Whether the engine can restore the backups it takes. One that
+    /// cannot yet (an engine still being built) only exports: `backup`
+    /// refuses rather than write an archive nothing can restore.
+    fn restores(&self) -> bool {
+        true
+    }
+
     /// [`Engine::address`] for an address that must be this engine's.
     fn resolve(&self, text: &str) -> Result<Address> {
         self.address(text).unwrap_or_else(|| {

@@ -131,6 +131,12 @@ pub async fn write_archive(
     let Run { progress, cancel } = run.into();
     let options = Plan::new(options, cancel);
     let started = Instant::now();
+    if options.kind == ArchiveKind::Backup && !engine.restores() {
+        return Err(Error::invalid(format!(
+            "coffer cannot restore {} databases yet, so it takes no backups of {db}: a backup nothing can restore is not a backup; `coffer export` writes its tables as Parquet or CSV",
+            engine.name()
+        )));
+    }
     archive::refuse_existing(dest).await?;
     let operation = match options.kind {
         ArchiveKind::Export => "export",

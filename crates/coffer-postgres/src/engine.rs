@@ -1,0 +1,273 @@
+//! [`PostgresEngine`]: the PostgreSQL engine as the operations see it.
+//!
+//! What works today is reading: one exported snapshot shared by every
+//! scanner, each table read with binary `COPY` into Arrow columns of its
+//! natural logical types ([`crate::scan`]), so `coffer export` writes
+//! Parquet and CSV that other tools read as they are. Restores and imports
+//! into PostgreSQL are not built yet; the engine says so, and `coffer
+//! backup` refuses rather than write an archive nothing can restore.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use coffer::engine::{
+    Address as DbAddress, Catalog, DataBatch, Engine, Restorer, Snapshot, SnapshotPoint,
+};
+use coffer::manifest::{Column, SchemaObject, Table, TableKind};
+use coffer::progress::Cancel;
+use coffer::{Error, Result};
+
+use crate::address::{Address, is_postgres_url};
+use crate::catalog::{self, read_tables};
+use crate::connect::query_error;
+use crate::copy::BinaryCopyReader;
+use crate::scan::{BatchBuilder, ColumnPlan, copy_sql, plan_column};
+use crate::snapshot::{ExportedSnapshot, SnapshotWorker};
+
+/// The PostgreSQL engine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PostgresEngine;
+
+/// The PostgreSQL engine, for a [`coffer::engine::Registry`].
+pub fn engine() -> Arc<dyn Engine> {
+    Arc::new(PostgresEngine)
+}
+
+/// How long a snapshot waits for the lock on one table (another session
+/// altering it) before it gives up, naming the table.
+const LOCK_TIMEOUT_MS: u32 = 10_000;
+
+impl Engine for PostgresEngine {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn address(&self, text: &str) -> Option<Result<DbAddress>> {
+        if !is_postgres_url(text) {
+            return None;
+        }
+        Some(Address::parse(text).map(|a| {
+            for w in a.warnings() {
+                tracing::warn!("{w}");
+            }
+            DbAddress::new(
+                text,
+                a.to_string(),
+                a.dbname(),
+                a.default_repository().to_string_lossy(),
+            )
+        }))
+    }
+
+    fn address_forms(&self) -> &'static str {
+        "postgres://USER@HOST:PORT/DATABASE"
+    }
+
+    fn restores(&self) -> bool {
+        false
+    }
+
+    fn snapshot(&self, db: &str) -> Result<Box<dyn Snapshot>> {
+        Ok(Box::new(PgSnapshot::open(&Address::parse(db)?)?))
+    }
+
+    fn restorer(&self, target: &str, _replace: bool, _cancel: Cancel) -> Result<Box<dyn Restorer>> {
+        let address = Address::parse(target)?;
+        Err(Error::invalid(format!(
+            "coffer cannot restore into PostgreSQL yet ({address}); restore into a SQLite file, or load an export there with your own tools"
+        )))
+    }
+
+    fn export_objects(&self, _objects: &[SchemaObject], _tables: &[&str]) -> Vec<SchemaObject> {
+        // The catalog lists no DDL yet (no PostgreSQL importer reads it);
+        // imports elsewhere build tables from the neutral schema.
+        Vec::new()
+    }
+
+    fn shape(&self, objects: &[SchemaObject], table: &str) -> Vec<SchemaObject> {
+        objects.iter().filter(|o| o.table == table).cloned().collect()
+    }
+}
+
+/// A table as the snapshot reads it.
+#[derive(Debug, Clone)]
+struct Source {
+    pg: catalog::Table,
+    plans: Vec<ColumnPlan>,
+}
+
+/// The connection a snapshot reads through.
+enum Link {
+    /// The transaction that exported the snapshot.
+    Leader(ExportedSnapshot),
+    /// A connection that imported it.
+    Worker(SnapshotWorker),
+}
+
+/// One exported snapshot of a PostgreSQL database.
+pub struct PgSnapshot {
+    link: Link,
+    address: Address,
+    catalog: Arc<Catalog>,
+    sources: Arc<BTreeMap<String, Source>>,
+    point: SnapshotPoint,
+}
+
+/// The name a table has in the archive: `schema.name`, or `name` alone in
+/// the schema `public`.
+fn archive_name(t: &catalog::Table) -> String {
+    if t.schema == "public" {
+        t.name.clone()
+    } else {
+        format!("{}.{}", t.schema, t.name)
+    }
+}
+
+impl PgSnapshot {
+    /// Export a snapshot of the database at `address` and read its catalog.
+    pub fn open(address: &Address) -> Result<PgSnapshot> {
+        let mut leader = ExportedSnapshot::begin(address)?;
+        let tables = read_tables(leader.client(), address)?;
+        let with_rows: Vec<catalog::Table> =
+            tables.into_iter().filter(|t| t.has_storage()).collect();
+        catalog::check_readable(&with_rows, address)?;
+        let names: Vec<(String, String)> = with_rows
+            .iter()
+            .map(|t| (t.schema.clone(), t.name.clone()))
+            .collect();
+        leader.lock_tables(&names, LOCK_TIMEOUT_MS)?;
+        let version: String = leader
+            .client()
+            .query_one("SELECT current_setting('server_version')", &[])
+            .map_err(|e| query_error(address, "reading the server version", &e))?
+            .get(0);
+        let mut sources = BTreeMap::new();
+        let mut out = Vec::new();
+        for t in with_rows {
+            let plans: Vec<ColumnPlan> = t.copy_columns().map(plan_column).collect();
+            let name = archive_name(&t);
+            let columns = t
+                .copy_columns()
+                .zip(&plans)
+                .map(|(c, p)| Column {
+                    name: c.name.clone(),
+                    logical_type: p.logical_type.clone(),
+                    declared_type: c.type_sql.clone(),
+                    nullable: !c.not_null,
+                    text_format: None,
+                })
+                .collect();
+            let table = Table {
+                name: name.clone(),
+                kind: TableKind::Table,
+                columns,
+                primary_key: t.primary_key.clone(),
+                hidden_key: None,
+                rows: 0,
+                parts: Vec::new(),
+            };
+            if sources
+                .insert(name.clone(), Source { pg: t, plans })
+                .is_some()
+            {
+                return Err(Error::invalid(format!(
+                    "{address} has two tables that coffer would both call '{name}' (one named with a dot in the schema public); rename one of them"
+                )));
+            }
+            out.push(table);
+        }
+        let moment = leader.moment().clone();
+        let catalog = Catalog {
+            engine_version: version,
+            database: address.dbname().to_string(),
+            settings: serde_json::Map::new(),
+            objects: Vec::new(),
+            tables: out,
+            unreadable: BTreeMap::new(),
+        };
+        Ok(PgSnapshot {
+            link: Link::Leader(leader),
+            address: address.clone(),
+            catalog: Arc::new(catalog),
+            sources: Arc::new(sources),
+            point: SnapshotPoint {
+                time: moment.at,
+                position: moment.wal_lsn,
+            },
+        })
+    }
+
+    fn client(&mut self) -> &mut postgres::Client {
+        match &mut self.link {
+            Link::Leader(l) => l.client(),
+            Link::Worker(w) => w.client(),
+        }
+    }
+
+    fn source(&self, table: &Table) -> Result<Source> {
+        self.sources.get(&table.name).cloned().ok_or_else(|| {
+            Error::invalid(format!(
+                "table '{}' is not in {}",
+                table.name, self.address
+            ))
+        })
+    }
+}
+
+impl Snapshot for PgSnapshot {
+    fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn point(&self) -> SnapshotPoint {
+        self.point.clone()
+    }
+
+    fn count_rows(&mut self, table: &Table) -> Result<u64> {
+        let source = self.source(table)?;
+        let sql = format!("SELECT count(*) FROM ONLY {}", source.pg.sql_name());
+        let address = self.address.clone();
+        let n: i64 = self
+            .client()
+            .query_one(&sql, &[])
+            .map_err(|e| query_error(&address, &format!("counting the rows of {}", table.name), &e))?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    fn scan(&mut self, table: &Table, sink: &mut dyn FnMut(DataBatch) -> Result<()>) -> Result<()> {
+        let source = self.source(table)?;
+        let what = format!("table {}", table.name);
+        let sql = copy_sql(&source.pg, &source.plans);
+        let address = self.address.clone();
+        let reader = self
+            .client()
+            .copy_out(&sql)
+            .map_err(|e| query_error(&address, &format!("reading {what}"), &e))?;
+        let mut rows = BinaryCopyReader::new(reader, what.clone())?;
+        let mut batch = BatchBuilder::new(table, &source.plans);
+        while let Some(row) = rows.next_row()? {
+            batch.push(&row, &what)?;
+            if batch.full() {
+                sink(batch.take()?)?;
+            }
+        }
+        if !batch.is_empty() {
+            sink(batch.take()?)?;
+        }
+        Ok(())
+    }
+
+    fn fork(&self) -> Result<Option<Box<dyn Snapshot>>> {
+        let Link::Leader(leader) = &self.link else {
+            return Ok(None);
+        };
+        Ok(Some(Box::new(PgSnapshot {
+            link: Link::Worker(leader.worker()?),
+            address: self.address.clone(),
+            catalog: self.catalog.clone(),
+            sources: self.sources.clone(),
+            point: self.point.clone(),
+        })))
+    }
+}
