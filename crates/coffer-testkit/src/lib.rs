@@ -8,6 +8,9 @@
 //! * [`compare`] — exact, storage-class-aware comparison of two SQLite
 //!   databases and a digest over the same content, on top of the two;
 //! * [`s3`] — an in-process S3 server (s3s-fs over a temporary directory);
+//! * [`fixture`] — engine fixtures: databases from a neutral description,
+//!   read back as images, changed at random ([`fixture::SqliteFixture`]);
+//! * [`engines`] — the engine conformance suite every engine must pass;
 //! * [`conformance`] — the storage conformance suite every
 //!   [`Store`](coffer::store::Store) backend must pass;
 //! * [`stores`] — object stores that misbehave as real services do: one
@@ -16,6 +19,8 @@
 
 pub mod compare;
 pub mod conformance;
+pub mod engines;
+pub mod fixture;
 pub mod image;
 pub mod nasty;
 pub mod s3;
