@@ -133,6 +133,16 @@ pub trait Writer: Send {
     fn step(&mut self) -> Result<(), String>;
 }
 
+/// A change to a table's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaChange {
+    /// Add a nullable text column and set it in one row.
+    AddColumn,
+    /// Add a unique index on these columns (what an upsert replaces
+    /// changes, though the columns do not).
+    AddUniqueIndex(Vec<String>),
+}
+
 /// What the engine conformance suite needs from an engine.
 ///
 /// Every database a fixture makes is its own, at an address no other
@@ -157,6 +167,14 @@ pub trait EngineFixture: Send + Sync {
         None
     }
 
+    /// The value that a column of type `ty` holds after `value` is
+    /// written to it, where the engine itself changes it (SQLite stores a
+    /// REAL `-0.0` as `0.0`); by default `value` itself.
+    fn stored_as(&self, ty: ColumnType, value: &Value) -> Value {
+        let _ = ty;
+        value.clone()
+    }
+
     /// The database at `db` as an image; `Err` when there is none (or it
     /// cannot be read).
     fn image(&self, db: &Address) -> Result<Image, String>;
@@ -178,9 +196,8 @@ pub trait EngineFixture: Send + Sync {
         seed: u64,
     ) -> Box<dyn Writer>;
 
-    /// Change the schema of `table` (add a nullable column) and set the new
-    /// column in one row, in one transaction.
-    fn change_schema(&self, db: &Address, table: &str);
+    /// Change the schema of `table` as `change` says, in one transaction.
+    fn change_schema(&self, db: &Address, table: &str, change: SchemaChange);
 }
 
 /// The SQLite engine's fixture: databases are files in a temporary
@@ -326,6 +343,18 @@ impl EngineFixture for SqliteFixture {
         Some(coffer_sqlite::address(&path).expect("a SQLite address"))
     }
 
+    /// SQLite keeps a REAL that is a whole number as an integer on disk
+    /// and reads it back as a REAL: `-0.0` comes back as `0.0` (columns
+    /// without affinity keep it; the nasty database has those).
+    fn stored_as(&self, ty: ColumnType, value: &Value) -> Value {
+        match (ty, value) {
+            (ColumnType::Real, Value::Real(bits)) if f64::from_bits(*bits) == 0.0 => {
+                Value::real(0.0)
+            }
+            _ => value.clone(),
+        }
+    }
+
     fn image(&self, db: &Address) -> Result<Image, String> {
         read_image(&Self::path_of(db))
     }
@@ -369,16 +398,28 @@ impl EngineFixture for SqliteFixture {
         })
     }
 
-    fn change_schema(&self, db: &Address, table: &str) {
+    fn change_schema(&self, db: &Address, table: &str, change: SchemaChange) {
         let c = Self::connect(&Self::path_of(db));
         let q = quote_ident(table);
-        c.execute_batch(&format!(
-            "BEGIN;
-             ALTER TABLE {q} ADD COLUMN \"added by the suite\" TEXT;
-             UPDATE {q} SET \"added by the suite\" = 'changed' WHERE rowid = (SELECT min(rowid) FROM {q});
-             COMMIT;"
-        ))
-        .unwrap_or_else(|e| panic!("change the schema of {table}: {e}"));
+        let sql = match &change {
+            SchemaChange::AddColumn => format!(
+                "BEGIN;
+                 ALTER TABLE {q} ADD COLUMN \"added by the suite\" TEXT;
+                 UPDATE {q} SET \"added by the suite\" = 'changed' WHERE rowid = (SELECT min(rowid) FROM {q});
+                 COMMIT;"
+            ),
+            SchemaChange::AddUniqueIndex(columns) => format!(
+                "CREATE UNIQUE INDEX {} ON {q}({});",
+                quote_ident(&format!("{table} unique by the suite")),
+                columns
+                    .iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        c.execute_batch(&sql)
+            .unwrap_or_else(|e| panic!("change the schema of {table} ({change:?}): {e}"));
     }
 }
 

@@ -17,6 +17,7 @@ macro_rules! checks {
 }
 
 checks!(
+    description_reads_back,
     backup_restore_round_trip,
     export_import_round_trip,
     snapshot_under_concurrent_writer,
