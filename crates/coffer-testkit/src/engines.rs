@@ -629,9 +629,10 @@ pub async fn snapshot_under_concurrent_writer(fx: &dyn EngineFixture) {
         writer.wait_for(5).await;
         let before = writer.steps();
         let store = local_store(dir.path(), &format!("backup-{attempt}"));
+        let started = jiff::Timestamp::now();
         // Small parts and one encoder: the scan is slow and interleaves
         // with the writer's commits.
-        backup(
+        let report = backup(
             fx.engine(),
             &src,
             &store,
@@ -648,7 +649,20 @@ pub async fn snapshot_under_concurrent_writer(fx: &dyn EngineFixture) {
         .await
         .unwrap_or_else(|e| panic!("{check}: backup under a writer: {e}"));
         let after = writer.steps();
+        let ended = jiff::Timestamp::now();
         writer.finish(check);
+        // The backup point is the snapshot's moment: within the backup,
+        // never the clock after it (the manifest's creation time).
+        let point: jiff::Timestamp = report.manifest.backup_point.parse().unwrap_or_else(|e| {
+            panic!(
+                "{check}: backup point {:?}: {e}",
+                report.manifest.backup_point
+            )
+        });
+        assert!(
+            started <= point && point <= ended,
+            "{check}: the backup point {point} is not within the backup ({started} to {ended})"
+        );
         if after > before + 2 {
             break (store, before, after);
         }
