@@ -24,6 +24,8 @@
 //! The checks of change capture pass (doing nothing but say so) for an
 //! engine without [`ChangeCapture`](coffer::engine::ChangeCapture).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -1384,16 +1386,35 @@ pub async fn incremental_refused_after_schema_change(fx: &dyn EngineFixture) {
     .await;
 }
 
+/// A check of the suite, as [`CHECKS`] lists it.
+pub type Check = for<'a> fn(&'a dyn EngineFixture) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+macro_rules! checks {
+    ($($name:ident),* $(,)?) => {
+        /// Every check of the suite, by name, in the order [`run_all`] runs
+        /// them.
+        pub const CHECKS: &[(&str, Check)] = &[
+            $((stringify!($name), |fx| Box::pin($name(fx)))),*
+        ];
+    };
+}
+
+checks!(
+    description_reads_back,
+    backup_restore_round_trip,
+    export_import_round_trip,
+    snapshot_under_concurrent_writer,
+    restore_atomic_under_cancel,
+    import_atomic_under_cancel,
+    import_modes,
+    capture_loses_no_write,
+    failed_backup_trims_nothing,
+    incremental_refused_after_schema_change,
+);
+
 /// Run every check of the suite on `fx`, one after another.
 pub async fn run_all(fx: &dyn EngineFixture) {
-    description_reads_back(fx).await;
-    backup_restore_round_trip(fx).await;
-    export_import_round_trip(fx).await;
-    snapshot_under_concurrent_writer(fx).await;
-    restore_atomic_under_cancel(fx).await;
-    import_atomic_under_cancel(fx).await;
-    import_modes(fx).await;
-    capture_loses_no_write(fx).await;
-    failed_backup_trims_nothing(fx).await;
-    incremental_refused_after_schema_change(fx).await;
+    for (_, check) in CHECKS {
+        check(fx).await;
+    }
 }

@@ -7,6 +7,13 @@ use coffer_testkit::fixture::SqliteFixture;
 
 macro_rules! checks {
     ($($name:ident),* $(,)?) => {
+        /// A new check of the suite needs a test here too.
+        #[test]
+        fn every_check_of_the_suite_has_a_test() {
+            let here = [$(stringify!($name)),*];
+            let suite: Vec<&str> = engines::CHECKS.iter().map(|(n, _)| *n).collect();
+            assert_eq!(here.as_slice(), suite.as_slice());
+        }
         $(
             #[tokio::test(flavor = "multi_thread")]
             async fn $name() {
