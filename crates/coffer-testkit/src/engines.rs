@@ -363,7 +363,7 @@ pub async fn description_reads_back(fx: &dyn EngineFixture) {
     }
 }
 
-/// Back up `db` into a new local store under `dir`.
+/// Back up `db` into the empty store `dest`, panicking on failure.
 async fn backup_to(fx: &dyn EngineFixture, db: &Address, dest: &Store, check: &str) {
     backup(
         fx.engine(),
