@@ -41,7 +41,7 @@ use coffer::ops::collection::{
 use coffer::ops::export::{ExportOptions, export};
 use coffer::ops::import::{ImportOptions, import};
 use coffer::ops::restore::{RestoreOptions, restore};
-use coffer::progress::{Cancel, Progress, Silent};
+use coffer::progress::{Cancel, Progress, Run, Silent};
 use coffer::store::{Store, StoreOptions};
 
 use crate::S3Server;
@@ -768,10 +768,9 @@ pub async fn restore_atomic_under_cancel(fx: &dyn EngineFixture) {
                 &target,
                 RestoreOptions {
                     replace,
-                    cancel: cancel.clone(),
                     ..Default::default()
                 },
-                CancelAt::new(cancel, at),
+                Run::new(CancelAt::new(cancel.clone(), at), cancel),
             )
             .await;
             let what = format!(
@@ -860,10 +859,9 @@ pub async fn import_atomic_under_cancel(fx: &dyn EngineFixture) {
                 &target,
                 ImportOptions {
                     mode,
-                    cancel: cancel.clone(),
                     ..Default::default()
                 },
-                CancelAt::new(cancel, at),
+                Run::new(CancelAt::new(cancel.clone(), at), cancel),
             )
             .await;
             let what = format!("an import ({mode:?}) cancelled at progress call {at} of {total}");
@@ -1130,11 +1128,10 @@ impl Repo {
             "c",
             CollectionBackupOptions {
                 mode,
-                cancel,
                 store: self.store.clone(),
                 ..Default::default()
             },
-            progress,
+            Run::new(progress, cancel),
         )
         .await
     }
