@@ -7,6 +7,7 @@
 //! * [`sqlite`] — the SQLite reader of images;
 //! * [`compare`] — exact, storage-class-aware comparison of two SQLite
 //!   databases and a digest over the same content, on top of the two;
+//! * [`pg`] — throwaway PostgreSQL clusters, one per test process;
 //! * [`s3`] — an in-process S3 server (s3s-fs over a temporary directory);
 //! * [`fixture`] — engine fixtures: databases from a neutral description,
 //!   read back as images, changed at random ([`fixture::SqliteFixture`]);
@@ -23,6 +24,7 @@ pub mod engines;
 pub mod fixture;
 pub mod image;
 pub mod nasty;
+pub mod pg;
 pub mod s3;
 pub mod sqlite;
 pub mod stores;
