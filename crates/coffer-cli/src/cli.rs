@@ -40,18 +40,20 @@ fn default_part_size() -> &'static str {
     DEFAULT_PART_SIZE.as_str()
 }
 
-const ABOUT: &str = "Back up, restore and verify SQL databases (SQLite) as checksummed Parquet archives on disk or S3.";
+const ABOUT: &str = "Back up, restore and verify SQL databases (SQLite; PostgreSQL exports) as checksummed Parquet archives on disk or S3.";
 
 const LONG_ABOUT: &str = "\
-Back up, restore and verify SQL databases (SQLite) as checksummed Parquet archives on disk or S3.
+Back up, restore and verify SQL databases (SQLite; PostgreSQL exports) as checksummed Parquet archives on disk or S3.
 
 coffer takes a consistent snapshot of a database and writes it as an archive: \
 Parquet data files for each table, a SHA256SUMS list, and a manifest.json that is \
 written last, so an interrupted backup never looks like a complete one.
 
 An archive location is a directory path (or file://PATH), or s3://BUCKET/PREFIX for \
-AWS S3 and S3-compatible services such as MinIO. A database is a file path or \
-sqlite://PATH.";
+AWS S3 and S3-compatible services such as MinIO. A database is a SQLite file path \
+(or sqlite://PATH), or a PostgreSQL URL postgres://USER@HOST:PORT/DB, with libpq's \
+PGHOST, PGUSER, PGPASSWORD... and ~/.pgpass as defaults; PostgreSQL databases can be \
+exported so far, not yet backed up or restored.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -475,7 +477,7 @@ pub enum FormatArg {
 /// Arguments of `coffer export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// The database to export from: a file path or sqlite://PATH.
+    /// The database to export from: a file path, sqlite://PATH or postgres://USER@HOST/DB.
     #[arg(value_name = "DB")]
     pub db: String,
 
