@@ -22,6 +22,8 @@
 
 use std::io::Write;
 
+pub mod layout;
+
 use arrow_buffer::i256;
 
 /// Microseconds in a day.
@@ -145,11 +147,11 @@ pub fn is_decimal_text(s: &[u8]) -> bool {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    crate::portable::days_from_civil(y, m, d)
+    layout::days_from_civil(y, m, d)
 }
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    crate::portable::civil_from_days(z)
+    layout::civil_from_days(z)
 }
 
 fn push_date(days: i64, out: &mut Vec<u8>) {

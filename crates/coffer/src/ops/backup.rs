@@ -314,7 +314,7 @@ fn write_tables(
                             .send((i, rx))
                             .map_err(|_| Error::internal(ENCODER_GONE))?;
                         tracing::debug!(table = %table.name, "scan starts");
-                        snapshot.scan(&crate::portable::plain_table(table), &mut |batch| {
+                        snapshot.scan(table, &mut |batch| {
                             options.cancel.check()?;
                             let n = batch.num_rows() as u64;
                             rows[i].fetch_add(n, Ordering::Relaxed);
