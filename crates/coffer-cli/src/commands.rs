@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use coffer::archive::read_manifest;
 use coffer::engine::{Address, Engine, Registry};
-use coffer::manifest::{ArchiveKind, DataFormat, Manifest, SHA256SUMS};
-use coffer::ops::backup::{BackupOptions, BackupReport, backup};
+use coffer::manifest::{DataFormat, Manifest, SHA256SUMS};
+use coffer::ops::backup::{
+    ArchiveOptions, BackupOptions, BackupReport, write_archive as ops_write_archive,
+};
 use coffer::ops::restore::{RestoreOptions, restore};
 use coffer::ops::verify::{FileStatus, verify};
-use coffer::progress::Cancel;
+use coffer::progress::{Cancel, Run};
 use coffer::store::{Store, StoreOptions, is_local};
 use coffer::{Error, ErrorKind, Result};
 use serde::Serialize;
@@ -75,6 +77,17 @@ fn remove_empty_dirs(dirs: &[PathBuf]) {
     }
 }
 
+/// What a long command reports to (a progress display on a terminal,
+/// unless `--json` or `--quiet`) and what stops it (Ctrl-C, SIGTERM,
+/// SIGHUP): the run to hand the operation, and the signal watcher to abort
+/// once it is done.
+fn run_until_stopped(out: &OutputArgs) -> (Run, tokio::task::JoinHandle<()>) {
+    let cancel = Cancel::new();
+    let ctrl_c = cancel_on_stop_signal(cancel.clone());
+    let run = Run::new(progress::reporter(!out.json && !out.quiet), cancel);
+    (run, ctrl_c)
+}
+
 /// Print a line to stdout; a closed pipe (`coffer ls | head`) ends quietly.
 fn emit(text: &str) -> Result<()> {
     emit_exactly(&crate::format::printable(text, true))
@@ -117,18 +130,15 @@ pub(crate) async fn write_archive(
     dest: &str,
     store_options: &StoreOptions,
     out: &OutputArgs,
-    options: impl FnOnce(Cancel) -> BackupOptions,
+    options: ArchiveOptions,
 ) -> Result<(Store, BackupReport)> {
     let (engine, db) = engine_for(db)?;
     let created = absent_local_dirs(dest);
     let result = async {
         let store = Store::create(dest, store_options)?;
-        let cancel = Cancel::new();
-        let options = options(cancel.clone());
         tracing::info!(db = %db, dest = %store.url(), ?options, "writing an archive");
-        let ctrl_c = cancel_on_stop_signal(cancel);
-        let reporter = progress::reporter(!out.json && !out.quiet);
-        let result = backup(engine, &db, &store, options, reporter).await;
+        let (run, ctrl_c) = run_until_stopped(out);
+        let result = ops_write_archive(engine, &db, &store, options, run).await;
         ctrl_c.abort();
         progress::clear();
         result.map(|report| (store, report))
@@ -147,18 +157,13 @@ async fn run_backup(
     store_options: &StoreOptions,
     out: &OutputArgs,
 ) -> Result<()> {
-    let (store, report) = write_archive(&args.db, &args.dest, store_options, out, |cancel| {
-        BackupOptions {
-            write: args.write.options(DataFormat::Parquet),
-            kind: ArchiveKind::Backup,
-            tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
-            encoders: args.write.encoders(),
-            scanners: usize::from(args.scanners),
-            cancel,
-            ..Default::default()
-        }
-    })
-    .await?;
+    let options = ArchiveOptions::Backup(BackupOptions {
+        write: args.write.options(DataFormat::Parquet),
+        tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
+        encoders: args.write.encoders(),
+        scanners: usize::from(args.scanners),
+    });
+    let (store, report) = write_archive(&args.db, &args.dest, store_options, out, options).await?;
     let m = &report.manifest;
     if out.json {
         emit_json(&BackupJson {
@@ -196,17 +201,14 @@ async fn run_restore(
 ) -> Result<()> {
     let (engine, db) = engine_for(&args.db)?;
     let store = Store::open(&args.src, store_options)?;
-    let cancel = Cancel::new();
     let options = RestoreOptions {
         replace: args.force,
         tables: args.tables.clone(),
-        cancel: cancel.clone(),
         skip_missing_collations: args.skip_missing_collations,
     };
     tracing::info!(src = %store.url(), db = %db, ?options, "restore");
-    let ctrl_c = cancel_on_stop_signal(cancel);
-    let reporter = progress::reporter(!out.json && !out.quiet);
-    let result = restore(engine, &store, &db, options, reporter).await;
+    let (run, ctrl_c) = run_until_stopped(out);
+    let result = restore(engine, &store, &db, options, run).await;
     ctrl_c.abort();
     progress::clear();
     let report = result?;

@@ -1199,6 +1199,20 @@ impl ChangeSnapshot for CaptureSnapshot {
         &self.record
     }
 
+    fn fork_changes(&self) -> Result<Option<Box<dyn ChangeSnapshot>>> {
+        Ok(self.inner.same_moment()?.map(|inner| {
+            Box::new(CaptureSnapshot {
+                inner,
+                catalog: self.catalog.clone(),
+                epoch: self.epoch,
+                record: self.record.clone(),
+                keys: self.keys.clone(),
+                covered: self.covered.clone(),
+                problems: self.problems.clone(),
+            }) as Box<dyn ChangeSnapshot>
+        }))
+    }
+
     fn capture_problem(&self, table: &Table) -> Option<String> {
         self.problems.get(&table.name).cloned()
     }

@@ -128,7 +128,7 @@ impl SqliteSnapshot {
     /// writer from committing, so a read transaction begun now sees the same
     /// file; if a writer is waiting for its lock (PENDING), no new reader may
     /// start, and rather than wait on a writer that waits on us, we give up.
-    fn same_moment(&self) -> Result<Option<SqliteSnapshot>> {
+    pub(crate) fn same_moment(&self) -> Result<Option<SqliteSnapshot>> {
         let wal = self
             .catalog
             .settings

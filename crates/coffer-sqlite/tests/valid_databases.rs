@@ -196,7 +196,7 @@ async fn a_virtual_table_of_an_unknown_module_does_not_block_a_backup() {
         Arc::new(SqliteEngine),
         &coffer_sqlite::address(&db).unwrap(),
         &dest,
-        BackupOptions::default(),
+        coffer::ops::export::ExportOptions::default(),
         Arc::new(Silent),
     )
     .await

@@ -359,7 +359,6 @@ async fn every_backup_point_restores_exactly() {
                 tables: vec!["tags".into()],
                 replace,
                 point: RestorePoint::Backup(points[0].0.clone()),
-                ..Default::default()
             },
             Arc::new(Silent),
         )
@@ -403,10 +402,9 @@ async fn a_failed_backup_removes_nothing_and_loses_nothing() {
         "main",
         CollectionBackupOptions {
             mode: BackupMode::Incremental,
-            cancel,
             ..Default::default()
         },
-        Arc::new(Silent),
+        coffer::progress::Run::new(Arc::new(Silent), cancel),
     )
     .await
     .err()

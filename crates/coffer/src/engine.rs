@@ -594,6 +594,13 @@ pub trait ChangeSnapshot: Snapshot {
     /// The collection as the database recorded it at the snapshot.
     fn record(&self) -> &CollectionRecord;
 
+    /// Another view of exactly the same moment and change logs on a
+    /// separate connection, so that tables can be read in parallel, as
+    /// [`Snapshot::fork`]; `Ok(None)` when the engine cannot promise that.
+    fn fork_changes(&self) -> Result<Option<Box<dyn ChangeSnapshot>>> {
+        Ok(None)
+    }
+
     /// Why the log cannot be trusted for `table` (its capture is missing or
     /// altered, e.g. the table was re-created), if it cannot.
     fn capture_problem(&self, table: &Table) -> Option<String>;

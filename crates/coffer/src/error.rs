@@ -28,6 +28,10 @@ pub enum ErrorKind {
     Engine,
     /// The operation was cancelled (Ctrl-C).
     Interrupted,
+    /// One stage of an operation's pipeline stopped because the stage it
+    /// feeds went away; that stage's own error says why. Operations replace
+    /// it with that error, so users never see it.
+    Stopped,
     /// A bug in coffer.
     Internal,
 }
@@ -86,6 +90,19 @@ impl Error {
     /// Shorthand for [`ErrorKind::Internal`].
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Stopped`]: the next stage went away.
+    pub fn stopped() -> Self {
+        Self::new(
+            ErrorKind::Stopped,
+            "stopped because the next stage of the operation failed",
+        )
+    }
+
+    /// Whether this is [`Error::stopped`].
+    pub fn is_stopped(&self) -> bool {
+        self.kind == ErrorKind::Stopped
     }
 
     /// Shorthand for [`ErrorKind::Interrupted`].

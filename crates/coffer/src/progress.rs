@@ -29,6 +29,47 @@ pub struct Silent;
 
 impl Progress for Silent {}
 
+/// What an operation reports to and listens to while it runs, passed beside
+/// its options (which stay plain data).
+#[derive(Clone)]
+pub struct Run {
+    /// Where progress goes.
+    pub progress: Arc<dyn Progress>,
+    /// Set to stop the operation; nothing is committed then.
+    pub cancel: Cancel,
+}
+
+impl Run {
+    /// Progress to `progress`, stopped by `cancel`.
+    pub fn new(progress: Arc<dyn Progress>, cancel: Cancel) -> Run {
+        Run { progress, cancel }
+    }
+
+    /// No progress shown, never cancelled.
+    pub fn silent() -> Run {
+        Run::new(Arc::new(Silent), Cancel::new())
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run").field("cancel", &self.cancel).finish()
+    }
+}
+
+/// A reporter alone: never cancelled.
+impl<P: Progress + 'static> From<Arc<P>> for Run {
+    fn from(progress: Arc<P>) -> Run {
+        Run::new(progress, Cancel::new())
+    }
+}
+
+impl From<Arc<dyn Progress>> for Run {
+    fn from(progress: Arc<dyn Progress>) -> Run {
+        Run::new(progress, Cancel::new())
+    }
+}
+
 /// A shared flag that asks a running operation to stop at its next check.
 #[derive(Debug, Clone, Default)]
 pub struct Cancel(Arc<AtomicBool>);

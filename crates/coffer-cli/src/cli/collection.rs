@@ -193,6 +193,11 @@ pub struct CollectionBackupArgs {
 
     #[command(flatten)]
     pub write: super::WriteArgs,
+
+    /// Connections that read tables in parallel, all at the same moment
+    /// (1 reads every table on one connection).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub scanners: u16,
 }
 
 /// Arguments of `coffer collection restore`.

@@ -6,13 +6,12 @@ use coffer::ops::collection::{
     self, BackupMode, CollectionBackupOptions, CollectionRestoreOptions, CreateOptions,
     DropOptions, RestorePoint, backup::backup, prune::prune, restore::restore, table_changes,
 };
-use coffer::progress::Cancel;
 use coffer::store::{Store, StoreOptions};
 use coffer::{Error, Result};
 use serde::Serialize;
 
 use super::{
-    absent_local_dirs, cancel_on_stop_signal, emit, emit_json, engine_for, remove_empty_dirs,
+    absent_local_dirs, emit, emit_json, engine_for, remove_empty_dirs, run_until_stopped,
     until_stop_signal,
 };
 use crate::cli::OutputArgs;
@@ -186,7 +185,6 @@ async fn run_backup(
     out: &OutputArgs,
 ) -> Result<()> {
     let (engine, db) = engine_for(&args.db)?;
-    let cancel = Cancel::new();
     let options = CollectionBackupOptions {
         mode: if args.auto {
             BackupMode::Auto
@@ -197,12 +195,11 @@ async fn run_backup(
         },
         write: args.write.options(DataFormat::Parquet),
         encoders: args.write.encoders(),
-        cancel: cancel.clone(),
+        scanners: usize::from(args.scanners),
         store: store.clone(),
     };
-    let ctrl_c = cancel_on_stop_signal(cancel);
-    let reporter = progress::reporter(!out.json && !out.quiet);
-    let result = backup(engine, &db, &args.name, options, reporter).await;
+    let (run, ctrl_c) = run_until_stopped(out);
+    let result = backup(engine, &db, &args.name, options, run).await;
     ctrl_c.abort();
     progress::clear();
     let report = result?;
@@ -283,16 +280,13 @@ async fn run_restore(
         (None, None) => RestorePoint::Latest,
     };
     let repo = open_repository(&args.repo, Some(&args.name), store)?;
-    let cancel = Cancel::new();
     let options = CollectionRestoreOptions {
         point,
         tables: args.tables.clone(),
         replace: args.force,
-        cancel: cancel.clone(),
     };
-    let ctrl_c = cancel_on_stop_signal(cancel);
-    let reporter = progress::reporter(!out.json && !out.quiet);
-    let result = restore(engine, &repo, &args.name, &db, options, reporter).await;
+    let (run, ctrl_c) = run_until_stopped(out);
+    let result = restore(engine, &repo, &args.name, &db, options, run).await;
     ctrl_c.abort();
     progress::clear();
     let r = result?;

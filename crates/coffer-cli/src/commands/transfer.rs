@@ -3,13 +3,13 @@
 use coffer::Result;
 use coffer::engine::ImportMode;
 use coffer::manifest::{ArchiveKind, DataFormat, Source};
-use coffer::ops::backup::BackupOptions;
+use coffer::ops::backup::ArchiveOptions;
+use coffer::ops::export::ExportOptions;
 use coffer::ops::import::{ImportOptions, import};
-use coffer::progress::Cancel;
 use coffer::store::{Store, StoreOptions};
 use serde::Serialize;
 
-use super::{cancel_on_stop_signal, emit, emit_json, engine_for, write_archive};
+use super::{emit, emit_json, engine_for, run_until_stopped, write_archive};
 use crate::cli::{ExportArgs, FormatArg, ImportArgs, ModeArg, OutputArgs};
 use crate::format::{human_bytes, human_seconds, plural};
 use crate::progress;
@@ -61,22 +61,18 @@ pub(super) async fn run_export(
     store_options: &StoreOptions,
     out: &OutputArgs,
 ) -> Result<()> {
-    let (store, report) = write_archive(&args.db, &args.dest, store_options, out, |cancel| {
-        BackupOptions {
-            write: args.write.options(match args.format {
-                FormatArg::Parquet => DataFormat::Parquet,
-                FormatArg::Csv => DataFormat::Csv,
-            }),
-            keep_hidden_key: args.keep_hidden_key,
-            kind: ArchiveKind::Export,
-            tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
-            exclude: args.exclude.clone(),
-            encoders: args.write.encoders(),
-            cancel,
-            ..Default::default()
-        }
-    })
-    .await?;
+    let options = ArchiveOptions::Export(ExportOptions {
+        write: args.write.options(match args.format {
+            FormatArg::Parquet => DataFormat::Parquet,
+            FormatArg::Csv => DataFormat::Csv,
+        }),
+        keep_hidden_key: args.keep_hidden_key,
+        tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
+        exclude: args.exclude.clone(),
+        encoders: args.write.encoders(),
+        ..Default::default()
+    });
+    let (store, report) = write_archive(&args.db, &args.dest, store_options, out, options).await?;
     let m = &report.manifest;
     if out.json {
         emit_json(&ExportJson {
@@ -116,7 +112,6 @@ pub(super) async fn run_import(
 ) -> Result<()> {
     let (engine, db) = engine_for(&args.db)?;
     let store = Store::open(&args.src, store_options)?;
-    let cancel = Cancel::new();
     let (mode, mode_name) = match args.mode {
         ModeArg::Create => (ImportMode::Create, "create"),
         ModeArg::Append => (ImportMode::Append, "append"),
@@ -125,12 +120,10 @@ pub(super) async fn run_import(
     let options = ImportOptions {
         tables: args.tables.clone(),
         mode,
-        cancel: cancel.clone(),
     };
     tracing::info!(src = %store.url(), db = %db, ?options, "import");
-    let ctrl_c = cancel_on_stop_signal(cancel);
-    let reporter = progress::reporter(!out.json && !out.quiet);
-    let result = import(engine, &store, &db, options, reporter).await;
+    let (run, ctrl_c) = run_until_stopped(out);
+    let result = import(engine, &store, &db, options, run).await;
     ctrl_c.abort();
     progress::clear();
     let report = result?;

@@ -1,20 +1,20 @@
 //! `backup` and `export`: one consistent snapshot of a database written as
 //! an archive.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
+use super::pipeline::{Encoding, ReadStream, Stream, scan_encode};
 use crate::archive;
-use crate::datafile::{TableWriter, WriteOptions};
-use crate::engine::{Address, DataBatch, Engine};
+use crate::datafile::WriteOptions;
+use crate::engine::{Address, Engine, Snapshot};
 use crate::error::{Error, Result};
 use crate::lock::{ARCHIVE_LOCK_FILE, RepoLock};
 use crate::manifest::{ArchiveKind, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, Tool};
-use crate::progress::{Cancel, Progress};
+use crate::ops::export::ExportOptions;
+use crate::progress::{Cancel, Progress, Run};
 use crate::store::Store;
 
 /// Options of a backup.
@@ -22,37 +22,73 @@ use crate::store::Store;
 pub struct BackupOptions {
     /// Part size and compression of the data files.
     pub write: WriteOptions,
-    /// What kind of archive to record.
-    pub kind: ArchiveKind,
     /// Tables to include; `None` for all.
     pub tables: Option<Vec<String>>,
-    /// Leave out the tables whose whole name one of these matches.
-    pub exclude: Vec<regex::Regex>,
     /// Parallel encoders (threads turning batches into Parquet).
     pub encoders: usize,
     /// Parallel table scanners, when the engine can read one moment on
     /// several connections (see [`crate::engine::Snapshot::fork`]).
     pub scanners: usize,
-    /// Exports only: keep each table's hidden key column
-    /// ([`Table::hidden_key`], e.g. SQLite's rowid of a table without an
-    /// `INTEGER PRIMARY KEY`), so that an import keeps the keys. Backups
-    /// always keep it.
-    pub keep_hidden_key: bool,
-    /// Set to stop the backup; nothing is committed then.
-    pub cancel: Cancel,
 }
 
 impl Default for BackupOptions {
     fn default() -> Self {
         BackupOptions {
             write: WriteOptions::default(),
-            kind: ArchiveKind::Backup,
             tables: None,
-            exclude: Vec::new(),
             encoders: 2,
             scanners: 2,
-            keep_hidden_key: false,
-            cancel: Cancel::new(),
+        }
+    }
+}
+
+/// A backup or an export with its options: the two archives of one
+/// snapshot that [`write_archive`] writes.
+#[derive(Debug, Clone)]
+pub enum ArchiveOptions {
+    /// An exact backup ([`backup`]).
+    Backup(BackupOptions),
+    /// A portable export ([`crate::ops::export::export`]).
+    Export(ExportOptions),
+}
+
+/// What the archive writer does: a backup's or an export's options in one
+/// shape, with the run's cancel flag.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub write: WriteOptions,
+    pub kind: ArchiveKind,
+    pub tables: Option<Vec<String>>,
+    pub exclude: Vec<regex::Regex>,
+    pub encoders: usize,
+    pub scanners: usize,
+    pub keep_hidden_key: bool,
+    pub cancel: Cancel,
+}
+
+impl Plan {
+    fn new(options: ArchiveOptions, cancel: Cancel) -> Plan {
+        match options {
+            ArchiveOptions::Backup(o) => Plan {
+                write: o.write,
+                kind: ArchiveKind::Backup,
+                tables: o.tables,
+                exclude: Vec::new(),
+                encoders: o.encoders,
+                scanners: o.scanners,
+                keep_hidden_key: true,
+                cancel,
+            },
+            ArchiveOptions::Export(o) => Plan {
+                write: o.write,
+                kind: ArchiveKind::Export,
+                tables: o.tables,
+                exclude: o.exclude,
+                encoders: o.encoders,
+                scanners: o.scanners,
+                keep_hidden_key: o.keep_hidden_key,
+                cancel,
+            },
         }
     }
 }
@@ -78,8 +114,22 @@ pub async fn backup(
     db: &Address,
     dest: &Store,
     options: BackupOptions,
-    progress: Arc<dyn Progress>,
+    run: impl Into<Run>,
 ) -> Result<BackupReport> {
+    write_archive(engine, db, dest, ArchiveOptions::Backup(options), run).await
+}
+
+/// Write a backup or an export of `db` with `engine` as a new archive at
+/// `dest` ([`backup`] and [`crate::ops::export::export`] in one).
+pub async fn write_archive(
+    engine: Arc<dyn Engine>,
+    db: &Address,
+    dest: &Store,
+    options: ArchiveOptions,
+    run: impl Into<Run>,
+) -> Result<BackupReport> {
+    let Run { progress, cancel } = run.into();
+    let options = Plan::new(options, cancel);
     let started = Instant::now();
     archive::refuse_existing(dest).await?;
     let operation = match options.kind {
@@ -111,7 +161,7 @@ async fn write_and_commit(
     engine: Arc<dyn Engine>,
     db: &Address,
     dest: &Store,
-    options: BackupOptions,
+    options: Plan,
     progress: Arc<dyn Progress>,
     lock: &RepoLock,
 ) -> Result<Manifest> {
@@ -136,9 +186,6 @@ async fn write_and_commit(
     archive::commit(dest, &mut manifest).await?;
     Ok(manifest)
 }
-
-/// A scanner-side marker: the encoder went away, its own error explains why.
-const ENCODER_GONE: &str = "the encoder stopped";
 
 /// Why `--table name` selects nothing in `db`: it names a view (or another
 /// object that holds no rows), differs from a table only in case, or is
@@ -190,7 +237,7 @@ fn write_tables(
     db: &Address,
     store: Store,
     handle: Handle,
-    options: &BackupOptions,
+    options: &Plan,
     progress: &dyn Progress,
 ) -> Result<Manifest> {
     let mut snapshot = engine.snapshot(db.location())?;
@@ -223,7 +270,7 @@ fn write_tables(
     let (tables, hidden): (Vec<Table>, Vec<Option<usize>>) = scanned
         .iter()
         .map(|t| {
-            let drop = options.kind == ArchiveKind::Export && !options.keep_hidden_key;
+            let drop = !options.keep_hidden_key;
             match drop.then(|| super::export::without_hidden_key(t)).flatten() {
                 Some((t, i)) => (t, Some(i)),
                 None => (t.clone(), None),
@@ -245,8 +292,7 @@ fn write_tables(
     };
     progress.begin(phase, total, None);
 
-    // Scanners: this snapshot plus forks that read the same moment, each
-    // taking the next table from a shared queue.
+    // Scanners: this snapshot plus forks that read the same moment.
     let mut scanners = vec![snapshot];
     while scanners.len() < options.scanners.max(1) {
         match scanners[0].fork()? {
@@ -255,111 +301,36 @@ fn write_tables(
         }
     }
     tracing::debug!(scanners = scanners.len(), "scanning");
-
-    type Job = (usize, Receiver<DataBatch>);
-    let (job_tx, job_rx) = sync_channel::<Job>(0);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let results: Mutex<Vec<(usize, Result<Vec<crate::manifest::Part>>)>> = Mutex::new(Vec::new());
-    let rows: Vec<AtomicU64> = tables.iter().map(|_| AtomicU64::new(0)).collect();
-    let next_table = AtomicUsize::new(0);
-
-    let scan_result = std::thread::scope(|scope| {
-        for _ in 0..options.encoders.max(1) {
-            let job_rx = job_rx.clone();
-            let (store, handle, results, tables) = (&store, &handle, &results, &tables);
-            scope.spawn(move || {
-                loop {
-                    let job = job_rx.lock().expect("job queue").recv();
-                    let Ok((i, batches)) = job else { break };
-                    let mut writer = TableWriter::new(
-                        store.clone(),
-                        handle.clone(),
-                        &tables[i],
-                        options.write.clone(),
-                    );
-                    let mut outcome = Ok(());
-                    for batch in batches.iter() {
-                        if let Err(e) = writer.write(batch) {
-                            outcome = Err(e);
-                            break;
-                        }
-                    }
-                    let parts = outcome.and_then(|()| writer.finish_table());
-                    tracing::debug!(table = %tables[i].name, "encoder done");
-                    let failed = parts.is_err();
-                    results.lock().expect("results").push((i, parts));
-                    if failed {
-                        break;
-                    }
-                }
-            });
+    let streams: Vec<Stream> = tables
+        .iter()
+        .map(|t| Stream {
+            table: t.clone(),
+            store: store.clone(),
+            empty_file: true,
+        })
+        .collect();
+    let read: &ReadStream<'_, dyn Snapshot> = &|snapshot, i, sink| {
+        let table = &scanned[i];
+        match hidden[i] {
+            Some(column) => snapshot.scan(table, &mut |batch| {
+                sink(super::export::drop_column(batch, column)?)
+            }),
+            None => snapshot.scan(table, sink),
         }
-        drop(job_rx);
-        let handles: Vec<_> = scanners
-            .into_iter()
-            .map(|mut snapshot| {
-                let job_tx: SyncSender<Job> = job_tx.clone();
-                let (tables, rows, next_table) = (&scanned, &rows, &next_table);
-                let hidden = &hidden;
-                scope.spawn(move || -> Result<()> {
-                    loop {
-                        let i = next_table.fetch_add(1, Ordering::SeqCst);
-                        let Some(table) = tables.get(i) else {
-                            return Ok(());
-                        };
-                        options.cancel.check()?;
-                        progress.note(&table.name);
-                        let (tx, rx) = sync_channel::<DataBatch>(2);
-                        job_tx
-                            .send((i, rx))
-                            .map_err(|_| Error::internal(ENCODER_GONE))?;
-                        tracing::debug!(table = %table.name, "scan starts");
-                        snapshot.scan(table, &mut |batch| {
-                            options.cancel.check()?;
-                            let n = batch.num_rows() as u64;
-                            rows[i].fetch_add(n, Ordering::Relaxed);
-                            let bytes = batch.memory_size() as u64;
-                            let batch = match hidden[i] {
-                                Some(column) => super::export::drop_column(batch, column)?,
-                                None => batch,
-                            };
-                            tx.send(batch).map_err(|_| Error::internal(ENCODER_GONE))?;
-                            progress.advance(n, bytes);
-                            Ok(())
-                        })?;
-                        tracing::debug!(table = %table.name, "scan ends");
-                    }
-                })
-            })
-            .collect();
-        drop(job_tx);
-        let mut outcome = Ok(());
-        for h in handles {
-            let r = h
-                .join()
-                .unwrap_or_else(|_| Err(Error::internal("a table scanner panicked")));
-            if outcome.is_ok() {
-                outcome = r;
-            }
-        }
-        outcome
-    });
+    };
+    let encoding = Encoding {
+        write: &options.write,
+        encoders: options.encoders,
+        handle,
+        cancel: &options.cancel,
+        progress,
+    };
+    let written = scan_encode(scanners, &streams, read, &encoding);
     progress.end();
-    let rows: Vec<u64> = rows.into_iter().map(AtomicU64::into_inner).collect();
-
-    let mut results = results.into_inner().expect("results");
-    if let Some(pos) = results.iter().position(|(_, r)| r.is_err()) {
-        return Err(results.swap_remove(pos).1.unwrap_err());
-    }
-    scan_result?;
-    results.sort_by_key(|(i, _)| *i);
-    if results.len() != tables.len() {
-        return Err(Error::internal("a table's encoder did not report"));
-    }
     let mut out_tables = tables;
-    for ((i, parts), table) in results.into_iter().zip(out_tables.iter_mut()) {
-        table.parts = parts?;
-        table.rows = rows[i];
+    for (table, w) in out_tables.iter_mut().zip(written?) {
+        table.parts = w.parts;
+        table.rows = w.rows;
     }
     Ok(Manifest {
         format: FORMAT_NAME.to_string(),

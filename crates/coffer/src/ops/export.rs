@@ -25,26 +25,56 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 
+use crate::datafile::WriteOptions;
 use crate::engine::{Address, Catalog, DataBatch, Engine, Snapshot};
 use crate::error::{Error, Result};
 use crate::manifest::{ArchiveKind, DataFormat, SchemaObject, Table, TableKind};
-use crate::ops::backup::{BackupOptions, BackupReport, backup};
-use crate::progress::Progress;
+use crate::ops::backup::{ArchiveOptions, BackupReport, Plan, write_archive};
+use crate::progress::Run;
 use crate::store::Store;
 
-/// Options of an export: those of a backup (its `kind` is set to export).
-pub type ExportOptions = BackupOptions;
+/// Options of an export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Part size, compression and format (Parquet or CSV) of the data files.
+    pub write: WriteOptions,
+    /// Tables to export; `None` for all but the engine's own.
+    pub tables: Option<Vec<String>>,
+    /// Leave out the tables whose whole name one of these matches.
+    pub exclude: Vec<regex::Regex>,
+    /// Parallel encoders (threads turning batches into data files).
+    pub encoders: usize,
+    /// Parallel table scanners, when the engine can read one moment on
+    /// several connections (see [`crate::engine::Snapshot::fork`]).
+    pub scanners: usize,
+    /// Keep each table's hidden key column ([`Table::hidden_key`], e.g.
+    /// SQLite's rowid of a table without an `INTEGER PRIMARY KEY`), so that
+    /// an import keeps the keys.
+    pub keep_hidden_key: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            write: WriteOptions::default(),
+            tables: None,
+            exclude: Vec::new(),
+            encoders: 2,
+            scanners: 2,
+            keep_hidden_key: false,
+        }
+    }
+}
 
 /// Export `db` with `engine` into a new archive at `dest`.
 pub async fn export(
     engine: Arc<dyn Engine>,
     db: &Address,
     dest: &Store,
-    mut options: ExportOptions,
-    progress: Arc<dyn Progress>,
+    options: ExportOptions,
+    run: impl Into<Run>,
 ) -> Result<BackupReport> {
-    options.kind = ArchiveKind::Export;
-    backup(engine, db, dest, options, progress).await
+    write_archive(engine, db, dest, ArchiveOptions::Export(options), run).await
 }
 
 /// Whether `pattern` (a regular expression) matches the whole of `name`,
@@ -66,7 +96,7 @@ pub(crate) fn prepare(
     snapshot: &mut dyn Snapshot,
     catalog: &Catalog,
     mut tables: Vec<Table>,
-    options: &BackupOptions,
+    options: &Plan,
     db: &str,
 ) -> Result<(Vec<Table>, Vec<SchemaObject>)> {
     let export = options.kind == ArchiveKind::Export;

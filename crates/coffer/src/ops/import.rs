@@ -18,7 +18,7 @@ use crate::archive;
 use crate::engine::{Address, Engine, ImportMode};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, TableKind};
-use crate::progress::{Cancel, Progress};
+use crate::progress::Run;
 use crate::store::Store;
 
 /// Options of an import.
@@ -28,8 +28,6 @@ pub struct ImportOptions {
     pub tables: Vec<String>,
     /// What to do with tables that already exist in the target.
     pub mode: ImportMode,
-    /// Set to stop the import; the target is left as it was.
-    pub cancel: Cancel,
 }
 
 /// What a finished import did.
@@ -125,8 +123,9 @@ pub async fn import(
     src: &Store,
     target: &Address,
     options: ImportOptions,
-    progress: Arc<dyn Progress>,
+    run: impl Into<Run>,
 ) -> Result<ImportReport> {
+    let Run { progress, cancel } = run.into();
     let started = Instant::now();
     super::refuse_target_inside(src, target.file(), "imported")?;
     let manifest = archive::read_manifest(src).await?;
@@ -141,7 +140,7 @@ pub async fn import(
     let manifest = Arc::new(manifest);
     let open = {
         let target = target.location().to_string();
-        let (mode, cancel) = (options.mode, options.cancel.clone());
+        let (mode, cancel) = (options.mode, cancel.clone());
         move || engine.importer(&target, mode, cancel)
     };
     let loaded = load_archive(
@@ -150,7 +149,7 @@ pub async fn import(
         selected.clone(),
         "import",
         open,
-        options.cancel.clone(),
+        cancel,
         progress,
     )
     .await?;

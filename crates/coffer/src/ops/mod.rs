@@ -5,6 +5,7 @@ pub mod collection;
 pub mod export;
 pub mod import;
 mod load;
+mod pipeline;
 pub mod restore;
 pub mod verify;
 

@@ -9,7 +9,7 @@ use crate::archive;
 use crate::engine::{Address, Engine};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Table};
-use crate::progress::{Cancel, Progress};
+use crate::progress::Run;
 use crate::store::Store;
 
 /// Options of a restore.
@@ -19,8 +19,6 @@ pub struct RestoreOptions {
     pub replace: bool,
     /// Tables to restore; empty for all.
     pub tables: Vec<String>,
-    /// Set to stop the restore; the target is left as it was.
-    pub cancel: Cancel,
     /// Where the archive's database needs collation sequences that its
     /// application defines (which coffer cannot have), restore everything
     /// that does not need them instead of refusing; what is left out is in
@@ -73,8 +71,9 @@ pub async fn restore(
     src: &Store,
     target: &Address,
     options: RestoreOptions,
-    progress: Arc<dyn Progress>,
+    run: impl Into<Run>,
 ) -> Result<RestoreReport> {
+    let Run { progress, cancel } = run.into();
     let started = Instant::now();
     super::refuse_target_inside(src, target.file(), "restored")?;
     let manifest = archive::read_manifest(src).await?;
@@ -109,7 +108,7 @@ pub async fn restore(
     let manifest = Arc::new(manifest);
     let open = {
         let target = target.location().to_string();
-        let (replace, cancel) = (options.replace, options.cancel.clone());
+        let (replace, cancel) = (options.replace, cancel.clone());
         let skip = options.skip_missing_collations;
         move || {
             let mut r = engine.restorer(&target, replace, cancel)?;
@@ -125,7 +124,7 @@ pub async fn restore(
         selected.clone(),
         "restore",
         open,
-        options.cancel.clone(),
+        cancel,
         progress,
     )
     .await?;

@@ -1,7 +1,6 @@
 //! `collection backup`: a full or incremental backup of a collection.
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::runtime::Handle;
@@ -10,14 +9,13 @@ use super::lock::RepoLock;
 use super::repo::{self, CollectionInfo};
 use super::{BackupMode, CollectionBackupOptions, CollectionBackupReport, capture_of, repository};
 use crate::archive;
-use crate::datafile::TableWriter;
-use crate::engine::{Address, ChangeCapture, ChangeSnapshot, DataBatch, Engine};
+use crate::engine::{Address, ChangeCapture, ChangeSnapshot, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{
-    ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Part, Source, Table, TableKind,
-    Tool,
+    ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, TableKind, Tool,
 };
-use crate::progress::Progress;
+use crate::ops::pipeline::{Encoding, ReadStream, Stream, scan_encode};
+use crate::progress::Run;
 use crate::store::Store;
 
 /// The directory, inside an incremental backup, of the deleted keys.
@@ -34,8 +32,9 @@ pub async fn backup(
     db: &Address,
     name: &str,
     options: CollectionBackupOptions,
-    progress: Arc<dyn Progress>,
+    run: impl Into<Run>,
 ) -> Result<CollectionBackupReport> {
+    let run = run.into();
     let started = Instant::now();
     let capture = capture_of(engine.as_ref())?;
     repo::check_name(name)?;
@@ -67,7 +66,7 @@ pub async fn backup(
         )));
     }
     let lock = RepoLock::acquire(&store, "backup").await?;
-    let result = locked_backup(engine, db, name, &options, progress, &store, &info, &lock).await;
+    let result = locked_backup(engine, db, name, &options, run, &store, &info, &lock).await;
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the collection lock; it lapses by itself");
     }
@@ -82,7 +81,7 @@ async fn locked_backup(
     db: &Address,
     name: &str,
     options: &CollectionBackupOptions,
-    progress: Arc<dyn Progress>,
+    run: Run,
     store: &Store,
     info: &CollectionInfo,
     lock: &RepoLock,
@@ -160,18 +159,10 @@ async fn locked_backup(
     let handle = Handle::current();
     let opts = options.clone();
     let target = dest.clone();
-    let prog = progress.clone();
+    let prog = run.clone();
     let engine_name = engine.name();
     let mut manifest = tokio::task::spawn_blocking(move || {
-        write_backup(
-            snapshot,
-            kind,
-            target,
-            handle,
-            &opts,
-            prog.as_ref(),
-            engine_name,
-        )
+        write_backup(snapshot, kind, target, handle, &opts, &prog, engine_name)
     })
     .await
     .map_err(|e| Error::internal(format!("the backup worker failed: {e}")))??;
@@ -280,17 +271,6 @@ pub(crate) fn incremental_blocker(
     None
 }
 
-/// What one encoder job writes.
-struct Job {
-    slot: usize,
-    table: Table,
-    store: Store,
-    batches: Receiver<DataBatch>,
-}
-
-/// A scanner-side marker: the encoder went away, its own error explains why.
-const ENCODER_GONE: &str = "the encoder stopped";
-
 /// Read the snapshot (whole tables for a full backup, the changes for an
 /// incremental) and write the archive's data files; returns the manifest,
 /// not yet committed.
@@ -300,9 +280,10 @@ fn write_backup(
     store: Store,
     handle: Handle,
     options: &CollectionBackupOptions,
-    progress: &dyn Progress,
+    run: &Run,
     engine: &str,
 ) -> Result<Manifest> {
+    let progress = run.progress.as_ref();
     let catalog = snapshot.catalog().clone();
     let incremental = kind == ArchiveKind::Incremental;
     // Slots: per table its rows (all, or the upserted ones), and for an
@@ -329,99 +310,52 @@ fn write_backup(
     };
     progress.begin("backup", total, None);
 
-    let (job_tx, job_rx) = sync_channel::<Job>(0);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    type Outcome = (usize, Result<Vec<Part>>);
-    let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
-    let mut rows = vec![0u64; slots.len()];
+    let mut scanners = vec![snapshot];
+    while scanners.len() < options.scanners.max(1) {
+        match scanners[0].fork_changes()? {
+            Some(s) => scanners.push(s),
+            None => break,
+        }
+    }
+    tracing::debug!(scanners = scanners.len(), "scanning");
     let deleted_store = store.child(DELETED_DIR);
-
-    let scan_result = std::thread::scope(|scope| {
-        for _ in 0..options.encoders.max(1) {
-            let job_rx = job_rx.clone();
-            let (handle, results) = (&handle, &results);
-            scope.spawn(move || {
-                loop {
-                    let job = job_rx.lock().expect("job queue").recv();
-                    let Ok(job) = job else { break };
-                    let mut writer = TableWriter::new(
-                        job.store.clone(),
-                        handle.clone(),
-                        &job.table,
-                        options.write.clone(),
-                    );
-                    let mut outcome = Ok(());
-                    for batch in job.batches.iter() {
-                        if let Err(e) = writer.write(batch) {
-                            outcome = Err(e);
-                            break;
-                        }
-                    }
-                    let parts = outcome.and_then(|()| writer.finish());
-                    let failed = parts.is_err();
-                    results.lock().expect("results").push((job.slot, parts));
-                    if failed {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(job_rx);
-        let job_tx: SyncSender<Job> = job_tx;
-        for (slot, spec) in slots.iter().enumerate() {
-            options.cancel.check()?;
-            let deletes = incremental && slot % 2 == 1;
-            let table = &catalog.tables[if incremental { slot / 2 } else { slot }];
-            progress.note(&table.name);
-            let (tx, rx) = sync_channel::<DataBatch>(4);
-            job_tx
-                .send(Job {
-                    slot,
-                    table: spec.clone(),
-                    store: if deletes {
-                        deleted_store.clone()
-                    } else {
-                        store.clone()
-                    },
-                    batches: rx,
-                })
-                .map_err(|_| Error::internal(ENCODER_GONE))?;
-            let count = &mut rows[slot];
-            let mut sink = |batch: DataBatch| {
-                options.cancel.check()?;
-                let n = batch.num_rows() as u64;
-                *count += n;
-                let bytes = batch.memory_size() as u64;
-                tx.send(batch).map_err(|_| Error::internal(ENCODER_GONE))?;
-                progress.advance(n, bytes);
-                Ok(())
-            };
-            if !incremental {
-                snapshot.scan(table, &mut sink)?;
-            } else if deletes {
-                snapshot.scan_deletes(table, &mut sink)?;
+    let streams: Vec<Stream> = slots
+        .iter()
+        .enumerate()
+        .map(|(slot, spec)| Stream {
+            table: spec.clone(),
+            store: if incremental && slot % 2 == 1 {
+                deleted_store.clone()
             } else {
-                snapshot.scan_upserts(table, &mut sink)?;
-            }
+                store.clone()
+            },
+            empty_file: false,
+        })
+        .collect();
+    let read: &ReadStream<'_, dyn ChangeSnapshot> = &|snapshot, slot, sink| {
+        let table = &catalog.tables[if incremental { slot / 2 } else { slot }];
+        if !incremental {
+            snapshot.scan(table, sink)
+        } else if slot % 2 == 1 {
+            snapshot.scan_deletes(table, sink)
+        } else {
+            snapshot.scan_upserts(table, sink)
         }
-        Ok::<(), Error>(())
-    });
+    };
+    let encoding = Encoding {
+        write: &options.write,
+        encoders: options.encoders,
+        handle,
+        cancel: &run.cancel,
+        progress,
+    };
+    let written = scan_encode(scanners, &streams, read, &encoding);
     progress.end();
-    drop(snapshot);
-
-    let mut results = results.into_inner().expect("results");
-    if let Some(pos) = results.iter().position(|(_, r)| r.is_err()) {
-        return Err(results.swap_remove(pos).1.unwrap_err());
-    }
-    scan_result?;
-    results.sort_by_key(|(slot, _)| *slot);
-    if results.len() != slots.len() {
-        return Err(Error::internal("a table's encoder did not report"));
-    }
+    let written = written?;
     let mut tables = Vec::new();
-    for ((slot, parts), mut table) in results.into_iter().zip(slots) {
-        let mut parts = parts?;
-        table.rows = rows[slot];
+    for (slot, (w, mut table)) in written.into_iter().zip(slots).enumerate() {
+        let mut parts = w.parts;
+        table.rows = w.rows;
         if incremental && slot % 2 == 1 {
             if table.rows == 0 {
                 continue;

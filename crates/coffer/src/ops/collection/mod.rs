@@ -27,7 +27,6 @@ use crate::datafile::WriteOptions;
 use crate::engine::{Address, ChangeCapture, CollectionRecord, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{ArchiveKind, Manifest, Table, TableKind};
-use crate::progress::Cancel;
 use crate::store::{Store, StoreOptions, is_local};
 
 use self::lock::{LockInfo, RepoLock};
@@ -56,8 +55,9 @@ pub struct CollectionBackupOptions {
     pub write: WriteOptions,
     /// Threads that encode data files.
     pub encoders: usize,
-    /// Set to stop; nothing is committed and the log keeps every entry.
-    pub cancel: Cancel,
+    /// Parallel table readers, when the engine can read one moment on
+    /// several connections (see [`crate::engine::ChangeSnapshot::fork_changes`]).
+    pub scanners: usize,
     /// How to reach the repository.
     pub store: StoreOptions,
 }
@@ -68,7 +68,7 @@ impl Default for CollectionBackupOptions {
             mode: BackupMode::Full,
             write: WriteOptions::default(),
             encoders: 2,
-            cancel: Cancel::new(),
+            scanners: 2,
             store: StoreOptions::default(),
         }
     }
@@ -136,8 +136,6 @@ pub struct CollectionRestoreOptions {
     pub tables: Vec<String>,
     /// Replace tables that exist in the target.
     pub replace: bool,
-    /// Set to stop; the target is left as it was.
-    pub cancel: Cancel,
 }
 
 /// What a collection restore did.

@@ -3,20 +3,15 @@
 //! incremental in order.
 
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 use std::time::Instant;
-
-use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::repo;
 use super::{CollectionRestoreOptions, CollectionRestoreReport, RestorePoint, capture_of};
-use crate::archive;
-use crate::datafile::read_part;
-use crate::engine::{Address, DataBatch, Engine};
+use crate::engine::{Address, Engine};
 use crate::error::{Error, Result};
 use crate::manifest::{ArchiveKind, Manifest, Table, TableKind};
-use crate::progress::Progress;
+use crate::ops::pipeline::{Archive, Entry, read_entries};
+use crate::progress::Run;
 use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +34,6 @@ struct Step {
     /// Index into the selected tables of the full backup.
     table: usize,
     action: Action,
-}
-
-struct Fetched {
-    step: usize,
-    part: usize,
-    data: Bytes,
-    misfits: Option<Bytes>,
 }
 
 /// Choose the backup to restore.
@@ -102,8 +90,9 @@ pub async fn restore(
     name: &str,
     target: &Address,
     options: CollectionRestoreOptions,
-    progress: Arc<dyn Progress>,
+    run: impl Into<Run>,
 ) -> Result<CollectionRestoreReport> {
+    let run = run.into();
     let started = Instant::now();
     crate::ops::refuse_target_inside(repo, target.file(), "restored")?;
     capture_of(engine.as_ref())?;
@@ -147,72 +136,42 @@ pub async fn restore(
         .cloned()
         .collect();
     let steps = plan(&chain, &selected, &store)?;
-    let manifests: Arc<Vec<Manifest>> = Arc::new(chain.iter().map(|(_, m)| m.clone()).collect());
     let chain_ids: Vec<String> = chain.iter().map(|(id, _)| id.clone()).collect();
-    let steps = Arc::new(steps);
-
-    let (tx, mut rx) = mpsc::channel::<Result<Fetched>>(2);
-    let fetcher = {
-        let (manifests, steps, cancel) = (manifests.clone(), steps.clone(), options.cancel.clone());
-        let archives: Vec<Store> = chain_ids.iter().map(|id| store.child(id)).collect();
-        tokio::spawn(async move {
-            for (s, step) in steps.iter().enumerate() {
-                let entry = &manifests[step.archive].tables[step.entry];
-                let src = &archives[step.archive];
-                for (n, part) in entry.parts.iter().enumerate() {
-                    if cancel.is_cancelled() {
-                        return;
-                    }
-                    let fetched = async {
-                        let data = archive::fetch_checked(src, &part.file).await?;
-                        let misfits = match &part.misfits {
-                            Some(m) => Some(archive::fetch_checked(src, m).await?),
-                            None => None,
-                        };
-                        Ok(Fetched {
-                            step: s,
-                            part: n,
-                            data,
-                            misfits,
-                        })
-                    }
-                    .await;
-                    let failed = fetched.is_err();
-                    if tx.send(fetched).await.is_err() || failed {
-                        return;
-                    }
-                }
-            }
+    let archives: Vec<Archive> = chain
+        .into_iter()
+        .map(|(id, manifest)| Archive {
+            store: store.child(&id),
+            manifest: Arc::new(manifest),
         })
-    };
-
+        .collect();
+    let point = archives
+        .last()
+        .expect("a chain has a backup")
+        .manifest
+        .clone();
     let target_owned = target.location().to_string();
-    let opts = options.clone();
-    let (m, st, sel) = (manifests.clone(), steps.clone(), selected.clone());
-    let archive_urls: Vec<String> = chain_ids.iter().map(|id| store.url_of(id)).collect();
-    let engine_ref = engine.clone();
+    let tables = selected.clone();
+    let handle = tokio::runtime::Handle::current();
     let applied = tokio::task::spawn_blocking(move || {
         apply(
-            engine_ref.as_ref(),
+            engine.as_ref(),
+            &handle,
             &target_owned,
-            &m,
-            &st,
-            &sel,
-            &archive_urls,
-            &opts,
-            progress,
-            &mut rx,
+            &archives,
+            &steps,
+            &tables,
+            &options,
+            run,
         )
     })
     .await
     .map_err(|e| Error::internal(format!("the restore worker failed: {e}")))?;
-    fetcher.abort();
     let counts = applied?;
     Ok(CollectionRestoreReport {
         collection: name.to_string(),
         repository: store.url().to_string(),
         chain: chain_ids,
-        point: manifests.last().expect("a chain has a backup").clone(),
+        point: Arc::unwrap_or_clone(point),
         tables: selected.iter().map(|t| t.name.clone()).collect(),
         rows_loaded: counts.0,
         rows_upserted: counts.1,
@@ -282,27 +241,26 @@ fn plan(chain: &[(String, Manifest)], selected: &[Table], store: &Store) -> Resu
     Ok(steps)
 }
 
-/// Decode the fetched parts and apply them in order; returns rows loaded,
+/// Read the steps' data files and apply them in order; returns rows loaded,
 /// upserted and deleted, and bytes read.
 #[allow(clippy::too_many_arguments)]
 fn apply(
     engine: &dyn Engine,
+    handle: &tokio::runtime::Handle,
     target: &str,
-    manifests: &[Manifest],
+    archives: &[Archive],
     steps: &[Step],
     selected: &[Table],
-    archive_urls: &[String],
     options: &CollectionRestoreOptions,
-    shared_progress: Arc<dyn Progress>,
-    fetched: &mut mpsc::Receiver<Result<Fetched>>,
+    run: Run,
 ) -> Result<(u64, u64, u64, u64)> {
-    let progress = shared_progress.as_ref();
+    let progress = run.progress.as_ref();
     let capture = capture_of(engine)?;
-    let full = &manifests[0];
+    let full = &archives[0].manifest;
     let tables: Vec<&Table> = selected.iter().collect();
-    let mut restorer = capture.chain_restorer(target, options.replace, options.cancel.clone())?;
+    let mut restorer = capture.chain_restorer(target, options.replace, run.cancel.clone())?;
     restorer.begin(full, &tables)?;
-    let entry = |s: &Step| &manifests[s.archive].tables[s.entry];
+    let entry = |s: &Step| &archives[s.archive].manifest.tables[s.entry];
     let total_rows: u64 = steps.iter().map(|s| entry(s).rows).sum();
     let total_bytes: u64 = steps
         .iter()
@@ -310,99 +268,55 @@ fn apply(
         .map(|p| p.file.size + p.misfits.as_ref().map_or(0, |m| m.size))
         .sum();
     progress.begin("restore", Some(total_rows), Some(total_bytes));
-    let parts: usize = steps.iter().map(|s| entry(s).parts.len()).sum();
-    let (batch_tx, batch_rx) = sync_channel::<(usize, DataBatch)>(4);
-    let outcome = std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || -> Result<u64> {
-            let mut bytes = 0;
-            for _ in 0..parts {
-                let f = fetched
-                    .blocking_recv()
-                    .ok_or_else(|| Error::internal("the archive reader stopped early"))??;
-                let step = &steps[f.step];
-                let table = entry(step);
-                let part = &table.parts[f.part];
-                let origin = format!("{}/{}", archive_urls[step.archive], part.file.path);
-                let misfit_origin = part
-                    .misfits
-                    .as_ref()
-                    .map(|m| format!("{}/{}", archive_urls[step.archive], m.path))
-                    .unwrap_or_default();
-                let size = part.file.size + part.misfits.as_ref().map_or(0, |m| m.size);
-                bytes += size;
-                let misfits = f.misfits.map(|b| (b, misfit_origin.as_str()));
-                let rows = read_part(table, f.data, misfits, &origin, &mut |batch| {
-                    batch_tx
-                        .send((f.step, batch))
-                        .map_err(|_| Error::internal("the loader stopped"))
-                })?;
-                progress.advance(0, size);
-                if rows != part.rows {
-                    return Err(Error::corrupt(format!(
-                        "{origin} holds {rows} rows but the manifest says {}",
-                        part.rows
-                    )));
-                }
-            }
-            Ok(bytes)
-        });
-        let mut counts = (0u64, 0u64, 0u64);
-        let mut changing = false;
-        let mut result = Ok(());
-        for (s, batch) in batch_rx.iter() {
+    let entries: Vec<Entry> = steps.iter().map(|s| (s.archive, s.entry)).collect();
+    let mut counts = (0u64, 0u64, 0u64);
+    let mut changing = false;
+    let read = read_entries(
+        handle,
+        archives,
+        &entries,
+        &run.cancel,
+        progress,
+        &mut |s, batch| {
             let step = &steps[s];
             let table = &selected[step.table];
             let n = batch.num_rows() as u64;
-            let applied = options.cancel.check().and_then(|()| {
-                if step.action != Action::Load && !changing {
-                    changing = true;
-                    progress.note("building indexes");
-                    restorer.begin_changes(full, &tables)?;
+            if step.action != Action::Load && !changing {
+                changing = true;
+                progress.note("building indexes");
+                restorer.begin_changes(full, &tables)?;
+            }
+            match step.action {
+                Action::Load => {
+                    counts.0 += n;
+                    restorer.load(table, &batch)?;
                 }
-                match step.action {
-                    Action::Load => {
-                        counts.0 += n;
-                        restorer.load(table, &batch)
-                    }
-                    Action::Delete => {
-                        counts.2 += n;
-                        restorer.delete(table, entry(step), &batch)
-                    }
-                    Action::Upsert => {
-                        counts.1 += n;
-                        restorer.upsert(table, &batch)
-                    }
+                Action::Delete => {
+                    counts.2 += n;
+                    restorer.delete(table, entry(step), &batch)?;
                 }
-            });
-            if let Err(e) = applied {
-                result = Err(e);
-                break;
+                Action::Upsert => {
+                    counts.1 += n;
+                    restorer.upsert(table, &batch)?;
+                }
             }
             progress.advance(n, 0);
-        }
-        drop(batch_rx);
-        let decoded = decoder
-            .join()
-            .map_err(|_| Error::internal("the archive decoder panicked"))?;
-        let counts = match (decoded, result) {
-            (Err(e), _) if e.message() != "the loader stopped" => Err(e),
-            (_, Err(e)) => Err(e),
-            (Err(e), Ok(())) => Err(e),
-            (Ok(bytes), Ok(())) => Ok((counts.0, counts.1, counts.2, bytes)),
-        }?;
-        if !changing {
-            progress.note("building indexes");
-            restorer.begin_changes(full, &tables)?;
-        }
-        Ok::<_, Error>(counts)
-    });
-    let counts = outcome
-        .and_then(|c| options.cancel.check().map(|()| c))
+            Ok(())
+        },
+    );
+    let bytes = read
+        .and_then(|bytes| {
+            if !changing {
+                progress.note("building indexes");
+                restorer.begin_changes(full, &tables)?;
+            }
+            Ok(bytes)
+        })
         .inspect_err(|_| progress.end())?;
     progress.begin("finishing", None, None);
-    restorer.set_progress(shared_progress.clone());
-    let finished = restorer.finish(manifests.last().expect("a chain"), &tables);
+    restorer.set_progress(run.progress.clone());
+    let finished = restorer.finish(&archives.last().expect("a chain").manifest, &tables);
     progress.end();
     finished?;
-    Ok(counts)
+    Ok((counts.0, counts.1, counts.2, bytes))
 }
