@@ -26,9 +26,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::portable;
 use coffer::engine::{DataBatch, ImportMode, Misfit, Restorer};
 use coffer::manifest::{LogicalType, Manifest, SchemaObject, Table};
-use coffer::portable;
 use coffer::progress::Cancel;
 use coffer::{Error, ErrorKind};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -236,7 +236,7 @@ pub fn neutral_ddl(table: &Table) -> String {
                     format!("DECIMAL({precision},{scale})")
                 }
                 // Types SQLite has no storage for yet: named for what they
-                // hold (the load refuses them, see coffer::portable).
+                // hold (the load refuses them, see crate::portable).
                 LogicalType::Bool => "BOOLEAN".to_string(),
                 LogicalType::Int16 => "SMALLINT".to_string(),
                 LogicalType::Int32 => "INT".to_string(),

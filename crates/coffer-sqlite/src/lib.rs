@@ -22,6 +22,7 @@ pub mod catalog;
 mod check;
 mod guard;
 pub mod importer;
+pub mod portable;
 pub mod restorer;
 pub mod snapshot;
 

@@ -8,10 +8,12 @@ use arrow_array::{ArrayRef, RecordBatch};
 use coffer::datafile::arrow_schema;
 use coffer::engine::{Catalog, DataBatch, Misfit, Snapshot, SnapshotPoint, SqliteValue};
 use coffer::manifest::{LogicalType, Table};
+use coffer::progress::Cancel;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::catalog::{ScanPlan, read_catalog};
+use crate::portable;
 use crate::{Error, Result, quote, sql_error};
 
 /// Rows per batch at most.
@@ -180,7 +182,7 @@ enum Builder {
 impl Builder {
     fn new(t: &LogicalType) -> Builder {
         // SQLite's catalog gives only the four plain types; exports scan
-        // with the plain ones (see coffer::portable).
+        // with the plain ones (see crate::portable).
         match t.plain() {
             LogicalType::Int64 => Builder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
             LogicalType::Float64 => Builder::Float(Float64Builder::with_capacity(BATCH_ROWS)),
@@ -291,7 +293,36 @@ impl Snapshot for SqliteSnapshot {
             plan.exprs.join(", "),
             quote(&table.name)
         );
+        // SQLite stores the export types `date`, `timestamp` and `decimal`
+        // as text and numbers: read those, convert them to the table's.
+        if portable::has_portable_columns(table) {
+            let plain = portable::plain_table(table);
+            return self.scan_sql(&plain, &sql, &mut |batch| {
+                sink(portable::to_portable(batch, table)?)
+            });
+        }
         self.scan_sql(table, &sql, sink)
+    }
+
+    fn export_table(&mut self, table: &Table, cancel: &Cancel) -> Result<Table> {
+        let Some(mut probe) = portable::TypeProbe::new(table) else {
+            return Ok(table.clone());
+        };
+        let mut settled = false;
+        let scanned = self.scan(table, &mut |batch| {
+            cancel.check()?;
+            probe.feed(&batch);
+            if probe.settled() {
+                // Nothing left to learn: stop the scan.
+                settled = true;
+                return Err(Error::internal("the column types are settled"));
+            }
+            Ok(())
+        });
+        match scanned {
+            Err(e) if !settled => Err(e),
+            _ => Ok(probe.refine(table)),
+        }
     }
 }
 

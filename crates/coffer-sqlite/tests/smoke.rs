@@ -104,3 +104,65 @@ fn the_snapshot_point_is_taken_when_reading_begins() {
     assert!(before <= point.time && point.time <= after, "{point:?}");
     assert_eq!(point.position, None);
 }
+
+/// An archive's value of another engine that no SQLite column can take
+/// (PostgreSQL's numeric NaN) stops a restore with one sentence naming the
+/// table and row; nothing is guessed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_value_is_refused_by_name_not_guessed() {
+    use coffer::engine::{DataBatch, Engine, Misfit, PostgresValue};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, x REAL); INSERT INTO t VALUES (1, 1.5);",
+    )
+    .unwrap();
+    drop(c);
+    let dest = Store::create(
+        dir.path().join("bk").to_str().unwrap(),
+        &StoreOptions::default(),
+    )
+    .unwrap();
+    let engine = Arc::new(SqliteEngine);
+    let r = backup(
+        engine.clone(),
+        &coffer_sqlite::address(&db).unwrap(),
+        &dest,
+        BackupOptions::default(),
+        Arc::new(Silent),
+    )
+    .await
+    .unwrap();
+    let manifest = r.manifest;
+    let table = manifest.table("t").unwrap().clone();
+    let out = dir.path().join("b.db");
+    let mut restorer = engine
+        .restorer(out.to_str().unwrap(), false, Default::default())
+        .unwrap();
+    restorer.begin(&manifest, &[&table]).unwrap();
+    let columns = arrow_array::RecordBatch::try_new(
+        coffer::datafile::arrow_schema(&table),
+        vec![
+            Arc::new(arrow_array::Int64Array::from(vec![1, 2])),
+            Arc::new(arrow_array::Float64Array::from(vec![None, Some(2.5)])),
+        ],
+    )
+    .unwrap();
+    let batch = DataBatch {
+        columns,
+        misfits: vec![Misfit {
+            row: 0,
+            column: 1,
+            value: PostgresValue::NaN.into(),
+        }],
+    };
+    let err = restorer.load(&table, &batch).unwrap_err();
+    assert!(
+        err.message()
+            .contains("row 1 of table 't' holds a postgres value"),
+        "{err}"
+    );
+    drop(restorer);
+    assert!(!out.exists(), "nothing at the target");
+}

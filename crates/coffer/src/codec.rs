@@ -22,6 +22,8 @@
 
 use std::io::Write;
 
+pub mod layout;
+
 use arrow_buffer::i256;
 
 /// Microseconds in a day.
@@ -145,11 +147,11 @@ pub fn is_decimal_text(s: &[u8]) -> bool {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    crate::portable::days_from_civil(y, m, d)
+    layout::days_from_civil(y, m, d)
 }
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    crate::portable::civil_from_days(z)
+    layout::civil_from_days(z)
 }
 
 fn push_date(days: i64, out: &mut Vec<u8>) {
@@ -252,8 +254,8 @@ fn take_time_of_day(s: &[u8], allow_24: bool) -> Option<i64> {
 }
 
 /// A time of day (microseconds since midnight) as `HH:MM:SS[.ffffff]`.
-/// Values outside a day (which no source writes) are written as they
-/// come, in whole hours beyond 24, and do not read back.
+/// A value outside 00:00:00 to 24:00:00, which no source has, is written
+/// as its microseconds and `us` (`-1us`), so that it too reads back.
 pub fn format_time(micros: i64, out: &mut Vec<u8>) {
     if (0..=MICROS_PER_DAY).contains(&micros) {
         push_time_of_day(micros, out);
@@ -264,6 +266,10 @@ pub fn format_time(micros: i64, out: &mut Vec<u8>) {
 
 /// A time as [`format_time`] writes it, as microseconds since midnight.
 pub fn parse_time(s: &[u8]) -> Option<i64> {
+    if let Some(n) = s.strip_suffix(b"us") {
+        let v: i64 = std::str::from_utf8(n).ok()?.parse().ok()?;
+        return (!(0..=MICROS_PER_DAY).contains(&v)).then_some(v);
+    }
     take_time_of_day(s, true)
 }
 
@@ -550,12 +556,17 @@ mod tests {
             assert_eq!(t, want);
             assert_eq!(parse_time(t.as_bytes()), Some(v));
         }
+        for v in [-1, MICROS_PER_DAY + 1, i64::MIN, i64::MAX] {
+            let t = text(|o| format_time(v, o));
+            assert_eq!(parse_time(t.as_bytes()), Some(v), "{t}");
+        }
         for bad in [
             "24:00:00.000001",
             "23:60:00",
             "1:00:00",
             "00:00:00.5",
-            "-1us",
+            "5us",
+            "+1us",
         ] {
             assert_eq!(parse_time(bad.as_bytes()), None, "{bad}");
         }

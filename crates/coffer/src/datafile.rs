@@ -651,9 +651,6 @@ pub struct TableWriter {
     parts: Vec<Part>,
     /// The last closed part, still completing its upload in the background.
     completing: Option<Pending>,
-    /// Whether some of the columns have portable types that the scanned
-    /// batches carry as plain ones (exports; see crate::portable).
-    portable: bool,
     /// Writes CSV parts instead, when that is the format.
     csv: Option<csv::CsvTableWriter>,
 }
@@ -665,7 +662,6 @@ impl TableWriter {
             csv::CsvTableWriter::new(store.clone(), handle.clone(), table, options.clone())
         });
         TableWriter {
-            portable: crate::portable::has_portable_columns(table),
             csv,
             props: writer_properties(options.compression),
             store,
@@ -700,11 +696,6 @@ impl TableWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = if self.portable {
-            crate::portable::to_portable(batch, &self.table)?
-        } else {
-            batch
-        };
         if let Some(csv) = &mut self.csv {
             return csv.write(batch);
         }

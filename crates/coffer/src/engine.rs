@@ -184,7 +184,20 @@ pub trait Snapshot: Send {
 
     /// Read every row of `table` in storage order, in batches of bounded
     /// memory, handing each to `sink`. An error from `sink` stops the scan.
+    /// The batches have the column types of the `table` passed: one of the
+    /// catalog's, or what [`Snapshot::export_table`] made of it.
     fn scan(&mut self, table: &Table, sink: &mut dyn FnMut(DataBatch) -> Result<()>) -> Result<()>;
+
+    /// `table` (one of the catalog's) with the column types an export of
+    /// it has. By default the catalog's; an engine whose catalog types are
+    /// plainer than its values (SQLite keeps dates as text) may read the
+    /// table to find finer ones that every value converts to exactly.
+    /// Long reads stop with [`crate::ErrorKind::Interrupted`] once
+    /// `cancel` is set.
+    fn export_table(&mut self, table: &Table, cancel: &Cancel) -> Result<Table> {
+        let _ = cancel;
+        Ok(table.clone())
+    }
 
     /// Another snapshot of exactly the same moment on a separate connection,
     /// so that tables can be scanned in parallel; `Ok(None)` when the engine
@@ -463,7 +476,7 @@ pub trait Engine: Send + Sync {
     ///   an existing table, that its columns can take the rows) and fails,
     ///   naming the first conflict, before anything is written;
     /// * [`Restorer::load`] takes batches in the manifest's column types,
-    ///   portable ones included ([`crate::portable`]);
+    ///   `date`, `timestamp` and `decimal(P,S)` of exports included;
     /// * the tables are created from the manifest's native DDL when the
     ///   archive comes from this engine, otherwise from the neutral schema
     ///   (columns, logical types, nullability, primary key);

@@ -26,7 +26,6 @@ pub mod error;
 pub mod lock;
 pub mod manifest;
 pub mod ops;
-pub mod portable;
 pub mod progress;
 pub mod store;
 pub mod upload;

@@ -60,7 +60,7 @@ pub enum DataFormat {
 /// `binary`, and `list<T>` of any of these (lists nest). Backups of SQLite
 /// use only `int64`, `float64`, `utf8` and `binary`; its exports also use
 /// `date`, `timestamp` and `decimal(P,S)` where the source declares them and
-/// every value converts losslessly (see [`crate::portable`]).
+/// every value converts losslessly (the SQLite engine decides that).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum LogicalType {

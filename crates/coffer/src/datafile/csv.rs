@@ -14,10 +14,15 @@
 //! Values, by the column's type in the manifest: integers in decimal;
 //! doubles in the shortest text that reads back to the same bits (`0.1`,
 //! `1e300`, `-0.0`, `inf`, `-inf`); text as is; bytes as `\x` and lowercase
-//! hex (`\x00ff`, `\x` for no bytes: PostgreSQL's `bytea` hex form); dates
-//! `YYYY-MM-DD`; timestamps in the column's `text_format` (else
-//! `YYYY-MM-DD HH:MM:SS[.ffffff]`); decimals with exactly `scale` digits
-//! after the point.
+//! hex (`\x00ff`, `\x` for no bytes: PostgreSQL's `bytea` hex form); the
+//! other types as [`crate::codec`] writes them (dates `YYYY-MM-DD`,
+//! timestamps `YYYY-MM-DD HH:MM:SS[.ffffff]`, decimals with exactly `scale`
+//! digits after the point, lists in PostgreSQL's array form: `{1,NULL}`).
+//!
+//! Archives of format versions 1 and 2 wrote a timestamp in the layout of
+//! its SQLite text (the column's `text_format`, e.g. `T` between date and
+//! time); they read as written. From version 3 `text_format` is the SQLite
+//! engine's alone: the SQLite importer gives the text its layout back.
 //!
 //! Values whose storage class differs from the column's type are noted in
 //! the part's misfit file, the same Parquet side file as for Parquet parts
@@ -41,10 +46,10 @@ use super::{
     real_text, show_misfits, write_misfit_file, writer_properties,
 };
 use crate::codec;
+use crate::codec::layout::{Layout, parse_decimal};
 use crate::engine::DataBatch;
 use crate::error::{Error, Result};
 use crate::manifest::{LogicalType, Part, Table, path_segment};
-use crate::portable::{Layout, parse_decimal};
 use crate::store::Store;
 use crate::upload::Upload;
 
@@ -129,7 +134,6 @@ pub struct CsvTableWriter {
     handle: Handle,
     table: Table,
     options: WriteOptions,
-    layouts: Vec<Option<Layout>>,
     current: Option<OpenPart>,
     parts: Vec<Part>,
     field: Vec<u8>,
@@ -161,11 +165,6 @@ impl CsvTableWriter {
     /// A writer for `table`'s data into `store`.
     pub fn new(store: Store, handle: Handle, table: &Table, options: WriteOptions) -> Self {
         CsvTableWriter {
-            layouts: table
-                .columns
-                .iter()
-                .map(|c| c.text_format.as_deref().and_then(Layout::parse))
-                .collect(),
             store,
             handle,
             table: table.clone(),
@@ -270,8 +269,7 @@ impl CsvTableWriter {
             .columns()
             .iter()
             .zip(&self.table.columns)
-            .zip(&self.layouts)
-            .map(|((a, c), layout)| ColumnView::of(a.as_ref(), &c.logical_type, *layout))
+            .map(|(a, c)| ColumnView::of(a.as_ref(), &c.logical_type))
             .collect::<Result<_>>()?;
         self.text.clear();
         for row in 0..columns.num_rows() {
@@ -355,8 +353,7 @@ enum ViewKind<'a> {
     Bin(&'a arrow_array::BinaryArray),
     Date(&'a arrow_array::Date32Array),
     Time(&'a arrow_array::Time64MicrosecondArray),
-    /// With the text layout of its source (SQLite's `text_format`), if any.
-    Timestamp(&'a arrow_array::TimestampMicrosecondArray, Option<Layout>),
+    Timestamp(&'a arrow_array::TimestampMicrosecondArray),
     TimestampTz(&'a arrow_array::TimestampMicrosecondArray),
     Decimal(&'a arrow_array::Decimal128Array, i8),
     Decimal256(&'a arrow_array::Decimal256Array, i8),
@@ -383,7 +380,7 @@ fn element_needs_quotes(text: &[u8]) -> bool {
 }
 
 impl<'a> ColumnView<'a> {
-    fn of(a: &'a dyn Array, t: &LogicalType, layout: Option<Layout>) -> Result<ColumnView<'a>> {
+    fn of(a: &'a dyn Array, t: &LogicalType) -> Result<ColumnView<'a>> {
         let any = a.as_any();
         let kind = match t {
             LogicalType::Bool => any.downcast_ref().map(ViewKind::Bool),
@@ -398,9 +395,7 @@ impl<'a> ColumnView<'a> {
             LogicalType::Binary => any.downcast_ref().map(ViewKind::Bin),
             LogicalType::Date => any.downcast_ref().map(ViewKind::Date),
             LogicalType::Time => any.downcast_ref().map(ViewKind::Time),
-            LogicalType::Timestamp => any
-                .downcast_ref()
-                .map(|a| ViewKind::Timestamp(a, layout.filter(|l| l.has_time()))),
+            LogicalType::Timestamp => any.downcast_ref().map(ViewKind::Timestamp),
             LogicalType::TimestampTz => any.downcast_ref().map(ViewKind::TimestampTz),
             LogicalType::Decimal { precision, scale } if *precision <= 38 => {
                 any.downcast_ref().map(|d| ViewKind::Decimal(d, *scale))
@@ -423,7 +418,7 @@ impl<'a> ColumnView<'a> {
                 .map(ViewKind::Uuid),
             LogicalType::List(element) => match any.downcast_ref::<arrow_array::ListArray>() {
                 Some(l) => {
-                    let values = ColumnView::of(l.values().as_ref(), element, None)?;
+                    let values = ColumnView::of(l.values().as_ref(), element)?;
                     let nested = matches!(**element, LogicalType::List(_));
                     Some(ViewKind::List(l, Box::new(values), nested))
                 }
@@ -471,10 +466,7 @@ impl<'a> ColumnView<'a> {
             }
             ViewKind::Date(a) => codec::format_date(a.value(row), out),
             ViewKind::Time(a) => codec::format_time(a.value(row), out),
-            ViewKind::Timestamp(a, None) => codec::format_timestamp(a.value(row), out),
-            ViewKind::Timestamp(a, layout) => out.extend_from_slice(
-                crate::portable::format_timestamp_text(a.value(row), *layout).as_bytes(),
-            ),
+            ViewKind::Timestamp(a) => codec::format_timestamp(a.value(row), out),
             ViewKind::TimestampTz(a) => codec::format_timestamptz(a.value(row), out),
             ViewKind::Decimal(a, scale) => codec::format_decimal128(a.value(row), *scale, out),
             ViewKind::Decimal256(a, scale) => codec::format_decimal256(a.value(row), *scale, out),
@@ -709,13 +701,15 @@ impl ColumnBuilder {
                 b.append_value(codec::parse_time(field).ok_or_else(|| bad("a time"))?)
             }
             ColumnBuilder::Timestamp(b) => {
-                let layout = layout.filter(|l| l.has_time());
+                // Archives before format 3 wrote a timestamp in the layout
+                // of its SQLite text (the column's `text_format`).
+                let layout = layout.filter(|l| l.has_time() && version < 3);
                 let v = match layout {
-                    Some(_) => crate::portable::parse_timestamp_text(field, layout),
+                    Some(_) => crate::codec::layout::parse_timestamp_text(field, layout),
                     // Archives before format 3 wrote any of SQLite's
                     // layouts; read them all.
                     None => codec::parse_timestamp(field)
-                        .or_else(|| crate::portable::parse_timestamp_text(field, None)),
+                        .or_else(|| crate::codec::layout::parse_timestamp_text(field, None)),
                 };
                 b.append_value(v.ok_or_else(|| bad("a timestamp"))?)
             }

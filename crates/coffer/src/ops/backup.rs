@@ -316,12 +316,12 @@ fn write_tables(
         })
         .collect();
     let read: &ReadStream<'_, dyn Snapshot> = &|snapshot, i, sink| {
-        let table = crate::portable::plain_table(&scanned[i]);
+        let table = &scanned[i];
         match hidden[i] {
-            Some(column) => snapshot.scan(&table, &mut |batch| {
+            Some(column) => snapshot.scan(table, &mut |batch| {
                 sink(super::export::drop_column(batch, column)?)
             }),
-            None => snapshot.scan(&table, sink),
+            None => snapshot.scan(table, sink),
         }
     };
     let encoding = Encoding {

@@ -12,9 +12,10 @@
 //!   matches;
 //! * the manifest's `objects` are only the exported tables and their
 //!   indexes (no views or triggers: an import creates tables and indexes);
-//! * columns whose declared type is a date, timestamp or decimal take that
-//!   portable type when every value converts losslessly
-//!   ([`crate::portable`]), which costs a first pass over those tables;
+//! * columns take the types the engine gives an export of the table
+//!   ([`Snapshot::export_table`]: SQLite gives a declared date, timestamp
+//!   or decimal that type when every value converts losslessly, which
+//!   costs it a first pass over those tables);
 //! * the data files may be CSV ([`crate::datafile::csv`]);
 //! * a table's hidden key column ([`Table::hidden_key`], SQLite's rowid of
 //!   a table without an `INTEGER PRIMARY KEY`) is left out, so the files
@@ -29,7 +30,6 @@ use crate::engine::{Address, Catalog, DataBatch, Engine, Snapshot};
 use crate::error::{Error, Result};
 use crate::manifest::{ArchiveKind, DataFormat, SchemaObject, Table, TableKind};
 use crate::ops::backup::{ArchiveOptions, BackupReport, Plan, write_archive};
-use crate::portable::TypeProbe;
 use crate::progress::Run;
 use crate::store::Store;
 
@@ -133,7 +133,7 @@ pub(crate) fn prepare(
     let objects = engine.export_objects(&catalog.objects, &names);
     let mut refined = Vec::with_capacity(tables.len());
     for table in tables {
-        refined.push(settle_types(snapshot, table, options)?);
+        refined.push(snapshot.export_table(&table, &options.cancel)?);
     }
     Ok((refined, objects))
 }
@@ -170,28 +170,6 @@ pub(crate) fn drop_column(batch: DataBatch, index: usize) -> Result<DataBatch> {
         })
         .collect();
     Ok(DataBatch { columns, misfits })
-}
-
-/// The marker error that stops a probing scan once nothing is left to learn.
-const SETTLED: &str = "the column types are settled";
-
-/// `table` with its portable column types, decided from a pass over its rows.
-fn settle_types(snapshot: &mut dyn Snapshot, table: Table, options: &Plan) -> Result<Table> {
-    let Some(mut probe) = TypeProbe::new(&table) else {
-        return Ok(table);
-    };
-    let scanned = snapshot.scan(&table, &mut |batch| {
-        options.cancel.check()?;
-        probe.feed(&batch);
-        if probe.settled() {
-            return Err(Error::internal(SETTLED));
-        }
-        Ok(())
-    });
-    match scanned {
-        Err(e) if e.message() != SETTLED => Err(e),
-        _ => Ok(probe.refine(&table)),
-    }
 }
 
 #[cfg(test)]
