@@ -506,6 +506,11 @@ pub struct ExportArgs {
     /// Without it the files have exactly the table's columns.
     #[arg(long = "keep-rowid")]
     pub keep_hidden_key: bool,
+
+    /// Connections that read tables in parallel, all at the same moment
+    /// (1 reads every table on one connection).
+    #[arg(long, visible_alias = "jobs", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub scanners: u16,
 }
 
 /// What an import does with a table that exists in the database.

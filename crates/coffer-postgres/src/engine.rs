@@ -85,7 +85,11 @@ impl Engine for PostgresEngine {
     }
 
     fn shape(&self, objects: &[SchemaObject], table: &str) -> Vec<SchemaObject> {
-        objects.iter().filter(|o| o.table == table).cloned().collect()
+        objects
+            .iter()
+            .filter(|o| o.table == table)
+            .cloned()
+            .collect()
     }
 }
 
@@ -206,10 +210,7 @@ impl PgSnapshot {
 
     fn source(&self, table: &Table) -> Result<Source> {
         self.sources.get(&table.name).cloned().ok_or_else(|| {
-            Error::invalid(format!(
-                "table '{}' is not in {}",
-                table.name, self.address
-            ))
+            Error::invalid(format!("table '{}' is not in {}", table.name, self.address))
         })
     }
 }
@@ -230,7 +231,13 @@ impl Snapshot for PgSnapshot {
         let n: i64 = self
             .client()
             .query_one(&sql, &[])
-            .map_err(|e| query_error(&address, &format!("counting the rows of {}", table.name), &e))?
+            .map_err(|e| {
+                query_error(
+                    &address,
+                    &format!("counting the rows of {}", table.name),
+                    &e,
+                )
+            })?
             .get(0);
         Ok(n as u64)
     }

@@ -154,7 +154,9 @@ pub fn copy_sql(table: &catalog::Table, plans: &[ColumnPlan]) -> String {
     )
 }
 
-/// Builds the Arrow column of one logical type.
+/// Builds the Arrow column of one logical type (one per column, so the
+/// size of the largest variant does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Builder {
     Bool(BooleanBuilder),
     I16(Int16Builder),
@@ -279,7 +281,11 @@ impl Builder {
             (Builder::Date(b), Value::Date(d)) => match d {
                 Date::Days(d) => match d.checked_add(EPOCH_DAYS) {
                     Some(d) => b.append_value(d),
-                    None => return Err(PostgresValue::Text(Value::Date(Date::Days(d)).to_string().into_bytes())),
+                    None => {
+                        return Err(PostgresValue::Text(
+                            Value::Date(Date::Days(d)).to_string().into_bytes(),
+                        ));
+                    }
                 },
                 Date::Infinity => return Err(PostgresValue::Infinity),
                 Date::NegInfinity => return Err(PostgresValue::NegInfinity),
@@ -296,17 +302,20 @@ impl Builder {
                 }
             }
             (Builder::Dec128(b, scale), Value::Numeric(n)) => match n {
-                Numeric::Finite(s) => match scaled(&s, *scale).and_then(|d| d.parse::<i128>().ok()) {
+                Numeric::Finite(s) => match scaled(&s, *scale).and_then(|d| d.parse::<i128>().ok())
+                {
                     Some(v) => b.append_value(v),
                     None => return Err(PostgresValue::Text(s.into_bytes())),
                 },
                 other => return Err(numeric_misfit(other)),
             },
             (Builder::Dec256(b, scale), Value::Numeric(n)) => match n {
-                Numeric::Finite(s) => match scaled(&s, *scale).and_then(|d| i256::from_string(&d)) {
-                    Some(v) => b.append_value(v),
-                    None => return Err(PostgresValue::Text(s.into_bytes())),
-                },
+                Numeric::Finite(s) => {
+                    match scaled(&s, *scale).and_then(|d| i256::from_string(&d)) {
+                        Some(v) => b.append_value(v),
+                        None => return Err(PostgresValue::Text(s.into_bytes())),
+                    }
+                }
                 other => return Err(numeric_misfit(other)),
             },
             (Builder::Interval(m, d, u, n), Value::Interval(i)) => {
@@ -330,13 +339,13 @@ impl Builder {
                 if !simple(&a) || !a.elements.iter().all(|e| fits(element, e)) {
                     // Several dimensions, or an element the element type
                     // cannot hold (NaN in a numeric[]): the text form.
-                    return Err(PostgresValue::Text(Value::Array(a).to_string().into_bytes()));
+                    return Err(PostgresValue::Text(
+                        Value::Array(a).to_string().into_bytes(),
+                    ));
                 }
                 let n = a.elements.len() as i32;
                 for e in a.elements {
-                    child
-                        .append(e)
-                        .expect("every element was checked to fit");
+                    child.append(e).expect("every element was checked to fit");
                 }
                 offsets.push(offsets.last().expect("offsets start at 0") + n);
                 nulls.append_non_null();
@@ -363,7 +372,11 @@ impl Builder {
             Builder::Dec256(b, _) => Arc::new(b.finish()),
             Builder::Interval(m, d, u, n) => Arc::new(StructArray::new(
                 interval_fields(),
-                vec![Arc::new(m.finish()), Arc::new(d.finish()), Arc::new(u.finish())],
+                vec![
+                    Arc::new(m.finish()),
+                    Arc::new(d.finish()),
+                    Arc::new(u.finish()),
+                ],
                 n.finish(),
             )),
             Builder::Uuid(b) => Arc::new(b.finish()),
@@ -403,9 +416,10 @@ fn fits(t: &LogicalType, v: &Value) -> bool {
         (_, Value::Numeric(_)) => false,
         (LogicalType::Date, Value::Date(Date::Days(d))) => d.checked_add(EPOCH_DAYS).is_some(),
         (_, Value::Date(_)) => false,
-        (_, Value::Timestamp(Timestamp::Micros(us)) | Value::Timestamptz(Timestamp::Micros(us))) => {
-            us.checked_add(EPOCH_MICROS).is_some()
-        }
+        (
+            _,
+            Value::Timestamp(Timestamp::Micros(us)) | Value::Timestamptz(Timestamp::Micros(us)),
+        ) => us.checked_add(EPOCH_MICROS).is_some(),
         (_, Value::Timestamp(_) | Value::Timestamptz(_)) => false,
         _ => true,
     }
@@ -427,11 +441,7 @@ fn t_text(t: Timestamp) -> String {
 /// Whether an array is a plain list: one dimension with lower bound 1, or
 /// empty.
 fn simple(a: &PgArray) -> bool {
-    match a.dims.as_slice() {
-        [] => true,
-        [(_, 1)] => true,
-        _ => false,
-    }
+    matches!(a.dims.as_slice(), [] | [(_, 1)])
 }
 
 /// The digits of decimal text `s` scaled by 10^`scale`, as an integer
@@ -478,7 +488,10 @@ impl BatchBuilder {
         BatchBuilder {
             table: table.clone(),
             plans: plans.to_vec(),
-            builders: plans.iter().map(|p| Builder::new(&p.logical_type)).collect(),
+            builders: plans
+                .iter()
+                .map(|p| Builder::new(&p.logical_type))
+                .collect(),
             misfits: Vec::new(),
             rows: 0,
             bytes: 0,
@@ -526,14 +539,9 @@ impl BatchBuilder {
                 continue;
             }
             let value = match plan.read {
-                Read::Text => Value::Text(
-                    String::from_utf8(bytes.to_vec()).map_err(|_| {
-                        Error::corrupt(format!(
-                            "column {} of {what} is not UTF-8 text",
-                            plan.name
-                        ))
-                    })?,
-                ),
+                Read::Text => Value::Text(String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    Error::corrupt(format!("column {} of {what} is not UTF-8 text", plan.name))
+                })?),
                 Read::Binary { oid } => decode(oid, bytes)?,
                 // Arrays are recognised by their content.
                 Read::Array { .. } => decode(0, bytes)?,
@@ -577,8 +585,12 @@ impl BatchBuilder {
             .zip(&self.plans)
             .map(|(b, p)| b.finish(&p.logical_type))
             .collect();
-        let columns = RecordBatch::try_new(arrow_schema(&self.table), columns)
-            .map_err(|e| Error::internal(format!("could not build a batch of {}: {e}", self.table.name)))?;
+        let columns = RecordBatch::try_new(arrow_schema(&self.table), columns).map_err(|e| {
+            Error::internal(format!(
+                "could not build a batch of {}: {e}",
+                self.table.name
+            ))
+        })?;
         self.rows = 0;
         self.bytes = 0;
         Ok(DataBatch {

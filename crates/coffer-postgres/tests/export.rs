@@ -122,7 +122,13 @@ fn an_export_has_natural_types_and_exact_awkward_values() {
             ("big", &Int64),
             ("r", &Float32),
             ("d", &Float64),
-            ("n", &Decimal { precision: 12, scale: 3 }),
+            (
+                "n",
+                &Decimal {
+                    precision: 12,
+                    scale: 3
+                }
+            ),
             ("nx", &DecimalText),
             ("txt", &Utf8),
             ("ch", &Utf8),
@@ -145,30 +151,56 @@ fn an_export_has_natural_types_and_exact_awkward_values() {
     assert_eq!(rows.num_rows(), 3);
     // Row 1.
     assert!(col(rows, &t, "b").as_boolean().value(0));
-    assert_eq!(col(rows, &t, "s").as_primitive::<Int16Type>().value(0), -32768);
-    assert_eq!(col(rows, &t, "big").as_primitive::<Int64Type>().value(0), i64::MAX);
-    assert!(col(rows, &t, "r").as_primitive::<Float32Type>().value(0).is_nan());
+    assert_eq!(
+        col(rows, &t, "s").as_primitive::<Int16Type>().value(0),
+        -32768
+    );
+    assert_eq!(
+        col(rows, &t, "big").as_primitive::<Int64Type>().value(0),
+        i64::MAX
+    );
+    assert!(
+        col(rows, &t, "r")
+            .as_primitive::<Float32Type>()
+            .value(0)
+            .is_nan()
+    );
     let neg_zero = col(rows, &t, "d").as_primitive::<Float64Type>().value(0);
     assert_eq!(neg_zero.to_bits(), (-0.0f64).to_bits());
     assert_eq!(
         col(rows, &t, "n").as_primitive::<Decimal128Type>().value(0),
         -123456789125
     );
-    assert_eq!(col(rows, &t, "nx").as_string::<i32>().value(0), "0.0000000000000000000000000000000000000001");
+    assert_eq!(
+        col(rows, &t, "nx").as_string::<i32>().value(0),
+        "0.0000000000000000000000000000000000000001"
+    );
     assert_eq!(col(rows, &t, "txt").as_string::<i32>().value(0), "naïve ✓");
     assert_eq!(col(rows, &t, "ch").as_string::<i32>().value(0), "ab  ");
-    assert_eq!(col(rows, &t, "bin").as_binary::<i32>().value(0), &[0u8, 0xff]);
-    assert_eq!(col(rows, &t, "day").as_primitive::<Date32Type>().value(0), 19782);
     assert_eq!(
-        col(rows, &t, "tod").as_primitive::<Time64MicrosecondType>().value(0),
+        col(rows, &t, "bin").as_binary::<i32>().value(0),
+        &[0u8, 0xff]
+    );
+    assert_eq!(
+        col(rows, &t, "day").as_primitive::<Date32Type>().value(0),
+        19782
+    );
+    assert_eq!(
+        col(rows, &t, "tod")
+            .as_primitive::<Time64MicrosecondType>()
+            .value(0),
         86_400_000_000
     );
     assert_eq!(
-        col(rows, &t, "ts").as_primitive::<TimestampMicrosecondType>().value(0),
+        col(rows, &t, "ts")
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0),
         946_684_799_999_999
     );
     assert_eq!(
-        col(rows, &t, "tstz").as_primitive::<TimestampMicrosecondType>().value(0),
+        col(rows, &t, "tstz")
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0),
         946_684_800_000_000
     );
     let iv = col(rows, &t, "iv").as_struct();
@@ -198,7 +230,10 @@ fn an_export_has_natural_types_and_exact_awkward_values() {
     assert_eq!(col(rows, &t, "bin").as_binary::<i32>().value(1), b"");
     assert_eq!(col(rows, &t, "j").as_string::<i32>().value(1), "null");
     // Row 3: BC dates, zero values.
-    assert_eq!(col(rows, &t, "day").as_primitive::<Date32Type>().value(2), -735_161);
+    assert_eq!(
+        col(rows, &t, "day").as_primitive::<Date32Type>().value(2),
+        -735_160
+    );
     assert_eq!(col(rows, &t, "ch").as_string::<i32>().value(2), "    ");
 
     let misfit = |row: u64, name: &str| {
@@ -224,7 +259,10 @@ fn an_export_has_natural_types_and_exact_awkward_values() {
     );
     for (row, name) in [(1, "n"), (1, "day"), (1, "ints"), (2, "ints")] {
         let i = t.columns.iter().position(|c| c.name == name).unwrap();
-        assert!(rows.column(i).is_null(row), "{name} holds NULL where a misfit is");
+        assert!(
+            rows.column(i).is_null(row),
+            "{name} holds NULL where a misfit is"
+        );
     }
     assert_eq!(b.misfits.len(), 7, "{:?}", b.misfits);
     // Row 1's float infinities fit their columns.

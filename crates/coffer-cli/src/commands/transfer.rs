@@ -70,7 +70,7 @@ pub(super) async fn run_export(
         tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
         exclude: args.exclude.clone(),
         encoders: args.write.encoders(),
-        ..Default::default()
+        scanners: usize::from(args.scanners),
     });
     let (store, report) = write_archive(&args.db, &args.dest, store_options, out, options).await?;
     let m = &report.manifest;

@@ -1,0 +1,262 @@
+//! The `coffer` binary against a real PostgreSQL cluster: an export is one
+//! consistent snapshot however many connections read it, a password in the
+//! URL is never printed or stored, and the export imports into SQLite.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use coffer_testkit::pg::{self, PASSWORD_USER};
+
+fn coffer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every file under `dir`, as text where it is text.
+fn everything_written(dir: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.push_str(&everything_written(&path));
+        } else {
+            all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    all
+}
+
+#[test]
+fn an_export_is_one_moment_while_a_writer_commits() {
+    let c = pg::cluster();
+    let db = c.create_database("moment");
+    // Every transaction adds one row to each table: a snapshot that mixed
+    // moments would see different counts.
+    c.execute(
+        &db,
+        "CREATE TABLE a (id bigserial PRIMARY KEY, pad text);
+         CREATE TABLE b (id bigserial PRIMARY KEY, pad text);
+         CREATE SCHEMA s; CREATE TABLE s.c (id bigserial PRIMARY KEY, pad text);
+         INSERT INTO a (pad) SELECT repeat('x', 200) FROM generate_series(1, 20000);
+         INSERT INTO b (pad) SELECT repeat('x', 200) FROM generate_series(1, 20000);
+         INSERT INTO s.c (pad) SELECT repeat('x', 200) FROM generate_series(1, 20000);",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, mut client) = (stop.clone(), c.client(&db).unwrap());
+        std::thread::spawn(move || {
+            let mut commits = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                client
+                    .batch_execute(
+                        "BEGIN; INSERT INTO a (pad) VALUES ('w'); INSERT INTO b (pad) VALUES ('w');
+                         INSERT INTO s.c (pad) VALUES ('w'); COMMIT;",
+                    )
+                    .unwrap();
+                commits += 1;
+            }
+            commits
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut counts = Vec::new();
+    for (i, scanners) in ["1", "3"].iter().enumerate() {
+        let dest = dir.path().join(format!("export-{i}"));
+        let out = coffer(&[
+            "export",
+            &c.url(&db),
+            dest.to_str().unwrap(),
+            "--scanners",
+            scanners,
+            "--json",
+        ]);
+        let report = ok(&out);
+        let rows: Vec<u64> = ["a", "b", "s.c"]
+            .iter()
+            .map(|t| {
+                report["tables"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["name"] == *t)
+                    .unwrap_or_else(|| panic!("no table {t} in {report}"))["rows"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            rows.iter().all(|&r| r == rows[0]),
+            "one moment means one count: {rows:?}"
+        );
+        counts.push(rows[0]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let commits = writer.join().unwrap();
+    assert!(commits > 0, "the writer committed while the exports ran");
+    assert!(counts.iter().all(|&n| n >= 20_000));
+}
+
+#[test]
+fn a_password_in_the_url_is_never_printed_or_stored() {
+    let c = pg::cluster();
+    let db = c.create_database("secret");
+    c.execute(
+        &db,
+        &format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'one');
+             GRANT SELECT ON t TO {PASSWORD_USER};"
+        ),
+    );
+    let password = c.password();
+    let url = format!(
+        "postgres://{PASSWORD_USER}:{password}@127.0.0.1:{}/{db}?sslmode=disable",
+        c.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("export");
+    let out = coffer(&["export", &url, dest.to_str().unwrap(), "-vv"]);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains(&format!("{PASSWORD_USER}@127.0.0.1")),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(password),
+        "the password was printed: {printed}"
+    );
+    assert!(
+        !everything_written(&dest).contains(password),
+        "the password was stored in the export"
+    );
+    // A wrong one: one sentence naming the server, no password.
+    let wrong = url.replace(password, "not-the-password-xyz");
+    let out = coffer(&["export", &wrong, dir.path().join("x").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("not-the-password-xyz"), "{stderr}");
+    assert!(!dir.path().join("x").exists());
+}
+
+#[test]
+fn a_backup_of_postgres_is_refused_with_what_to_do() {
+    let c = pg::cluster();
+    let db = c.create_database("refused");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("b");
+    let out = coffer(&["backup", &c.url(&db), dest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("coffer export"), "{stderr}");
+    assert!(!dest.exists(), "nothing is left behind");
+}
+
+#[test]
+fn a_postgres_export_imports_into_sqlite() {
+    let c = pg::cluster();
+    let db = c.create_database("tosqlite");
+    c.execute(
+        &db,
+        "CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL, price numeric(10,2),
+                             seen timestamp, day date, weight float8, raw bytea);
+         INSERT INTO items VALUES
+           (1, 'ä ✓', 12.50, '2024-01-02 03:04:05.678901', '2024-02-29', -0.5, '\\x00ff'),
+           (2, '', NULL, NULL, NULL, NULL, '\\x'),
+           (3, 'x''y', -0.01, '1999-12-31 23:59:59', '0001-01-01', 1e300, NULL);
+         CREATE TABLE events (id int8 PRIMARY KEY, at timestamptz);
+         INSERT INTO events VALUES (1, now());",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export");
+    ok(&coffer(&[
+        "export",
+        &c.url(&db),
+        export.to_str().unwrap(),
+        "--json",
+    ]));
+    let target = dir.path().join("copy.db");
+    let (e, t) = (export.to_str().unwrap(), target.to_str().unwrap());
+    ok(&coffer(&["import", e, t, "--table", "items", "--json"]));
+    let conn = rusqlite::Connection::open(&target).unwrap();
+    type Row = (
+        i64,
+        String,
+        Option<f64>,
+        Option<String>,
+        Option<String>,
+        Option<f64>,
+        Option<Vec<u8>>,
+    );
+    let rows: Vec<Row> = conn
+        .prepare("SELECT id, name, price, seen, day, weight, raw FROM items ORDER BY id")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                1,
+                "ä ✓".to_string(),
+                Some(12.5),
+                Some("2024-01-02 03:04:05.678901".to_string()),
+                Some("2024-02-29".to_string()),
+                Some(-0.5),
+                Some(vec![0, 0xff])
+            ),
+            (2, String::new(), None, None, None, None, Some(Vec::new())),
+            (
+                3,
+                "x'y".to_string(),
+                Some(-0.01),
+                Some("1999-12-31 23:59:59".to_string()),
+                Some("0001-01-01".to_string()),
+                Some(1e300),
+                None
+            ),
+        ]
+    );
+    drop(conn);
+    // A type SQLite has no storage for yet: one sentence naming the column,
+    // and the target as it was.
+    let before = std::fs::read(&target).unwrap();
+    let out = coffer(&["import", e, t, "--table", "events"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("'at'") && stderr.contains("events"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+}
