@@ -247,15 +247,83 @@ fn a_postgres_export_imports_into_sqlite() {
         ]
     );
     drop(conn);
-    // A type SQLite has no storage for yet: one sentence naming the column,
-    // and the target as it was.
+    // Types SQLite has no storage for are stored exactly as integers, reals
+    // or text (in TEXT columns, which SQLite never turns into numbers).
+    c.execute(
+        &db,
+        "CREATE TABLE typed (id int8 PRIMARY KEY, ok bool, small int2, mid int4, f real,
+                             at timestamptz, t time, iv interval, u uuid, j jsonb,
+                             n numeric, day date, tags text[], m money);
+         INSERT INTO typed VALUES
+           (1, true, -32768, 7, 0.1, '2024-01-02 03:04:05.5+02', '24:00:00',
+            '1 mon -2 days 00:00:00.5', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+            '{\"a\": 1}', 123456789012345678901234567890.5, 'infinity',
+            '{a,\"b c\",NULL}', 12.34),
+           (2, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '1', '-Infinity', NULL, '{}', NULL);
+         CREATE TABLE bad (id int8 PRIMARY KEY, n numeric);
+         INSERT INTO bad VALUES (1, 1), (2, 'NaN');",
+    );
+    let export = dir.path().join("export2");
+    let e = export.to_str().unwrap();
+    ok(&coffer(&["export", &c.url(&db), e, "--json"]));
+    ok(&coffer(&["import", e, t, "--table", "typed", "--json"]));
+    let conn = rusqlite::Connection::open(&target).unwrap();
+    let got: Vec<Vec<rusqlite::types::Value>> = conn
+        .prepare("SELECT * FROM typed ORDER BY id")
+        .unwrap()
+        .query_map([], |r| (0..14).map(|i| r.get(i)).collect())
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    use rusqlite::types::Value::{Integer as I, Null, Real as R, Text as T};
+    let text = |s: &str| T(s.to_string());
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                I(1),
+                I(1),
+                I(-32768),
+                I(7),
+                R(f64::from(0.1f32)),
+                text("2024-01-02 01:04:05.500000+00:00"),
+                text("24:00:00"),
+                text("P1M-2DT0.5S"),
+                text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+                text(r#"{"a": 1}"#),
+                text("123456789012345678901234567890.5"),
+                text("infinity"),
+                text(r#"{a,"b c",NULL}"#),
+                text("$12.34"),
+            ],
+            vec![
+                I(2),
+                I(0),
+                Null,
+                Null,
+                Null,
+                Null,
+                Null,
+                Null,
+                Null,
+                text("1"),
+                text("-Infinity"),
+                Null,
+                text("{}"),
+                Null,
+            ],
+        ]
+    );
+    drop(conn);
+    // NaN has no exact SQLite value: one sentence naming table, column and
+    // row, and the target as it was.
     let before = std::fs::read(&target).unwrap();
-    let out = coffer(&["import", e, t, "--table", "events"]);
+    let out = coffer(&["import", e, t, "--table", "bad"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("'at'") && stderr.contains("events"),
+        stderr.contains("row 2 of table 'bad'") && stderr.contains("'n'"),
         "{stderr}"
     );
     assert_eq!(std::fs::read(&target).unwrap(), before);

@@ -26,7 +26,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::portable;
+use crate::{foreign, portable};
 use coffer::engine::{DataBatch, ImportMode, Misfit, Restorer};
 use coffer::manifest::{LogicalType, Manifest, SchemaObject, Table};
 use coffer::progress::Cancel;
@@ -55,6 +55,8 @@ pub struct SqliteImporter {
     plans: HashMap<String, Plan>,
     /// Tables this import creates (their indexes are created at the end).
     created: HashSet<String>,
+    /// Rows handed to `load` so far, per table (to name a row in errors).
+    loaded: HashMap<String, u64>,
     finished: bool,
 }
 
@@ -120,6 +122,7 @@ impl SqliteImporter {
             mode,
             plans: HashMap::new(),
             created: HashSet::new(),
+            loaded: HashMap::new(),
             finished: false,
         })
     }
@@ -232,22 +235,14 @@ pub fn neutral_ddl(table: &Table) -> String {
                 LogicalType::Binary => "BLOB".to_string(),
                 LogicalType::Date => "DATE".to_string(),
                 LogicalType::Timestamp => "TIMESTAMP".to_string(),
-                LogicalType::Decimal { precision, scale } => {
+                LogicalType::Decimal { precision, scale } if *precision <= 38 => {
                     format!("DECIMAL({precision},{scale})")
                 }
-                // Types SQLite has no storage for yet: named for what they
-                // hold (the load refuses them, see crate::portable).
-                LogicalType::Bool => "BOOLEAN".to_string(),
-                LogicalType::Int16 => "SMALLINT".to_string(),
-                LogicalType::Int32 => "INT".to_string(),
-                LogicalType::Float32 => "FLOAT".to_string(),
-                LogicalType::Time => "TIME".to_string(),
-                LogicalType::TimestampTz => "TIMESTAMPTZ".to_string(),
-                LogicalType::DecimalText => "NUMERIC".to_string(),
-                LogicalType::Interval => "INTERVAL".to_string(),
-                LogicalType::Uuid => "UUID".to_string(),
-                LogicalType::Json => "JSON".to_string(),
-                LogicalType::List(_) => "TEXT".to_string(),
+                // Types SQLite has no storage for: stored exactly as
+                // integers, reals or text (crate::foreign).
+                t => crate::foreign::declared_type(t)
+                    .expect("every other type has a SQLite storage")
+                    .to_string(),
             };
             let mut def = format!("{} {t}", quote(&c.name));
             if single_int_pk && c.name == table.primary_key[0] {
@@ -417,10 +412,19 @@ impl Restorer for SqliteImporter {
             .get(&table.name)
             .ok_or_else(|| Error::internal(format!("table '{}' was not begun", table.name)))?;
         let what = format!("table '{}' of {}", table.name, self.name());
+        let origin = format!("table '{}'", table.name);
+        let seen = self.loaded.entry(table.name.clone()).or_default();
+        let first_row = *seen;
+        *seen += batch.num_rows() as u64;
+        let (foreign, stored);
+        let (mut batch, mut table) = (batch, table);
+        if foreign::needed(table, batch) {
+            (foreign, stored) = foreign::to_sqlite(batch, table, &self.name(), first_row)?;
+            (batch, table) = (&foreign, &stored);
+        }
         let converted;
-        let mut batch = batch;
         if portable::has_portable_columns(table) {
-            converted = portable::to_plain(batch, table, &format!("table '{}'", table.name))?;
+            converted = portable::to_plain(batch, table, &origin)?;
             batch = &converted;
         }
         let projected;

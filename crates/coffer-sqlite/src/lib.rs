@@ -20,6 +20,7 @@ pub mod apply;
 pub mod capture;
 pub mod catalog;
 mod check;
+pub mod foreign;
 mod guard;
 pub mod importer;
 pub mod portable;

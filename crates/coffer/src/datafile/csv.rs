@@ -335,8 +335,10 @@ impl CsvTableWriter {
     }
 }
 
-/// A typed view of one column of a batch, for writing.
-struct ColumnView<'a> {
+/// A typed view of one column of a batch that renders each value in its
+/// text form ([`crate::codec`]; lists in PostgreSQL's array form): what CSV
+/// files hold, and what an engine without the type stores as text.
+pub struct ColumnView<'a> {
     array: &'a dyn Array,
     kind: ViewKind<'a>,
 }
@@ -380,7 +382,8 @@ fn element_needs_quotes(text: &[u8]) -> bool {
 }
 
 impl<'a> ColumnView<'a> {
-    fn of(a: &'a dyn Array, t: &LogicalType) -> Result<ColumnView<'a>> {
+    /// A view of `a`, a column of logical type `t`.
+    pub fn of(a: &'a dyn Array, t: &LogicalType) -> Result<ColumnView<'a>> {
         let any = a.as_any();
         let kind = match t {
             LogicalType::Bool => any.downcast_ref().map(ViewKind::Bool),
@@ -436,7 +439,7 @@ impl<'a> ColumnView<'a> {
     }
 
     /// Render the value at `row` into `out`; `false` for NULL.
-    fn render(&self, row: usize, out: &mut Vec<u8>) -> bool {
+    pub fn render(&self, row: usize, out: &mut Vec<u8>) -> bool {
         if !self.array.is_valid(row) {
             return false;
         }
