@@ -469,8 +469,13 @@ mod tests {
         assert_eq!(engine.name(), "sqlite");
         assert_eq!(address.database(), "app.db");
         assert_eq!(address.default_repository(), "data/app.db.backups");
-        let err = engine_for("postgres://user:hunter2@db/app").err().unwrap();
-        assert!(err.to_string().contains("'postgres://...'"), "{err}");
+        let (engine, address) = engine_for("postgres://user:hunter2@db/app").unwrap();
+        assert_eq!(engine.name(), "postgres");
+        assert_eq!(address.display(), "postgres://user@db:5432/app");
+        assert_eq!(address.database(), "app");
+        assert!(!format!("{address:?}").contains("hunter2"));
+        let err = engine_for("mysql://user:hunter2@db/app").err().unwrap();
+        assert!(err.to_string().contains("'mysql://...'"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(engine_for("sqlite://").is_err());
     }
