@@ -232,22 +232,26 @@ pub fn neutral_ddl(table: &Table) -> String {
                 LogicalType::Binary => "BLOB".to_string(),
                 LogicalType::Date => "DATE".to_string(),
                 LogicalType::Timestamp => "TIMESTAMP".to_string(),
-                LogicalType::Decimal { precision, scale } => {
+                LogicalType::Decimal { precision, scale } if *precision <= 38 => {
                     format!("DECIMAL({precision},{scale})")
                 }
-                // Types SQLite has no storage for yet: named for what they
-                // hold (the load refuses them, see crate::portable).
+                // Types SQLite has no storage class of their own for (see
+                // crate::portable::plain_type): integers and reals, or text
+                // in a TEXT column, whose affinity never turns text that
+                // looks like a number ('3.0e10' of a json, the digits of a
+                // wide decimal) into a number.
                 LogicalType::Bool => "BOOLEAN".to_string(),
                 LogicalType::Int16 => "SMALLINT".to_string(),
                 LogicalType::Int32 => "INT".to_string(),
-                LogicalType::Float32 => "FLOAT".to_string(),
-                LogicalType::Time => "TIME".to_string(),
-                LogicalType::TimestampTz => "TIMESTAMPTZ".to_string(),
-                LogicalType::DecimalText => "NUMERIC".to_string(),
-                LogicalType::Interval => "INTERVAL".to_string(),
-                LogicalType::Uuid => "UUID".to_string(),
-                LogicalType::Json => "JSON".to_string(),
-                LogicalType::List(_) => "TEXT".to_string(),
+                LogicalType::Float32 => "REAL".to_string(),
+                LogicalType::Decimal { .. }
+                | LogicalType::Time
+                | LogicalType::TimestampTz
+                | LogicalType::DecimalText
+                | LogicalType::Interval
+                | LogicalType::Uuid
+                | LogicalType::Json
+                | LogicalType::List(_) => "TEXT".to_string(),
             };
             let mut def = format!("{} {t}", quote(&c.name));
             if single_int_pk && c.name == table.primary_key[0] {

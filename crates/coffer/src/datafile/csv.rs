@@ -368,6 +368,26 @@ enum ViewKind<'a> {
     List(&'a arrow_array::ListArray, Box<ColumnView<'a>>, bool),
 }
 
+/// The text of every value of `array` (a column of logical type `t`) as a
+/// CSV data file writes it ([`crate::codec`]; NULL stays NULL): the form
+/// in which engines without the type store its values.
+pub fn text_column(array: &dyn Array, t: &LogicalType) -> Result<arrow_array::StringArray> {
+    let view = ColumnView::of(array, t)?;
+    let mut text = Vec::with_capacity(64);
+    let mut out = arrow_array::builder::StringBuilder::with_capacity(array.len(), array.len() * 16);
+    for row in 0..array.len() {
+        text.clear();
+        if view.render(row, &mut text) {
+            let s = std::str::from_utf8(&text)
+                .map_err(|_| Error::internal(format!("the text of a {t} value is not UTF-8")))?;
+            out.append_value(s);
+        } else {
+            out.append_null();
+        }
+    }
+    Ok(out.finish())
+}
+
 /// Whether a list element's text must be quoted in PostgreSQL's array
 /// form: empty, `NULL` in any case, or holding `{`, `}`, `,`, `"`, `\` or
 /// white space.
