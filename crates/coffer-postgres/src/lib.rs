@@ -1,0 +1,34 @@
+//! The PostgreSQL engine of coffer — its building blocks, to be wired into
+//! the engine interface:
+//!
+//! * [`address`] — `postgres://` URLs with libpq's environment and password
+//!   file as defaults; a display form without credentials;
+//! * [`connect`] — connections over TCP (TLS by rustls) or a Unix socket,
+//!   one clear sentence for every way connecting fails;
+//! * [`snapshot`] — one exported snapshot read by many connections, its
+//!   moment (time and WAL position), tables split into ctid ranges;
+//! * [`catalog`] — tables (partitioned, inherited, unlogged), columns,
+//!   primary keys, privileges; sequences and their state;
+//! * [`copy`] — a streaming reader of binary `COPY` output;
+//! * [`decode`] — values of the common types from their binary form;
+//! * [`schema`] — the schema's DDL in pre-data and post-data sections, from
+//!   the server's own `pg_dump`.
+//!
+//! ```no_run
+//! let address = coffer_postgres::Address::parse("postgres://app@db.internal/shop")?;
+//! let connection = address.connect()?;
+//! println!("connected to {address}, server {}", connection.server_version);
+//! # Ok::<(), coffer::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod catalog;
+pub mod connect;
+pub mod copy;
+pub mod decode;
+pub mod schema;
+pub mod snapshot;
+
+pub use address::{Address, Host, SslMode};
+pub use connect::Connection;
