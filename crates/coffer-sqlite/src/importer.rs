@@ -238,11 +238,23 @@ pub fn neutral_ddl(table: &Table) -> String {
                 LogicalType::Decimal { precision, scale } if *precision <= 38 => {
                     format!("DECIMAL({precision},{scale})")
                 }
-                // Types SQLite has no storage for: stored exactly as
-                // integers, reals or text (crate::foreign).
-                t => crate::foreign::declared_type(t)
-                    .expect("every other type has a SQLite storage")
-                    .to_string(),
+                // Types SQLite has no storage class of their own for (see
+                // crate::portable::plain_type): integers and reals, or text
+                // in a TEXT column, whose affinity never turns text that
+                // looks like a number ('3.0e10' of a json, the digits of a
+                // wide decimal) into a number.
+                LogicalType::Bool => "BOOLEAN".to_string(),
+                LogicalType::Int16 => "SMALLINT".to_string(),
+                LogicalType::Int32 => "INT".to_string(),
+                LogicalType::Float32 => "REAL".to_string(),
+                LogicalType::Decimal { .. }
+                | LogicalType::Time
+                | LogicalType::TimestampTz
+                | LogicalType::DecimalText
+                | LogicalType::Interval
+                | LogicalType::Uuid
+                | LogicalType::Json
+                | LogicalType::List(_) => "TEXT".to_string(),
             };
             let mut def = format!("{} {t}", quote(&c.name));
             if single_int_pk && c.name == table.primary_key[0] {
@@ -416,11 +428,11 @@ impl Restorer for SqliteImporter {
         let seen = self.loaded.entry(table.name.clone()).or_default();
         let first_row = *seen;
         *seen += batch.num_rows() as u64;
-        let (foreign, stored);
-        let (mut batch, mut table) = (batch, table);
-        if foreign::needed(table, batch) {
-            (foreign, stored) = foreign::to_sqlite(batch, table, &self.name(), first_row)?;
-            (batch, table) = (&foreign, &stored);
+        let foreign;
+        let mut batch = batch;
+        if foreign::needed(batch) {
+            foreign = foreign::to_sqlite(batch, table, &self.name(), first_row)?;
+            batch = &foreign;
         }
         let converted;
         if portable::has_portable_columns(table) {

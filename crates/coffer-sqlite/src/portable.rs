@@ -55,9 +55,34 @@ pub fn is_portable(t: &LogicalType) -> bool {
     }
 }
 
+/// Whether `t` is one of the four plain types that SQLite's backups have.
+pub fn is_plain(t: &LogicalType) -> bool {
+    matches!(
+        t,
+        LogicalType::Int64 | LogicalType::Float64 | LogicalType::Utf8 | LogicalType::Binary
+    )
+}
+
+/// The plain type that carries a type's values in SQLite: dates and
+/// timestamps as `utf8` (text in their layout), decimals up to 38 digits as
+/// `float64` (reals, or integers when whole), booleans and narrower
+/// integers as `int64`, `float32` as `float64`, and every other type as
+/// `utf8` in its CSV text form ([`coffer::codec`]).
+pub fn plain_type(t: &LogicalType) -> LogicalType {
+    match t {
+        LogicalType::Int64 | LogicalType::Float64 | LogicalType::Utf8 | LogicalType::Binary => {
+            t.clone()
+        }
+        LogicalType::Bool | LogicalType::Int16 | LogicalType::Int32 => LogicalType::Int64,
+        LogicalType::Float32 => LogicalType::Float64,
+        LogicalType::Decimal { precision, .. } if *precision <= 38 => LogicalType::Float64,
+        _ => LogicalType::Utf8,
+    }
+}
+
 /// Whether any column of `table` has a type that is not plain.
 pub fn has_portable_columns(table: &Table) -> bool {
-    table.columns.iter().any(|c| !c.logical_type.is_plain())
+    table.columns.iter().any(|c| !is_plain(&c.logical_type))
 }
 
 /// `table` with every column in its plain type: what an engine without the
@@ -65,7 +90,7 @@ pub fn has_portable_columns(table: &Table) -> bool {
 pub fn plain_table(table: &Table) -> Table {
     let mut t = table.clone();
     for c in &mut t.columns {
-        c.logical_type = c.logical_type.plain();
+        c.logical_type = plain_type(&c.logical_type);
         c.text_format = None;
     }
     t
@@ -406,10 +431,39 @@ pub fn to_portable(batch: DataBatch, table: &Table) -> Result<DataBatch> {
     Ok(DataBatch { columns, misfits })
 }
 
+/// A column of a type SQLite has no storage for in its plain type
+/// ([`plain_type`]): booleans as 0 and 1, narrower integers and singles
+/// widened exactly, anything else as its text.
+fn other_to_plain(array: &dyn Array, t: &LogicalType) -> Result<ArrayRef> {
+    use arrow_array::{BooleanArray, Float32Array, Int16Array, Int32Array, Int64Array};
+    let any = array.as_any();
+    let wrong = || Error::internal(format!("a {t} column holds {}", array.data_type()));
+    Ok(match t {
+        LogicalType::Bool => {
+            let a = any.downcast_ref::<BooleanArray>().ok_or_else(wrong)?;
+            Arc::new(a.iter().map(|v| v.map(i64::from)).collect::<Int64Array>())
+        }
+        LogicalType::Int16 => {
+            let a = any.downcast_ref::<Int16Array>().ok_or_else(wrong)?;
+            Arc::new(a.iter().map(|v| v.map(i64::from)).collect::<Int64Array>())
+        }
+        LogicalType::Int32 => {
+            let a = any.downcast_ref::<Int32Array>().ok_or_else(wrong)?;
+            Arc::new(a.iter().map(|v| v.map(i64::from)).collect::<Int64Array>())
+        }
+        LogicalType::Float32 => {
+            let a = any.downcast_ref::<Float32Array>().ok_or_else(wrong)?;
+            Arc::new(a.iter().map(|v| v.map(f64::from)).collect::<Float64Array>())
+        }
+        _ => Arc::new(coffer::datafile::csv::text_column(array, t)?),
+    })
+}
+
 /// Convert a batch in `table`'s types (portable ones included) to the
 /// plain types: dates and timestamps as text in the column's
-/// `text_format`, decimals as reals, or integers when whole. `origin` names
-/// the data in errors.
+/// `text_format`, decimals as reals, or integers when whole, and the types
+/// SQLite has no storage for as [`plain_type`] says. `origin` names the
+/// data in errors.
 pub fn to_plain(batch: &DataBatch, table: &Table, origin: &str) -> Result<DataBatch> {
     if !has_portable_columns(table) {
         return Ok(batch.clone());
@@ -424,16 +478,15 @@ pub fn to_plain(batch: &DataBatch, table: &Table, origin: &str) -> Result<DataBa
     let mut misfits = batch.misfits.clone();
     let mut added = false;
     for (i, col) in table.columns.iter().enumerate() {
-        if col.logical_type.is_plain() {
+        if is_plain(&col.logical_type) {
             continue;
         }
-        if !is_portable(&col.logical_type) {
-            return Err(Error::invalid(format!(
-                "column '{}' of table '{}' in {origin} has type {}, which the SQLite engine cannot store yet; export the table from its source with a type SQLite has",
-                col.name, table.name, col.logical_type
-            )));
-        }
         let array = batch.columns.column(i);
+        if !is_portable(&col.logical_type) {
+            columns[i] =
+                other_to_plain(array.as_ref(), &col.logical_type).map_err(|_| mismatch(i))?;
+            continue;
+        }
         let n = array.len();
         columns[i] = match col.logical_type {
             LogicalType::Date => {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, Float64Array, Int64Array, StringArray};
-use coffer::engine::{DataBatch, RawValue, Restorer, Skipped, SqliteValue};
+use coffer::engine::{DataBatch, PostgresValue, RawValue, Restorer, Skipped, SqliteValue};
 use coffer::manifest::{Manifest, SchemaObject, Table};
 use coffer::progress::{Cancel, Progress};
 use coffer::{Error, ErrorKind};
@@ -445,11 +445,16 @@ pub(crate) fn execute_rows(
                     RawValue::Sqlite(SqliteValue::Real(v)) => ValueRef::Real(*v),
                     RawValue::Sqlite(SqliteValue::Text(v)) => ValueRef::Text(v),
                     RawValue::Sqlite(SqliteValue::Blob(v)) => ValueRef::Blob(v),
-                    other => {
+                    RawValue::Postgres(v) => {
+                        let what = match v {
+                            PostgresValue::NaN => "NaN",
+                            PostgresValue::Infinity => "infinity",
+                            PostgresValue::NegInfinity => "-infinity",
+                            PostgresValue::Text(_) => "a value in its text form",
+                        };
                         return Err(Error::invalid(format!(
-                            "row {} of table '{table}' holds a {} value that no SQLite column can take ({other:?}); restore it into its own engine",
-                            row + 1,
-                            other.engine()
+                            "could not load rows into {table}: row {} holds a PostgreSQL value that no SQLite column can take ({what}); restore the archive into PostgreSQL",
+                            row + 1
                         )));
                     }
                 },

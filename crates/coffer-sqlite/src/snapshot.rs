@@ -183,7 +183,7 @@ impl Builder {
     fn new(t: &LogicalType) -> Builder {
         // SQLite's catalog gives only the four plain types; exports scan
         // with the plain ones (see crate::portable).
-        match t.plain() {
+        match portable::plain_type(t) {
             LogicalType::Int64 => Builder::Int(Int64Builder::with_capacity(BATCH_ROWS)),
             LogicalType::Float64 => Builder::Float(Float64Builder::with_capacity(BATCH_ROWS)),
             LogicalType::Binary => Builder::Bin(BinaryBuilder::new()),

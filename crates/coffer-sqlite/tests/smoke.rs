@@ -160,7 +160,7 @@ async fn a_postgres_value_is_refused_by_name_not_guessed() {
     let err = restorer.load(&table, &batch).unwrap_err();
     assert!(
         err.message()
-            .contains("row 1 of table 't' holds a postgres value"),
+            .contains("could not load rows into t: row 1 holds a PostgreSQL value that no SQLite column can take (NaN)"),
         "{err}"
     );
     drop(restorer);

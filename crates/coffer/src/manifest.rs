@@ -206,27 +206,6 @@ impl From<LogicalType> for String {
     }
 }
 
-impl LogicalType {
-    /// The plain type that carries this type's values in engines without
-    /// it (SQLite): dates and timestamps as `utf8`, decimals as `float64`;
-    /// any other type is its own.
-    pub fn plain(&self) -> LogicalType {
-        match self {
-            LogicalType::Date | LogicalType::Timestamp => LogicalType::Utf8,
-            LogicalType::Decimal { .. } => LogicalType::Float64,
-            t => t.clone(),
-        }
-    }
-
-    /// Whether this is one of the four plain types.
-    pub fn is_plain(&self) -> bool {
-        matches!(
-            self,
-            LogicalType::Int64 | LogicalType::Float64 | LogicalType::Utf8 | LogicalType::Binary
-        )
-    }
-}
-
 /// Where the tool that wrote an archive came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tool {

@@ -335,10 +335,8 @@ impl CsvTableWriter {
     }
 }
 
-/// A typed view of one column of a batch that renders each value in its
-/// text form ([`crate::codec`]; lists in PostgreSQL's array form): what CSV
-/// files hold, and what an engine without the type stores as text.
-pub struct ColumnView<'a> {
+/// A typed view of one column of a batch, for writing.
+struct ColumnView<'a> {
     array: &'a dyn Array,
     kind: ViewKind<'a>,
 }
@@ -370,6 +368,26 @@ enum ViewKind<'a> {
     List(&'a arrow_array::ListArray, Box<ColumnView<'a>>, bool),
 }
 
+/// The text of every value of `array` (a column of logical type `t`) as a
+/// CSV data file writes it ([`crate::codec`]; NULL stays NULL): the form
+/// in which engines without the type store its values.
+pub fn text_column(array: &dyn Array, t: &LogicalType) -> Result<arrow_array::StringArray> {
+    let view = ColumnView::of(array, t)?;
+    let mut text = Vec::with_capacity(64);
+    let mut out = arrow_array::builder::StringBuilder::with_capacity(array.len(), array.len() * 16);
+    for row in 0..array.len() {
+        text.clear();
+        if view.render(row, &mut text) {
+            let s = std::str::from_utf8(&text)
+                .map_err(|_| Error::internal(format!("the text of a {t} value is not UTF-8")))?;
+            out.append_value(s);
+        } else {
+            out.append_null();
+        }
+    }
+    Ok(out.finish())
+}
+
 /// Whether a list element's text must be quoted in PostgreSQL's array
 /// form: empty, `NULL` in any case, or holding `{`, `}`, `,`, `"`, `\` or
 /// white space.
@@ -382,8 +400,7 @@ fn element_needs_quotes(text: &[u8]) -> bool {
 }
 
 impl<'a> ColumnView<'a> {
-    /// A view of `a`, a column of logical type `t`.
-    pub fn of(a: &'a dyn Array, t: &LogicalType) -> Result<ColumnView<'a>> {
+    fn of(a: &'a dyn Array, t: &LogicalType) -> Result<ColumnView<'a>> {
         let any = a.as_any();
         let kind = match t {
             LogicalType::Bool => any.downcast_ref().map(ViewKind::Bool),
@@ -439,7 +456,7 @@ impl<'a> ColumnView<'a> {
     }
 
     /// Render the value at `row` into `out`; `false` for NULL.
-    pub fn render(&self, row: usize, out: &mut Vec<u8>) -> bool {
+    fn render(&self, row: usize, out: &mut Vec<u8>) -> bool {
         if !self.array.is_valid(row) {
             return false;
         }
