@@ -11,6 +11,7 @@
 
 use std::fmt::{self, Write as _};
 
+use coffer::codec::layout::civil_from_days;
 use coffer::{Error, Result};
 
 /// Type oids coffer decodes (`pg_type.oid`, fixed for built-in types).
@@ -217,21 +218,6 @@ impl Timestamp {
             _ => None,
         }
     }
-}
-
-/// Howard Hinnant's days_from_civil inverse: days since 1970-01-01 to
-/// proleptic Gregorian (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Decode a value of type `type_oid` from its binary form.
