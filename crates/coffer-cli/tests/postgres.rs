@@ -328,3 +328,76 @@ fn a_postgres_export_imports_into_sqlite() {
     );
     assert_eq!(std::fs::read(&target).unwrap(), before);
 }
+
+#[test]
+fn bad_postgres_input_gets_one_sentence() {
+    let c = pg::cluster();
+    let db = c.create_database("badinput");
+    c.execute(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE SCHEMA s; CREATE TABLE s.u (x int);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("x");
+    let d = dest.to_str().unwrap();
+    // A port nothing listens on: the server is named, nothing is written.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let unreachable = format!("postgres://someone@127.0.0.1:{port}/db?sslmode=disable");
+    let missing = c.url("no_such_database");
+    for (args, expect) in [
+        (
+            vec!["export", unreachable.as_str(), d],
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            vec!["export", missing.as_str(), d],
+            "no_such_database".to_string(),
+        ),
+        (
+            vec!["export", &c.url(&db), d, "--table", "nosuch"],
+            "'nosuch'".to_string(),
+        ),
+    ] {
+        let out = coffer(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(&expect), "{args:?}: {stderr}");
+        assert!(!dest.exists(), "{args:?} left {d}");
+    }
+    // The tables of another schema are named schema.name and can be chosen.
+    let out = coffer(&["export", &c.url(&db), d, "--table", "s.u", "--json"]);
+    let report = ok(&out);
+    assert_eq!(report["tables"][0]["name"], "s.u", "{report}");
+    let ls = ok(&coffer(&["ls", d, "--json"]));
+    assert_eq!(ls["source"]["engine"], "postgres", "{ls}");
+    assert!(
+        ls["source"]["position"].is_string(),
+        "the WAL position: {ls}"
+    );
+    ok(&coffer(&["verify", d, "--json"]));
+    // A restore into PostgreSQL says it cannot be done yet, and why.
+    let sqlite = dir.path().join("small.db");
+    rusqlite::Connection::open(&sqlite)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let backup = dir.path().join("backup");
+    let b = backup.to_str().unwrap();
+    ok(&coffer(&["backup", sqlite.to_str().unwrap(), b, "--json"]));
+    let out = coffer(&["restore", b, &c.url(&db)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("sqlite database and cannot be restored as postgres")
+            || stderr.contains("PostgreSQL"),
+        "{stderr}"
+    );
+}
