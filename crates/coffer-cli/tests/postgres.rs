@@ -401,3 +401,52 @@ fn bad_postgres_input_gets_one_sentence() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_large_table_is_read_in_pieces_on_several_connections() {
+    let c = pg::cluster();
+    let db = c.create_database("pieces");
+    // About 6,000 pages (48 MB): more than two pieces' minimum.
+    c.execute(
+        &db,
+        "CREATE TABLE big (id int8 PRIMARY KEY, pad text);
+         INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 48000) g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export");
+    let e = export.to_str().unwrap();
+    ok(&coffer(&[
+        "export",
+        &c.url(&db),
+        e,
+        "--scanners",
+        "3",
+        "--json",
+    ]));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(export.join("manifest.json")).unwrap()).unwrap();
+    let table = &manifest["tables"][0];
+    assert_eq!(table["rows"], 48000);
+    let paths: Vec<&str> = table["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.ends_with("part-100000.parquet")),
+        "the table was read in pieces: {paths:?}"
+    );
+    // Every row once: the pieces neither overlap nor leave a gap.
+    let target = dir.path().join("copy.db");
+    ok(&coffer(&["import", e, target.to_str().unwrap(), "--json"]));
+    let conn = rusqlite::Connection::open(&target).unwrap();
+    let (n, distinct, sum): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT id), sum(id) FROM big",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((n, distinct, sum), (48000, 48000, 48000 * 48001 / 2));
+}

@@ -22,7 +22,7 @@ use crate::catalog::{self, read_tables};
 use crate::connect::query_error;
 use crate::copy::BinaryCopyReader;
 use crate::scan::{BatchBuilder, ColumnPlan, copy_sql, plan_column};
-use crate::snapshot::{ExportedSnapshot, SnapshotWorker};
+use crate::snapshot::{CtidRange, ExportedSnapshot, SnapshotWorker, split_pages};
 
 /// The PostgreSQL engine.
 #[derive(Debug, Default, Clone, Copy)]
@@ -32,6 +32,10 @@ pub struct PostgresEngine;
 pub fn engine() -> Arc<dyn Engine> {
     Arc::new(PostgresEngine)
 }
+
+/// The fewest pages (8 KiB each) a piece of a table split across scanners
+/// has: smaller tables are read whole.
+const MIN_PIECE_PAGES: u64 = 2048;
 
 /// How long a snapshot waits for the lock on one table (another session
 /// altering it) before it gives up, naming the table.
@@ -213,6 +217,35 @@ impl PgSnapshot {
             Error::invalid(format!("table '{}' is not in {}", table.name, self.address))
         })
     }
+
+    /// Read `table`'s rows (on the pages of `range`, or all) in batches.
+    fn scan_range(
+        &mut self,
+        table: &Table,
+        range: Option<CtidRange>,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()> {
+        let source = self.source(table)?;
+        let what = format!("table {}", table.name);
+        let sql = copy_sql(&source.pg, &source.plans, range);
+        let address = self.address.clone();
+        let reader = self
+            .client()
+            .copy_out(&sql)
+            .map_err(|e| query_error(&address, &format!("reading {what}"), &e))?;
+        let mut rows = BinaryCopyReader::new(reader, what.clone())?;
+        let mut batch = BatchBuilder::new(table, &source.plans);
+        while let Some(row) = rows.next_row()? {
+            batch.push(&row, &what)?;
+            if batch.full() {
+                sink(batch.take()?)?;
+            }
+        }
+        if !batch.is_empty() {
+            sink(batch.take()?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Snapshot for PgSnapshot {
@@ -243,26 +276,30 @@ impl Snapshot for PgSnapshot {
     }
 
     fn scan(&mut self, table: &Table, sink: &mut dyn FnMut(DataBatch) -> Result<()>) -> Result<()> {
+        self.scan_range(table, None, sink)
+    }
+
+    fn pieces(&mut self, table: &Table, wanted: usize) -> Result<usize> {
         let source = self.source(table)?;
-        let what = format!("table {}", table.name);
-        let sql = copy_sql(&source.pg, &source.plans);
-        let address = self.address.clone();
-        let reader = self
-            .client()
-            .copy_out(&sql)
-            .map_err(|e| query_error(&address, &format!("reading {what}"), &e))?;
-        let mut rows = BinaryCopyReader::new(reader, what.clone())?;
-        let mut batch = BatchBuilder::new(table, &source.plans);
-        while let Some(row) = rows.next_row()? {
-            batch.push(&row, &what)?;
-            if batch.full() {
-                sink(batch.take()?)?;
-            }
-        }
-        if !batch.is_empty() {
-            sink(batch.take()?)?;
-        }
-        Ok(())
+        Ok(split_pages(source.pg.pages, wanted, MIN_PIECE_PAGES).len())
+    }
+
+    fn scan_piece(
+        &mut self,
+        table: &Table,
+        piece: usize,
+        pieces: usize,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()> {
+        let source = self.source(table)?;
+        let ranges = split_pages(source.pg.pages, pieces, MIN_PIECE_PAGES);
+        let range = *ranges.get(piece).ok_or_else(|| {
+            Error::internal(format!(
+                "piece {piece} of {pieces} of table '{}' does not exist",
+                table.name
+            ))
+        })?;
+        self.scan_range(table, Some(range), sink)
     }
 
     fn fork(&self) -> Result<Option<Box<dyn Snapshot>>> {

@@ -25,6 +25,7 @@ use coffer::{Error, Result};
 use crate::catalog::{self, quote_ident};
 use crate::copy::Row;
 use crate::decode::{Array as PgArray, Date, Numeric, Timestamp, Value, decode, oid};
+use crate::snapshot::CtidRange;
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
 const EPOCH_DAYS: i32 = 10_957;
@@ -126,9 +127,9 @@ pub fn plan_column(c: &catalog::Column) -> ColumnPlan {
 }
 
 /// The `COPY (SELECT …) TO STDOUT (FORMAT binary)` of a table's columns as
-/// planned: the columns in order, then one companion field per array
-/// column.
-pub fn copy_sql(table: &catalog::Table, plans: &[ColumnPlan]) -> String {
+/// planned (of one range of its pages, or all): the columns in order, then
+/// one companion field per array column.
+pub fn copy_sql(table: &catalog::Table, plans: &[ColumnPlan], range: Option<CtidRange>) -> String {
     let mut fields: Vec<String> = plans
         .iter()
         .map(|p| {
@@ -147,8 +148,12 @@ pub fn copy_sql(table: &catalog::Table, plans: &[ColumnPlan]) -> String {
             ));
         }
     }
+    let filter = range
+        .and_then(|r| r.predicate())
+        .map(|p| format!(" WHERE {p}"))
+        .unwrap_or_default();
     format!(
-        "COPY (SELECT {} FROM ONLY {}) TO STDOUT (FORMAT binary)",
+        "COPY (SELECT {} FROM ONLY {}{filter}) TO STDOUT (FORMAT binary)",
         fields.join(", "),
         table.sql_name()
     )

@@ -653,6 +653,8 @@ pub struct TableWriter {
     completing: Option<Pending>,
     /// Writes CSV parts instead, when that is the format.
     csv: Option<csv::CsvTableWriter>,
+    /// The number of this writer's first part (see [`TableWriter::starting_at`]).
+    first_part: usize,
 }
 
 impl TableWriter {
@@ -672,12 +674,24 @@ impl TableWriter {
             current: None,
             parts: Vec::new(),
             completing: None,
+            first_part: 0,
         }
+    }
+
+    /// The same writer, numbering its parts from `first`: several writers
+    /// can then write one table's rows in pieces (one piece per writer,
+    /// each with its own range of part numbers) into one directory.
+    pub fn starting_at(mut self, first: usize) -> Self {
+        self.first_part = first;
+        if let Some(csv) = self.csv.take() {
+            self.csv = Some(csv.starting_at(first));
+        }
+        self
     }
 
     fn open(&mut self) -> Result<&mut OpenPart> {
         if self.current.is_none() {
-            let rel = part_path(&self.table.name, self.parts.len());
+            let rel = part_path(&self.table.name, self.first_part + self.parts.len());
             let upload = Upload::new(&self.store, &rel, self.handle.clone());
             let writer =
                 ArrowWriter::try_new(upload, self.schema.clone(), Some(self.props.clone()))
@@ -701,9 +715,10 @@ impl TableWriter {
         }
         let (columns, entries) = show_misfits(batch, &self.table)?;
         let limit = self.options.part_size;
-        let url = self
-            .store
-            .url_of(&part_path(&self.table.name, self.parts.len()));
+        let url = self.store.url_of(&part_path(
+            &self.table.name,
+            self.first_part + self.parts.len(),
+        ));
         let part = self.open()?;
         if let Err(e) = part.writer.write(&columns) {
             return Err(part
@@ -733,7 +748,7 @@ impl TableWriter {
         let Some(part) = self.current.take() else {
             return Ok(());
         };
-        let n = self.parts.len();
+        let n = self.first_part + self.parts.len();
         let rel = part_path(&self.table.name, n);
         let upload = part.writer.into_inner().map_err(|e| {
             Error::internal(format!("could not finish {}: {e}", self.store.url_of(&rel)))

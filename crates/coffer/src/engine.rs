@@ -199,6 +199,33 @@ pub trait Snapshot: Send {
         Ok(table.clone())
     }
 
+    /// Into how many pieces `table` is read when `wanted` scanners could
+    /// read it at once: 1 (the default) when the engine does not split it.
+    /// The pieces, read by [`Snapshot::scan_piece`] on any snapshot of the
+    /// same moment and put together in order, hold every row once.
+    fn pieces(&mut self, table: &Table, wanted: usize) -> Result<usize> {
+        let _ = (table, wanted);
+        Ok(1)
+    }
+
+    /// Read piece `piece` of the `pieces` that [`Snapshot::pieces`] gave
+    /// for `table`, as [`Snapshot::scan`] reads the whole.
+    fn scan_piece(
+        &mut self,
+        table: &Table,
+        piece: usize,
+        pieces: usize,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()> {
+        if (piece, pieces) != (0, 1) {
+            return Err(crate::Error::internal(format!(
+                "the engine was asked for piece {piece} of {pieces} of table '{}' but does not split tables",
+                table.name
+            )));
+        }
+        self.scan(table, sink)
+    }
+
     /// Another snapshot of exactly the same moment on a separate connection,
     /// so that tables can be scanned in parallel; `Ok(None)` when the engine
     /// cannot promise the same moment right now (callers then scan serially).

@@ -138,6 +138,8 @@ pub struct CsvTableWriter {
     parts: Vec<Part>,
     field: Vec<u8>,
     text: Vec<u8>,
+    /// The number of the first part.
+    first_part: usize,
 }
 
 /// Append `field` to `out` as one CSV field: quoted when it is empty (a
@@ -173,14 +175,25 @@ impl CsvTableWriter {
             parts: Vec::new(),
             field: Vec::with_capacity(64),
             text: Vec::with_capacity(1 << 20),
+            first_part: 0,
         }
+    }
+
+    /// The same writer, numbering its parts from `first`.
+    pub fn starting_at(mut self, first: usize) -> Self {
+        self.first_part = first;
+        self
     }
 
     fn open(&mut self) -> Result<()> {
         if self.current.is_some() {
             return Ok(());
         }
-        let rel = part_path(&self.table.name, self.parts.len(), self.options.compression);
+        let rel = part_path(
+            &self.table.name,
+            self.first_part + self.parts.len(),
+            self.options.compression,
+        );
         let counted = Counted {
             upload: Upload::new(&self.store, &rel, self.handle.clone()),
             bytes: 0,
@@ -291,7 +304,7 @@ impl CsvTableWriter {
         let Some(mut part) = self.current.take() else {
             return Ok(());
         };
-        let n = self.parts.len();
+        let n = self.first_part + self.parts.len();
         let url = self.store.url_of(&part.rel);
         if let Some(e) = part.sink.counted().upload.take_failure() {
             return Err(e);

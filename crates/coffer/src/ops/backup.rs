@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
-use super::pipeline::{Encoding, ReadStream, Stream, scan_encode};
+use super::pipeline::{Encoding, PIECE_PARTS, ReadStream, Stream, scan_encode};
 use crate::archive;
-use crate::datafile::WriteOptions;
+use crate::datafile::{TableWriter, WriteOptions};
 use crate::engine::{Address, Engine, Snapshot};
 use crate::error::{Error, Result};
 use crate::lock::{ARCHIVE_LOCK_FILE, RepoLock};
@@ -307,36 +307,59 @@ fn write_tables(
         }
     }
     tracing::debug!(scanners = scanners.len(), "scanning");
-    let streams: Vec<Stream> = tables
-        .iter()
-        .map(|t| Stream {
-            table: t.clone(),
-            store: store.clone(),
-            empty_file: true,
-        })
-        .collect();
-    let read: &ReadStream<'_, dyn Snapshot> = &|snapshot, i, sink| {
+    // A table the engine splits is read in pieces, each a stream of its
+    // own, so that one large table keeps every scanner busy.
+    let mut streams: Vec<Stream> = Vec::new();
+    let mut pieces: Vec<(usize, usize, usize)> = Vec::new();
+    let wanted = scanners.len();
+    for (i, t) in tables.iter().enumerate() {
+        let n = if wanted > 1 {
+            scanners[0].pieces(&scanned[i], wanted)?.max(1)
+        } else {
+            1
+        };
+        for k in 0..n {
+            streams.push(Stream {
+                table: t.clone(),
+                store: store.clone(),
+                // A split table gets its empty file below, if it has none.
+                empty_file: n == 1,
+                first_part: k * PIECE_PARTS,
+            });
+            pieces.push((i, k, n));
+        }
+    }
+    let read: &ReadStream<'_, dyn Snapshot> = &|snapshot, s, sink| {
+        let (i, piece, n) = pieces[s];
         let table = &scanned[i];
         match hidden[i] {
-            Some(column) => snapshot.scan(table, &mut |batch| {
+            Some(column) => snapshot.scan_piece(table, piece, n, &mut |batch| {
                 sink(super::export::drop_column(batch, column)?)
             }),
-            None => snapshot.scan(table, sink),
+            None => snapshot.scan_piece(table, piece, n, sink),
         }
     };
     let encoding = Encoding {
         write: &options.write,
         encoders: options.encoders,
-        handle,
+        handle: handle.clone(),
         cancel: &options.cancel,
         progress,
     };
     let written = scan_encode(scanners, &streams, read, &encoding);
     progress.end();
     let mut out_tables = tables;
-    for (table, w) in out_tables.iter_mut().zip(written?) {
-        table.parts = w.parts;
-        table.rows = w.rows;
+    for (&(i, _, _), w) in pieces.iter().zip(written?) {
+        out_tables[i].parts.extend(w.parts);
+        out_tables[i].rows += w.rows;
+    }
+    for table in &mut out_tables {
+        if table.parts.is_empty() {
+            // Every table has a data file, an empty one too.
+            table.parts =
+                TableWriter::new(store.clone(), handle.clone(), table, options.write.clone())
+                    .finish_table()?;
+        }
     }
     Ok(Manifest {
         format: FORMAT_NAME.to_string(),

@@ -43,7 +43,15 @@ pub(crate) struct Stream {
     /// backups and exports do, so that other tools read an empty table; a
     /// collection's deleted keys do not).
     pub empty_file: bool,
+    /// The number of the stream's first data file: 0, or where one piece
+    /// of a table split across scanners starts ([`PIECE_PARTS`] apart).
+    pub first_part: usize,
 }
+
+/// How many part numbers each piece of a table split across scanners
+/// has to itself: piece `k` numbers its parts from `k * PIECE_PARTS` (at
+/// 32 MiB a part, 3 TB a piece).
+pub(crate) const PIECE_PARTS: usize = 100_000;
 
 /// What one stream wrote.
 #[derive(Debug)]
@@ -113,7 +121,8 @@ pub(crate) fn scan_encode<S: ?Sized + Send>(
                         handle.clone(),
                         &stream.table,
                         (*write).clone(),
-                    );
+                    )
+                    .starting_at(stream.first_part);
                     let mut outcome = Ok(());
                     for batch in batches.iter() {
                         if let Err(e) = writer.write(batch) {

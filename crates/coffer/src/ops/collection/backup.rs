@@ -330,6 +330,7 @@ fn write_backup(
                 store.clone()
             },
             empty_file: false,
+            first_part: 0,
         })
         .collect();
     let read: &ReadStream<'_, dyn ChangeSnapshot> = &|snapshot, slot, sink| {
