@@ -398,6 +398,14 @@ impl WriteArgs {
     }
 }
 
+/// Parallel readers by default: one per core, at most 8 (each holds a
+/// connection and a batch or two in memory).
+pub fn default_scanners() -> u16 {
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(8) as u16)
+        .unwrap_or(2)
+}
+
 /// Arguments of `coffer backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -417,8 +425,9 @@ pub struct BackupArgs {
     pub tables: Vec<String>,
 
     /// Connections that read tables in parallel, all at the same moment
-    /// (1 reads every table on one connection).
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// (1 reads every table on one connection); by default one per core,
+    /// at most 8.
+    #[arg(long, value_name = "N", default_value_t = default_scanners(), value_parser = clap::value_parser!(u16).range(1..=64))]
     pub scanners: u16,
 }
 
@@ -508,8 +517,9 @@ pub struct ExportArgs {
     pub keep_hidden_key: bool,
 
     /// Connections that read tables in parallel, all at the same moment
-    /// (1 reads every table on one connection).
-    #[arg(long, visible_alias = "jobs", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// (1 reads every table on one connection; a large PostgreSQL table is
+    /// split among them); by default one per core, at most 8.
+    #[arg(long, visible_alias = "jobs", value_name = "N", default_value_t = default_scanners(), value_parser = clap::value_parser!(u16).range(1..=64))]
     pub scanners: u16,
 }
 

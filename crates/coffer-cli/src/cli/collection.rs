@@ -195,8 +195,9 @@ pub struct CollectionBackupArgs {
     pub write: super::WriteArgs,
 
     /// Connections that read tables in parallel, all at the same moment
-    /// (1 reads every table on one connection).
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// (1 reads every table on one connection); by default one per core,
+    /// at most 8.
+    #[arg(long, value_name = "N", default_value_t = super::default_scanners(), value_parser = clap::value_parser!(u16).range(1..=64))]
     pub scanners: u16,
 }
 
