@@ -148,13 +148,20 @@ impl Table {
                 WireForm::Text => format!("{}::text", quote_ident(&c.name)),
             })
             .collect();
+        self.copy_select_sql(&cols, range)
+    }
+
+    /// The statement that streams `fields` (select-list expressions) of
+    /// this table's own rows, or of one range of its pages, in binary COPY
+    /// form.
+    pub fn copy_select_sql(&self, fields: &[String], range: Option<CtidRange>) -> String {
         let filter = range
             .and_then(|r| r.predicate())
             .map(|p| format!(" WHERE {p}"))
             .unwrap_or_default();
         format!(
             "COPY (SELECT {} FROM ONLY {}{filter}) TO STDOUT (FORMAT binary)",
-            cols.join(", "),
+            fields.join(", "),
             self.sql_name()
         )
     }

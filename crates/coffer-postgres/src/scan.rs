@@ -148,15 +148,7 @@ pub fn copy_sql(table: &catalog::Table, plans: &[ColumnPlan], range: Option<Ctid
             ));
         }
     }
-    let filter = range
-        .and_then(|r| r.predicate())
-        .map(|p| format!(" WHERE {p}"))
-        .unwrap_or_default();
-    format!(
-        "COPY (SELECT {} FROM ONLY {}{filter}) TO STDOUT (FORMAT binary)",
-        fields.join(", "),
-        table.sql_name()
-    )
+    table.copy_select_sql(&fields, range)
 }
 
 /// Builds the Arrow column of one logical type (one per column, so the
@@ -478,6 +470,8 @@ pub struct BatchBuilder {
     plans: Vec<ColumnPlan>,
     builders: Vec<Builder>,
     misfits: Vec<Misfit>,
+    /// Fields per COPY row: the columns, then one companion per array.
+    fields: usize,
     rows: usize,
     bytes: usize,
 }
@@ -498,6 +492,11 @@ impl BatchBuilder {
                 .map(|p| Builder::new(&p.logical_type))
                 .collect(),
             misfits: Vec::new(),
+            fields: plans.len()
+                + plans
+                    .iter()
+                    .filter(|p| matches!(p.read, Read::Array { .. }))
+                    .count(),
             rows: 0,
             bytes: 0,
         }
@@ -506,20 +505,14 @@ impl BatchBuilder {
     /// Append one row of fields (the columns, then the array companions);
     /// `what` names the table in errors.
     pub fn push(&mut self, row: &Row<'_>, what: &str) -> Result<()> {
-        let n = self.plans.len();
-        let arrays = self
-            .plans
-            .iter()
-            .filter(|p| matches!(p.read, Read::Array { .. }))
-            .count();
-        if row.len() != n + arrays {
+        if row.len() != self.fields {
             return Err(Error::corrupt(format!(
                 "the COPY stream of {what} has {} fields where {} were expected",
                 row.len(),
-                n + arrays
+                self.fields
             )));
         }
-        let mut companion = n;
+        let mut companion = self.plans.len();
         for (i, plan) in self.plans.iter().enumerate() {
             let field = row.field(i);
             let text_of_array = match plan.read {
@@ -543,18 +536,22 @@ impl BatchBuilder {
                 });
                 continue;
             }
-            let value = match plan.read {
-                Read::Text => Value::Text(String::from_utf8(bytes.to_vec()).map_err(|_| {
-                    Error::corrupt(format!("column {} of {what} is not UTF-8 text", plan.name))
-                })?),
-                Read::Binary { oid } => decode(oid, bytes)?,
+            let value = match (&plan.read, &mut self.builders[i]) {
+                // A text form goes into its column as it is.
+                (Read::Text, Builder::Text(b)) => {
+                    b.append_value(std::str::from_utf8(bytes).map_err(|_| {
+                        Error::corrupt(format!("column {} of {what} is not UTF-8 text", plan.name))
+                    })?);
+                    continue;
+                }
+                (Read::Text, _) => unreachable!("a text form is planned as utf8"),
+                (Read::Binary { oid }, _) => decode(*oid, bytes)?,
                 // Arrays are recognised by their content.
-                Read::Array { .. } => decode(0, bytes)?,
+                (Read::Array { .. }, _) => decode(0, bytes)?,
             };
             if let Err(misfit) = self.builders[i].append(value) {
-                // A partly appended list element leaves the list builder
-                // consistent only when nothing was pushed: lists fall back
-                // to their text form before any element is appended.
+                // Nothing was appended (a list checks every element
+                // first): the column holds NULL, the side file the value.
                 self.builders[i].append_null();
                 self.misfits.push(Misfit {
                     row: self.rows as u64,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
-use super::pipeline::{Encoding, PIECE_PARTS, ReadStream, Stream, scan_encode};
+use super::pipeline::{Encoding, PIECE_PARTS, ReadStream, Stream, scan_encode, scanners};
 use crate::archive;
 use crate::datafile::{TableWriter, WriteOptions};
 use crate::engine::{Address, Engine, Snapshot};
@@ -298,15 +298,7 @@ fn write_tables(
     };
     progress.begin(phase, total, None);
 
-    // Scanners: this snapshot plus forks that read the same moment.
-    let mut scanners = vec![snapshot];
-    while scanners.len() < options.scanners.max(1) {
-        match scanners[0].fork()? {
-            Some(s) => scanners.push(s),
-            None => break,
-        }
-    }
-    tracing::debug!(scanners = scanners.len(), "scanning");
+    let mut scanners = scanners(snapshot, options.scanners, |s| s.fork())?;
     // A table the engine splits is read in pieces, each a stream of its
     // own, so that one large table keeps every scanner busy.
     let mut streams: Vec<Stream> = Vec::new();

@@ -76,6 +76,25 @@ pub(crate) struct Encoding<'a> {
     pub progress: &'a dyn Progress,
 }
 
+/// Up to `n` scanners: `first` and the forks of it that `fork` makes (each
+/// reading the same moment on a connection of its own), fewer when the
+/// engine cannot fork right now.
+pub(crate) fn scanners<S: ?Sized>(
+    first: Box<S>,
+    n: usize,
+    fork: impl Fn(&S) -> Result<Option<Box<S>>>,
+) -> Result<Vec<Box<S>>> {
+    let mut scanners = vec![first];
+    while scanners.len() < n.max(1) {
+        match fork(&scanners[0])? {
+            Some(s) => scanners.push(s),
+            None => break,
+        }
+    }
+    tracing::debug!(scanners = scanners.len(), "scanning");
+    Ok(scanners)
+}
+
 /// A reader of one stream: reads stream `i` through a scanner, handing its
 /// batches to the sink.
 pub(crate) type ReadStream<'a, S> =

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{
     ArchiveKind, DataFormat, FORMAT_NAME, FORMAT_VERSION, Manifest, Source, Table, TableKind, Tool,
 };
-use crate::ops::pipeline::{Encoding, ReadStream, Stream, scan_encode};
+use crate::ops::pipeline::{Encoding, ReadStream, Stream, scan_encode, scanners};
 use crate::progress::Run;
 use crate::store::Store;
 
@@ -310,14 +310,7 @@ fn write_backup(
     };
     progress.begin("backup", total, None);
 
-    let mut scanners = vec![snapshot];
-    while scanners.len() < options.scanners.max(1) {
-        match scanners[0].fork_changes()? {
-            Some(s) => scanners.push(s),
-            None => break,
-        }
-    }
-    tracing::debug!(scanners = scanners.len(), "scanning");
+    let scanners = scanners(snapshot, options.scanners, |s| s.fork_changes())?;
     let deleted_store = store.child(DELETED_DIR);
     let streams: Vec<Stream> = slots
         .iter()
