@@ -249,11 +249,18 @@ database is built beside DB and moved into place only once it is complete and \
 checked, so a failed or interrupted restore leaves DB as it was. An existing, \
 non-empty DB is replaced only with --force; an existing database is then \
 written in through SQLite's locking, so other processes that have it open \
-lose no commit (a lock held more than 10 s makes the restore refuse).",
+lose no commit (a lock held more than 10 s makes the restore refuse).
+
+Into PostgreSQL (DB a postgres:// URL), the database is created under a \
+temporary name on that server, loaded over parallel connections, indexed, \
+analyzed and checked, then renamed to DB; --force replaces an existing DB \
+that no one is connected to. Owners and grants are those of the source \
+unless --no-owner or --no-privileges is given.",
         after_help = "\
 Examples:
   coffer restore backups/app-2025-06-01 restored.db
   coffer restore s3://my-bucket/app/2025-06-01 /var/lib/app/app.db --force
+  coffer restore backups/shop postgres://app@db.internal/shop_copy --no-owner
   coffer restore backups/app users.db --table users --table accounts"
     )]
     Restore(RestoreArgs),
@@ -438,7 +445,8 @@ pub struct RestoreArgs {
     #[arg(value_name = "SRC")]
     pub src: String,
 
-    /// The database to create: a file path or sqlite://PATH.
+    /// The database to create: a file path, sqlite://PATH or
+    /// postgres://USER@HOST:PORT/DATABASE.
     #[arg(value_name = "DB")]
     pub db: String,
 
@@ -456,6 +464,16 @@ pub struct RestoreArgs {
     /// listed.
     #[arg(long)]
     pub skip_missing_collations: bool,
+
+    /// PostgreSQL: leave out the source's owners; whoever restores owns
+    /// every object (as pg_restore --no-owner).
+    #[arg(long)]
+    pub no_owner: bool,
+
+    /// PostgreSQL: leave out the source's grants and revokes of privileges
+    /// (as pg_restore --no-privileges).
+    #[arg(long)]
+    pub no_privileges: bool,
 }
 
 /// Arguments of `coffer verify`.

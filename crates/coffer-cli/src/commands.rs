@@ -207,6 +207,8 @@ async fn run_restore(
         replace: args.force,
         tables: args.tables.clone(),
         skip_missing_collations: args.skip_missing_collations,
+        no_owner: args.no_owner,
+        no_privileges: args.no_privileges,
     };
     tracing::info!(src = %store.url(), db = %db, ?options, "restore");
     let (run, ctrl_c) = run_until_stopped(out);

@@ -1,11 +1,13 @@
 //! [`PostgresEngine`]: the PostgreSQL engine as the operations see it.
 //!
-//! What works today is reading: one exported snapshot shared by every
-//! scanner, each table read with binary `COPY` into Arrow columns of its
-//! natural logical types ([`crate::scan`]), so `coffer export` writes
-//! Parquet and CSV that other tools read as they are. Restores and imports
-//! into PostgreSQL are not built yet; the engine says so, and `coffer
-//! backup` refuses rather than write an archive nothing can restore.
+//! One exported snapshot shared by every scanner, each table read with
+//! binary `COPY` into Arrow columns of its natural logical types
+//! ([`crate::scan`]), so `coffer export` writes Parquet and CSV that other
+//! tools read as they are; a backup keeps beside the rows the schema as
+//! pg_dump writes it, object by object ([`crate::ddl`]), the database's
+//! locale, sequence values and which materialized views hold rows
+//! ([`crate::restore::ArchiveSettings`]), and restores into a new database
+//! ([`crate::restore`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +23,10 @@ use crate::address::{Address, is_postgres_url};
 use crate::catalog::{self, read_tables};
 use crate::connect::query_error;
 use crate::copy::BinaryCopyReader;
+use crate::ddl;
+use crate::restore::{ArchiveSettings, PgRestorer, SequenceState};
 use crate::scan::{BatchBuilder, ColumnPlan, copy_sql, plan_column};
+use crate::schema::{DumpOptions, PgDump};
 use crate::snapshot::{CtidRange, ExportedSnapshot, SnapshotWorker, split_pages};
 
 /// The PostgreSQL engine.
@@ -67,19 +72,13 @@ impl Engine for PostgresEngine {
         "postgres://USER@HOST:PORT/DATABASE"
     }
 
-    fn restores(&self) -> bool {
-        false
-    }
-
     fn snapshot(&self, db: &str) -> Result<Box<dyn Snapshot>> {
         Ok(Box::new(PgSnapshot::open(&Address::parse(db)?)?))
     }
 
-    fn restorer(&self, target: &str, _replace: bool, _cancel: Cancel) -> Result<Box<dyn Restorer>> {
+    fn restorer(&self, target: &str, replace: bool, cancel: Cancel) -> Result<Box<dyn Restorer>> {
         let address = Address::parse(target)?;
-        Err(Error::invalid(format!(
-            "coffer cannot restore into PostgreSQL yet ({address}); restore into a SQLite file, or load an export there with your own tools"
-        )))
+        Ok(Box::new(PgRestorer::open(&address, replace, cancel)?))
     }
 
     fn export_objects(&self, _objects: &[SchemaObject], _tables: &[&str]) -> Vec<SchemaObject> {
@@ -119,6 +118,121 @@ pub struct PgSnapshot {
     catalog: Arc<Catalog>,
     sources: Arc<BTreeMap<String, Source>>,
     point: SnapshotPoint,
+}
+
+/// What a backup keeps of the schema, or why it cannot.
+enum Schema {
+    Kept(Vec<SchemaObject>, ArchiveSettings),
+    Refused(String),
+}
+
+/// The schema objects (pg_dump's, in the snapshot) and settings a backup
+/// keeps.
+fn schema(
+    leader: &mut ExportedSnapshot,
+    address: &Address,
+    sources: &BTreeMap<String, Source>,
+) -> Result<Schema> {
+    let client = leader.client();
+    let large: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
+            &[],
+        )
+        .map_err(|e| query_error(address, "counting large objects", &e))?
+        .get(0);
+    if large > 0 {
+        return Ok(Schema::Refused(format!(
+            "{address} holds {large} large object(s) (pg_largeobject), which coffer does not back up yet: \
+             export its tables with `coffer export`, or move the large objects into bytea columns"
+        )));
+    }
+    let provider = if leader.server_version() >= 150000 {
+        "CASE WHEN datlocprovider = 'i' THEN daticulocale END"
+    } else {
+        "NULL::text"
+    };
+    let row = leader
+        .client()
+        .query_one(
+            &format!(
+                "SELECT pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text, {provider}::text \
+                 FROM pg_database WHERE datname = current_database()"
+            ),
+            &[],
+        )
+        .map_err(|e| query_error(address, "reading the database's locale", &e))?;
+    let mut settings = ArchiveSettings {
+        encoding: row.get(0),
+        lc_collate: row.get(1),
+        lc_ctype: row.get(2),
+        icu_locale: row.get(3),
+        ..ArchiveSettings::default()
+    };
+    let populated: Vec<(String, String)> = leader
+        .client()
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND c.relispopulated",
+            &[],
+        )
+        .map_err(|e| query_error(address, "reading materialized views", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    settings.sequences = catalog::read_sequences(leader.client(), address)?
+        .into_iter()
+        .map(|s| SequenceState {
+            schema: s.schema,
+            name: s.name,
+            last_value: s.last_value,
+            is_called: s.is_called,
+        })
+        .collect();
+    settings.tables = sources
+        .iter()
+        .map(|(k, s)| (k.clone(), (s.pg.schema.clone(), s.pg.name.clone())))
+        .collect();
+    let dump = PgDump::find(address, leader.server_version())?;
+    let ddl = dump.dump_schema(address, Some(leader.id()), DumpOptions::default())?;
+    let pre = ddl::entries(&ddl.pre_data);
+    let post = ddl::entries(&ddl.post_data);
+    settings.pre_data_objects = pre.len();
+    // Materialized views refresh in the order they were created in.
+    settings.populated_matviews = pre
+        .iter()
+        .filter(|e| e.kind == "MATERIALIZED VIEW")
+        .map(|e| (e.schema.clone(), e.name.clone()))
+        .filter(|k| populated.contains(k))
+        .collect();
+    let table_of: BTreeMap<(String, String), String> = sources
+        .iter()
+        .map(|(k, s)| ((s.pg.schema.clone(), s.pg.name.clone()), k.clone()))
+        .collect();
+    let objects = pre
+        .into_iter()
+        .chain(post)
+        .map(|e| {
+            let key = (e.schema.clone(), e.name.clone());
+            let table = if e.kind == "TABLE" {
+                table_of.get(&key).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let name = if e.schema == "-" || e.schema == "public" {
+                e.name
+            } else {
+                format!("{}.{}", e.schema, e.name)
+            };
+            SchemaObject {
+                kind: e.kind.to_lowercase(),
+                name,
+                table,
+                sql: e.sql,
+            }
+        })
+        .collect();
+    Ok(Schema::Kept(objects, settings))
 }
 
 /// The name a table has in the archive: `schema.name`, or `name` alone in
@@ -185,13 +299,27 @@ impl PgSnapshot {
             out.push(table);
         }
         let moment = leader.moment().clone();
+        let (objects, settings, backup_refusal) = match schema(&mut leader, address, &sources) {
+            Ok(Schema::Kept(objects, settings)) => {
+                let mut map = serde_json::Map::new();
+                map.insert(
+                    ArchiveSettings::KEY.into(),
+                    serde_json::to_value(settings).map_err(|e| Error::internal(e.to_string()))?,
+                );
+                (objects, map, None)
+            }
+            Ok(Schema::Refused(why)) => (Vec::new(), serde_json::Map::new(), Some(why)),
+            // Without pg_dump an export still works; a backup says why not.
+            Err(e) => (Vec::new(), serde_json::Map::new(), Some(e.to_string())),
+        };
         let catalog = Catalog {
             engine_version: version,
             database: address.dbname().to_string(),
-            settings: serde_json::Map::new(),
-            objects: Vec::new(),
+            settings,
+            objects,
             tables: out,
             unreadable: BTreeMap::new(),
+            backup_refusal,
         };
         Ok(PgSnapshot {
             link: Link::Leader(leader),

@@ -1,5 +1,4 @@
-//! The PostgreSQL engine of coffer — its building blocks, to be wired into
-//! the engine interface:
+//! The PostgreSQL engine of coffer ([`engine`]) and its building blocks:
 //!
 //! * [`address`] — `postgres://` URLs with libpq's environment and password
 //!   file as defaults; a display form without credentials;
@@ -12,7 +11,12 @@
 //! * [`copy`] — a streaming reader of binary `COPY` output;
 //! * [`decode`] — values of the common types from their binary form;
 //! * [`schema`] — the schema's DDL in pre-data and post-data sections, from
-//!   the server's own `pg_dump`.
+//!   the server's own `pg_dump`;
+//! * [`ddl`] — that DDL as objects, and the check of every statement a
+//!   restore runs;
+//! * [`load`] — batches as `COPY … FROM STDIN` text;
+//! * [`restore`] — a new database built under a temporary name and renamed
+//!   into place when complete.
 //!
 //! ```no_run
 //! let address = coffer_postgres::Address::parse("postgres://app@db.internal/shop")?;
@@ -26,8 +30,11 @@ pub mod address;
 pub mod catalog;
 pub mod connect;
 pub mod copy;
+pub mod ddl;
 pub mod decode;
 pub mod engine;
+pub mod load;
+pub mod restore;
 pub mod scan;
 pub mod schema;
 pub mod snapshot;

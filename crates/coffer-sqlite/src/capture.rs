@@ -1141,6 +1141,7 @@ fn collection_catalog(inner: &SqliteSnapshot, record: &CollectionRecord) -> Resu
         objects,
         tables,
         unreadable: full.unreadable.clone(),
+        backup_refusal: None,
     })
 }
 

@@ -430,6 +430,7 @@ pub fn read_catalog(conn: &Connection, database: &str) -> Result<(Catalog, Vec<S
             objects,
             tables,
             unreadable,
+            backup_refusal: None,
         },
         plans,
     ))

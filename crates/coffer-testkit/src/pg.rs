@@ -33,6 +33,10 @@ use std::time::{Duration, Instant};
 
 /// The superuser every cluster has; it needs no password.
 pub const SUPERUSER: &str = "coffer";
+
+/// A deliberately nasty database: every kind of schema object a backup
+/// keeps and values at the edges of every type (`fixtures/postgres/nasty.sql`).
+pub const NASTY_SQL: &str = include_str!("../fixtures/postgres/nasty.sql");
 /// An ordinary role that logs in with a password over TCP (SCRAM).
 pub const PASSWORD_USER: &str = "coffer_pw";
 /// A role that exists but that `pg_hba.conf` rejects over TCP.

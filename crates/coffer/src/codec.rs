@@ -165,6 +165,42 @@ fn push_date(days: i64, out: &mut Vec<u8>) {
     };
 }
 
+/// A date as PostgreSQL writes and reads it: `YYYY-MM-DD` for years 1 and
+/// later (any number of digits), `YYYY-MM-DD BC` before (1 BC is the
+/// astronomical year 0). Returns whether it is BC, so a timestamp puts the
+/// ` BC` after its time.
+fn push_pg_date(days: i64, out: &mut Vec<u8>) -> bool {
+    let (y, m, d) = civil_from_days(days);
+    if y >= 1 {
+        let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+        false
+    } else {
+        let _ = write!(out, "{:04}-{m:02}-{d:02}", 1 - y);
+        true
+    }
+}
+
+/// Days since 1970-01-01 in PostgreSQL's text form (`0044-03-15 BC`).
+pub fn format_pg_date(days: i32, out: &mut Vec<u8>) {
+    if push_pg_date(i64::from(days), out) {
+        out.extend_from_slice(b" BC");
+    }
+}
+
+/// Microseconds since 1970-01-01 00:00:00 in PostgreSQL's text form
+/// (`0044-03-15 12:00:00.5 BC`); with `utc`, an instant with `+00:00`.
+pub fn format_pg_timestamp(micros: i64, utc: bool, out: &mut Vec<u8>) {
+    let bc = push_pg_date(micros.div_euclid(MICROS_PER_DAY), out);
+    out.push(b' ');
+    push_time_of_day(micros.rem_euclid(MICROS_PER_DAY), out);
+    if utc {
+        out.extend_from_slice(b"+00:00");
+    }
+    if bc {
+        out.extend_from_slice(b" BC");
+    }
+}
+
 /// Days since 1970-01-01 as a date (see the module docs).
 pub fn format_date(days: i32, out: &mut Vec<u8>) {
     push_date(i64::from(days), out);

@@ -154,6 +154,11 @@ pub struct Catalog {
     /// not have"): a backup keeps their definitions, and naming one for an
     /// export says why it cannot be.
     pub unreadable: std::collections::BTreeMap<String, String>,
+    /// Why a backup of this database would not keep all of it, as one
+    /// sentence naming what and saying what to do (PostgreSQL large
+    /// objects, which coffer does not copy): a backup refuses; an export of
+    /// chosen tables is unaffected.
+    pub backup_refusal: Option<String>,
 }
 
 /// The moment a snapshot shows.
@@ -268,6 +273,15 @@ pub trait Restorer: Send {
     fn skipped(&self) -> Vec<Skipped> {
         Vec::new()
     }
+
+    /// Leave out what makes objects owned by the roles of the source
+    /// (`--no-owner`): they are owned by whoever restores. Call before
+    /// `begin`; a no-op for engines without owners.
+    fn no_owner(&mut self) {}
+
+    /// Leave out the source's grants of privileges (`--no-privileges`).
+    /// Call before `begin`; a no-op for engines without privileges.
+    fn no_privileges(&mut self) {}
 }
 
 /// A schema object that a restore left out.

@@ -352,6 +352,34 @@ impl CsvTableWriter {
 struct ColumnView<'a> {
     array: &'a dyn Array,
     kind: ViewKind<'a>,
+    form: TextForm,
+}
+
+/// Which text forms a [`ValueText`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextForm {
+    /// A CSV data file's ([`crate::codec`]).
+    Csv,
+    /// PostgreSQL's input forms (what `COPY ... FROM` reads): as `Csv`, but
+    /// dates and timestamps before year 1 end in ` BC` and later years
+    /// have no sign.
+    Postgres,
+}
+
+/// The text of a column's values, one at a time, without allocating.
+pub struct ValueText<'a>(ColumnView<'a>);
+
+impl<'a> ValueText<'a> {
+    /// A view of `array`, a column of logical type `t`.
+    pub fn new(array: &'a dyn Array, t: &LogicalType, form: TextForm) -> Result<ValueText<'a>> {
+        ColumnView::of_form(array, t, form).map(ValueText)
+    }
+
+    /// Append the text of the value at `row` to `out`; `false` (and nothing
+    /// appended) for NULL.
+    pub fn write(&self, row: usize, out: &mut Vec<u8>) -> bool {
+        self.0.render(row, out)
+    }
 }
 
 enum ViewKind<'a> {
@@ -414,6 +442,10 @@ fn element_needs_quotes(text: &[u8]) -> bool {
 
 impl<'a> ColumnView<'a> {
     fn of(a: &'a dyn Array, t: &LogicalType) -> Result<ColumnView<'a>> {
+        ColumnView::of_form(a, t, TextForm::Csv)
+    }
+
+    fn of_form(a: &'a dyn Array, t: &LogicalType, form: TextForm) -> Result<ColumnView<'a>> {
         let any = a.as_any();
         let kind = match t {
             LogicalType::Bool => any.downcast_ref().map(ViewKind::Bool),
@@ -451,7 +483,7 @@ impl<'a> ColumnView<'a> {
                 .map(ViewKind::Uuid),
             LogicalType::List(element) => match any.downcast_ref::<arrow_array::ListArray>() {
                 Some(l) => {
-                    let values = ColumnView::of(l.values().as_ref(), element)?;
+                    let values = ColumnView::of_form(l.values().as_ref(), element, form)?;
                     let nested = matches!(**element, LogicalType::List(_));
                     Some(ViewKind::List(l, Box::new(values), nested))
                 }
@@ -459,7 +491,11 @@ impl<'a> ColumnView<'a> {
             },
         };
         match kind {
-            Some(kind) => Ok(ColumnView { array: a, kind }),
+            Some(kind) => Ok(ColumnView {
+                array: a,
+                kind,
+                form,
+            }),
             None => Err(Error::internal(format!(
                 "a {} column was handed to the CSV writer as {}",
                 t,
@@ -497,10 +533,19 @@ impl<'a> ColumnView<'a> {
                     out.push(HEX[usize::from(b & 15)]);
                 }
             }
-            ViewKind::Date(a) => codec::format_date(a.value(row), out),
+            ViewKind::Date(a) => match self.form {
+                TextForm::Csv => codec::format_date(a.value(row), out),
+                TextForm::Postgres => codec::format_pg_date(a.value(row), out),
+            },
             ViewKind::Time(a) => codec::format_time(a.value(row), out),
-            ViewKind::Timestamp(a) => codec::format_timestamp(a.value(row), out),
-            ViewKind::TimestampTz(a) => codec::format_timestamptz(a.value(row), out),
+            ViewKind::Timestamp(a) => match self.form {
+                TextForm::Csv => codec::format_timestamp(a.value(row), out),
+                TextForm::Postgres => codec::format_pg_timestamp(a.value(row), false, out),
+            },
+            ViewKind::TimestampTz(a) => match self.form {
+                TextForm::Csv => codec::format_timestamptz(a.value(row), out),
+                TextForm::Postgres => codec::format_pg_timestamp(a.value(row), true, out),
+            },
             ViewKind::Decimal(a, scale) => codec::format_decimal128(a.value(row), *scale, out),
             ViewKind::Decimal256(a, scale) => codec::format_decimal256(a.value(row), *scale, out),
             ViewKind::Interval(months, days, micros) => {

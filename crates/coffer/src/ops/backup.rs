@@ -249,6 +249,11 @@ fn write_tables(
     let mut snapshot = engine.snapshot(db.location())?;
     let point = snapshot.point();
     let catalog = snapshot.catalog().clone();
+    if options.kind != ArchiveKind::Export
+        && let Some(why) = &catalog.backup_refusal
+    {
+        return Err(Error::invalid(why.clone()));
+    }
     let tables: Vec<Table> = match &options.tables {
         None => catalog.tables.clone(),
         Some(names) => names

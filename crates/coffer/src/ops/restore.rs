@@ -24,6 +24,11 @@ pub struct RestoreOptions {
     /// that does not need them instead of refusing; what is left out is in
     /// [`RestoreReport::skipped`].
     pub skip_missing_collations: bool,
+    /// Leave out ownership (PostgreSQL's `--no-owner`): whoever restores
+    /// owns every object.
+    pub no_owner: bool,
+    /// Leave out grants of privileges (PostgreSQL's `--no-privileges`).
+    pub no_privileges: bool,
 }
 
 /// What a finished restore did.
@@ -110,10 +115,17 @@ pub async fn restore(
         let target = target.location().to_string();
         let (replace, cancel) = (options.replace, cancel.clone());
         let skip = options.skip_missing_collations;
+        let (no_owner, no_privileges) = (options.no_owner, options.no_privileges);
         move || {
             let mut r = engine.restorer(&target, replace, cancel)?;
             if skip {
                 r.skip_missing_collations();
+            }
+            if no_owner {
+                r.no_owner();
+            }
+            if no_privileges {
+                r.no_privileges();
             }
             Ok(r)
         }

@@ -1,0 +1,268 @@
+//! `coffer backup` of a real PostgreSQL database and `coffer restore` into a
+//! new one on the same server. The oracle is PostgreSQL's own tools: after a
+//! restore, `pg_dump --schema-only` of source and target are the same, every
+//! table's rows are the same as PostgreSQL prints them, and so are the
+//! sequences. A restore that fails for any reason leaves nothing behind.
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+
+use coffer_testkit::pg::{self, Cluster, NASTY_SQL, PASSWORD_USER};
+use common::{append_to_sql, reseal};
+
+fn coffer(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> serde_json::Value {
+    let out = coffer(args);
+    assert!(
+        out.status.success(),
+        "coffer {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The error a failing run prints (one sentence, no backtrace).
+fn fails(args: &[&str]) -> String {
+    let out = coffer(args);
+    assert!(!out.status.success(), "coffer {args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    err
+}
+
+/// `pg_dump --schema-only` of `db`, without the lines that differ between
+/// any two dumps.
+fn schema_dump(c: &Cluster, db: &str) -> String {
+    let out = std::process::Command::new(c.bindir.join("pg_dump"))
+        .args(["--schema-only", "--dbname", &c.url(db)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every table's and materialized view's rows as PostgreSQL prints them,
+/// sorted; and every sequence's state.
+fn contents(c: &Cluster, db: &str) -> BTreeMap<String, Vec<String>> {
+    let mut client = c.client(db).unwrap();
+    let relations = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'm', 'S') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname !~ '^pg_toast' ORDER BY 1",
+            &[],
+        )
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for r in relations {
+        let (name, kind): (String, String) = (r.get(0), r.get(1));
+        let sql = match kind.as_str() {
+            "S" => format!("SELECT format('%s %s', last_value, is_called) FROM {name}"),
+            "m" => {
+                let populated: bool = client
+                    .query_one(
+                        "SELECT relispopulated FROM pg_class WHERE oid = $1::text::regclass",
+                        &[&name],
+                    )
+                    .unwrap()
+                    .get(0);
+                if !populated {
+                    out.insert(name, vec!["unpopulated".into()]);
+                    continue;
+                }
+                format!("SELECT x::text FROM {name} x ORDER BY 1")
+            }
+            _ => format!("SELECT x::text FROM ONLY {name} x ORDER BY 1"),
+        };
+        let rows: Vec<String> = client
+            .query(&sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+            .collect();
+        out.insert(name, rows);
+    }
+    out
+}
+
+fn leftovers(c: &Cluster) -> Vec<String> {
+    c.client("postgres")
+        .unwrap()
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'coffer\\_re%'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn exists(c: &Cluster, db: &str) -> bool {
+    c.client("postgres")
+        .unwrap()
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .unwrap()
+        .is_some()
+}
+
+fn backup(c: &Cluster, db: &str, dir: &Path) -> String {
+    let arch = dir.join(db).display().to_string();
+    ok(&["backup", &c.url(db), &arch, "--json"]);
+    arch
+}
+
+#[test]
+fn a_restore_equals_its_source_by_pg_dump_and_by_every_row() {
+    let c = pg::cluster();
+    let src = c.create_database("nasty");
+    c.execute(&src, NASTY_SQL);
+    let dir = tempfile::tempdir().unwrap();
+    let arch = backup(c, &src, dir.path());
+    ok(&["verify", &arch, "--json"]);
+
+    let target = format!("{src}_restored");
+    let report = ok(&["restore", &arch, &c.url(&target), "--json"]);
+    assert!(report["rows"].as_u64().unwrap() > 150_000, "{report}");
+    assert_eq!(schema_dump(c, &src), schema_dump(c, &target));
+    let (a, b) = (contents(c, &src), contents(c, &target));
+    assert!(a.len() > 10, "{a:?}");
+    for (name, rows) in &a {
+        assert_eq!(Some(rows), b.get(name), "{name}");
+    }
+    assert_eq!(a.len(), b.len());
+    assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+
+    // An existing, non-empty target is refused by name; --force replaces it.
+    c.execute(&target, "CREATE TABLE shop.extra (x int)");
+    let err = fails(&["restore", &arch, &c.url(&target)]);
+    assert!(err.contains(&target) && err.contains("--force"), "{err}");
+    ok(&["restore", &arch, &c.url(&target), "--force", "--json"]);
+    assert_eq!(schema_dump(c, &src), schema_dump(c, &target));
+    assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+}
+
+#[test]
+fn without_owners_and_privileges_whoever_restores_owns_everything() {
+    let c = pg::cluster();
+    let src = c.create_database("owned");
+    c.execute(
+        &src,
+        &format!(
+            "CREATE TABLE t (x int); INSERT INTO t VALUES (1);
+             ALTER TABLE t OWNER TO {PASSWORD_USER}; GRANT SELECT ON t TO PUBLIC;"
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let arch = backup(c, &src, dir.path());
+    let target = format!("{src}_mine");
+    ok(&[
+        "restore",
+        &arch,
+        &c.url(&target),
+        "--no-owner",
+        "--no-privileges",
+        "--json",
+    ]);
+    let mut client = c.client(&target).unwrap();
+    let row = client
+        .query_one(
+            "SELECT pg_get_userbyid(relowner)::text, relacl IS NULL FROM pg_class WHERE relname = 't'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), pg::SUPERUSER);
+    assert!(row.get::<_, bool>(1));
+    // And with them, the source's.
+    let kept = format!("{src}_theirs");
+    ok(&["restore", &arch, &c.url(&kept), "--json"]);
+    let row = c
+        .client(&kept)
+        .unwrap()
+        .query_one(
+            "SELECT pg_get_userbyid(relowner)::text, relacl::text FROM pg_class WHERE relname = 't'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), PASSWORD_USER);
+    assert!(row.get::<_, String>(1).contains("=r/"));
+}
+
+#[test]
+fn a_tampered_archive_cannot_act_outside_the_database_it_builds() {
+    let c = pg::cluster();
+    let src = c.create_database("tamper");
+    c.execute(
+        &src,
+        "CREATE TABLE t (x int PRIMARY KEY); INSERT INTO t VALUES (1), (2);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let arch = backup(c, &src, dir.path());
+    let manifest = Path::new(&arch).join("manifest.json");
+    let pristine = std::fs::read(&manifest).unwrap();
+    for attack in [
+        format!(";\nALTER ROLE {PASSWORD_USER} SUPERUSER;"),
+        format!(
+            ";\nCOPY (SELECT 1) TO PROGRAM 'touch {}/stray'",
+            dir.path().display()
+        ),
+        format!(";\nDROP DATABASE \"{src}\";"),
+        ";\nDO $$ BEGIN RAISE NOTICE 'x'; END $$;".to_string(),
+        ";\nSELECT pg_catalog.pg_terminate_backend(1);".to_string(),
+    ] {
+        std::fs::write(&manifest, &pristine).unwrap();
+        append_to_sql(&manifest, "t", &attack);
+        let target = c.create_database("tamper_target");
+        c.execute("postgres", &format!("DROP DATABASE \"{target}\""));
+        let err = fails(&["restore", &arch, &c.url(&target)]);
+        assert!(err.contains("table t") && err.contains("altered"), "{err}");
+        assert!(!exists(c, &target));
+        assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+    }
+    assert!(exists(c, &src));
+    assert!(!dir.path().join("stray").exists());
+    let superuser: bool = c
+        .client("postgres")
+        .unwrap()
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
+            &[&PASSWORD_USER],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!superuser);
+
+    // A row count the data does not have: the restore fails after loading,
+    // and what it built is gone.
+    std::fs::write(&manifest, &pristine).unwrap();
+    reseal(&manifest, |m| m.tables[0].rows += 1);
+    let target = format!("{src}_counted");
+    let err = fails(&["restore", &arch, &c.url(&target)]);
+    assert!(err.contains("table 't'") && err.contains("rows"), "{err}");
+    assert!(!exists(c, &target));
+    assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+}
