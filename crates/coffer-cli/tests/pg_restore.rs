@@ -266,3 +266,58 @@ fn a_tampered_archive_cannot_act_outside_the_database_it_builds() {
     assert!(!exists(c, &target));
     assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
 }
+
+#[test]
+fn a_restore_killed_at_any_instant_leaves_the_target_as_it_was_or_complete() {
+    let c = pg::cluster();
+    let src = c.create_database("killed");
+    c.execute(
+        &src,
+        "CREATE TABLE big (id bigint PRIMARY KEY, pad text);
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 300000) g;
+         CREATE INDEX big_pad ON big (pad);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let arch = backup(c, &src, dir.path());
+    let expected = contents(c, &src);
+    let target = format!("{src}_target");
+    let url = c.url(&target);
+    let mut cut_short = 0;
+    for delay_ms in [0u64, 40, 120, 250, 400, 600, 900, 1300] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+            .args(["restore", &arch, &url, "--force"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        cut_short += usize::from(!leftovers(c).is_empty());
+        if exists(c, &target) {
+            assert_eq!(contents(c, &target), expected, "killed after {delay_ms} ms");
+        }
+    }
+    assert!(cut_short > 0, "no kill landed while a restore was being built");
+    // What the killed runs left is dropped by the next restore, once their
+    // sessions have ended on the server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let busy: i64 = c
+            .client("postgres")
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'coffer\\_re%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if busy == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ok(&["restore", &arch, &url, "--force", "--json"]);
+    assert_eq!(contents(c, &target), expected);
+    assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+}
