@@ -6,6 +6,7 @@
 //! with `ctx.record_target`.
 
 mod collection;
+mod postgres;
 mod transfer;
 
 use std::path::Path;
@@ -84,6 +85,14 @@ pub const SCENARIOS: &[Scenario] = &[
         run: collection::capture,
     },
     Scenario {
+        name: "postgres",
+        about: "PostgreSQL: `coffer backup`, `restore` and `export` vs `pg_dump -Fd -j 2`, \
+                `pg_dump -Fc`, `pg_restore -j 2`, `psql -f` and `\\copy`, on a throwaway cluster; \
+                at 1x, 2x and 4x (1x only with --quick)",
+        default: true,
+        run: postgres::postgres,
+    },
+    Scenario {
         name: "verify",
         about: "`coffer verify` vs `PRAGMA integrity_check` on the database",
         default: false,
@@ -99,6 +108,36 @@ pub struct Target {
 }
 
 pub const TARGETS: &[Target] = &[
+    Target {
+        id: "pg_backup_vs_pg_dump",
+        what: "PostgreSQL: coffer backup ≤ the wall time of `pg_dump -Fd -j 2`",
+        show: |v| format!("{v:.2}×"),
+        met: |v| v <= 1.0,
+    },
+    Target {
+        id: "pg_restore_vs_pg_restore",
+        what: "PostgreSQL: coffer restore ≤ the wall time of `pg_restore -j 2`",
+        show: |v| format!("{v:.2}×"),
+        met: |v| v <= 1.0,
+    },
+    Target {
+        id: "pg_archive_vs_dump",
+        what: "PostgreSQL: archive ≤ the `pg_dump -Fd` directory",
+        show: |v| format!("{v:.3}×"),
+        met: |v| v <= 1.0,
+    },
+    Target {
+        id: "pg_backup_rss",
+        what: "PostgreSQL: coffer backup peak RSS < 200 MB at every scale",
+        show: |v| format!("{v:.1} MB"),
+        met: |v| v < 200.0,
+    },
+    Target {
+        id: "pg_restore_rss",
+        what: "PostgreSQL: coffer restore peak RSS < 200 MB at every scale",
+        show: |v| format!("{v:.1} MB"),
+        met: |v| v < 200.0,
+    },
     Target {
         id: "restore_speedup",
         what: "coffer restore ≥ 4× faster than `sqlite3 DB .dump | sqlite3 NEW.db`",

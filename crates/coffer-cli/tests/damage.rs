@@ -191,10 +191,11 @@ fn bad_sources_get_one_clear_sentence() {
 
     let err = fails(&[
         "backup",
-        "postgres://localhost/db",
+        "postgres://localhost:1/db",
         s(&dir.path().join("c")),
     ]);
-    assert!(err.contains("postgres"), "{err}");
+    assert!(err.contains("PostgreSQL server at localhost:1"), "{err}");
+    assert!(!dir.path().join("c").exists());
 }
 
 #[test]

@@ -14,57 +14,6 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Make sure `python3` can import pyarrow and duckdb, installing them with
-/// pip when it cannot; `false` only when COFFER_SKIP_INTEROP=1.
-fn ensure_readers() -> bool {
-    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("interop test skipped: COFFER_SKIP_INTEROP=1");
-        return false;
-    }
-    let importable = |module: &str| {
-        Command::new("python3")
-            .args(["-c", &format!("import {module}")])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    for (module, package) in [
-        ("pyarrow, pyarrow.parquet, pyarrow.csv", "pyarrow"),
-        ("duckdb", "duckdb"),
-    ] {
-        if importable(module) {
-            continue;
-        }
-        let installed = [
-            &[][..],
-            &["--user"][..],
-            &["--user", "--break-system-packages"][..],
-        ]
-        .iter()
-        .any(|extra| {
-            let mut args = vec![
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ];
-            args.extend_from_slice(extra);
-            args.push(package);
-            Command::new("python3")
-                .args(&args)
-                .status()
-                .is_ok_and(|s| s.success())
-                && importable(module)
-        });
-        assert!(
-            installed,
-            "{package} is not installed and `python3 -m pip install {package}` failed; \
-             install it, or set COFFER_SKIP_INTEROP=1 to skip this test"
-        );
-    }
-    true
-}
-
 const ROWS: i64 = 20_000;
 
 fn create_typed_db(path: &Path) {
@@ -310,7 +259,7 @@ fn create_shop_db(path: &Path) {
 
 #[test]
 fn pyarrow_and_duckdb_read_every_export_as_the_source_holds_it() {
-    if !ensure_readers() {
+    if !coffer_testkit::python::ensure_readers() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -109,12 +109,14 @@ fn contents(c: &Cluster, db: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-fn leftovers(c: &Cluster) -> Vec<String> {
+/// The databases that restores into `target` built or set aside and left.
+fn leftovers(c: &Cluster, target: &str) -> Vec<String> {
+    let [built, aside] = coffer_postgres::restore::temporary_prefixes(target);
     c.client("postgres")
         .unwrap()
         .query(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'coffer\\_re%'",
-            &[],
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) OR starts_with(datname, $2)",
+            &[&built, &aside],
         )
         .unwrap()
         .iter()
@@ -155,7 +157,11 @@ fn a_restore_equals_its_source_by_pg_dump_and_by_every_row() {
         assert_eq!(Some(rows), b.get(name), "{name}");
     }
     assert_eq!(a.len(), b.len());
-    assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+    assert!(
+        leftovers(c, &target).is_empty(),
+        "{:?}",
+        leftovers(c, &target)
+    );
 
     // An existing, non-empty target is refused by name; --force replaces it.
     c.execute(&target, "CREATE TABLE shop.extra (x int)");
@@ -163,7 +169,11 @@ fn a_restore_equals_its_source_by_pg_dump_and_by_every_row() {
     assert!(err.contains(&target) && err.contains("--force"), "{err}");
     ok(&["restore", &arch, &c.url(&target), "--force", "--json"]);
     assert_eq!(schema_dump(c, &src), schema_dump(c, &target));
-    assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+    assert!(
+        leftovers(c, &target).is_empty(),
+        "{:?}",
+        leftovers(c, &target)
+    );
 }
 
 #[test]
@@ -241,7 +251,11 @@ fn a_tampered_archive_cannot_act_outside_the_database_it_builds() {
         let err = fails(&["restore", &arch, &c.url(&target)]);
         assert!(err.contains("table t") && err.contains("altered"), "{err}");
         assert!(!exists(c, &target));
-        assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+        assert!(
+            leftovers(c, &target).is_empty(),
+            "{:?}",
+            leftovers(c, &target)
+        );
     }
     assert!(exists(c, &src));
     assert!(!dir.path().join("stray").exists());
@@ -264,12 +278,18 @@ fn a_tampered_archive_cannot_act_outside_the_database_it_builds() {
     let err = fails(&["restore", &arch, &c.url(&target)]);
     assert!(err.contains("table 't'") && err.contains("rows"), "{err}");
     assert!(!exists(c, &target));
-    assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+    assert!(
+        leftovers(c, &target).is_empty(),
+        "{:?}",
+        leftovers(c, &target)
+    );
 }
 
 #[test]
 fn a_restore_killed_at_any_instant_leaves_the_target_as_it_was_or_complete() {
-    let c = pg::cluster();
+    // A cluster of its own: the leftovers it looks for are its own.
+    let own = Cluster::start(false);
+    let c = &own;
     let src = c.create_database("killed");
     c.execute(
         &src,
@@ -293,12 +313,15 @@ fn a_restore_killed_at_any_instant_leaves_the_target_as_it_was_or_complete() {
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         child.wait().unwrap();
-        cut_short += usize::from(!leftovers(c).is_empty());
+        cut_short += usize::from(!leftovers(c, &target).is_empty());
         if exists(c, &target) {
             assert_eq!(contents(c, &target), expected, "killed after {delay_ms} ms");
         }
     }
-    assert!(cut_short > 0, "no kill landed while a restore was being built");
+    assert!(
+        cut_short > 0,
+        "no kill landed while a restore was being built"
+    );
     // What the killed runs left is dropped by the next restore, once their
     // sessions have ended on the server.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -319,5 +342,9 @@ fn a_restore_killed_at_any_instant_leaves_the_target_as_it_was_or_complete() {
     }
     ok(&["restore", &arch, &url, "--force", "--json"]);
     assert_eq!(contents(c, &target), expected);
-    assert!(leftovers(c).is_empty(), "{:?}", leftovers(c));
+    assert!(
+        leftovers(c, &target).is_empty(),
+        "{:?}",
+        leftovers(c, &target)
+    );
 }

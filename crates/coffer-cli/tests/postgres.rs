@@ -157,16 +157,31 @@ fn a_password_in_the_url_is_never_printed_or_stored() {
 }
 
 #[test]
-fn a_backup_of_postgres_is_refused_with_what_to_do() {
+fn a_backup_of_a_database_with_large_objects_is_refused_naming_them() {
     let c = pg::cluster();
     let db = c.create_database("refused");
+    c.execute(
+        &db,
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1); SELECT lo_from_bytea(0, '\\x00ff');",
+    );
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("b");
     let out = coffer(&["backup", &c.url(&db), dest.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("coffer export"), "{stderr}");
+    assert!(
+        stderr.contains("1 large object") && stderr.contains("coffer export"),
+        "{stderr}"
+    );
     assert!(!dest.exists(), "nothing is left behind");
+    // An export of its tables is unaffected.
+    let export = dir.path().join("e");
+    ok(&coffer(&[
+        "export",
+        &c.url(&db),
+        export.to_str().unwrap(),
+        "--json",
+    ]));
 }
 
 #[test]

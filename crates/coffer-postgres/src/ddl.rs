@@ -415,7 +415,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.len(), 4, "{s:?}");
-        assert!(s[1].contains("COMMENT ON TABLE t") && s[1].ends_with("still'"), "{}", s[1]);
+        assert!(
+            s[1].contains("COMMENT ON TABLE t") && s[1].ends_with("still'"),
+            "{}",
+            s[1]
+        );
         assert!(statements("SELECT 'open").is_err());
         assert!(statements("SELECT $x$ open").is_err());
         assert!(statements("/* open").is_err());

@@ -10,7 +10,7 @@
 
 use coffer::datafile::csv::{TextForm, ValueText};
 use coffer::engine::{DataBatch, PostgresValue, RawValue};
-use coffer::manifest::Table;
+use coffer::manifest::{LogicalType, Table};
 use coffer::{Error, Result};
 
 /// Append `text` to `out` with COPY's text-format escapes (`\\`, `\t`,
@@ -116,7 +116,7 @@ mod tests {
     use arrow_array::{ArrayRef, Date32Array, Int32Array, RecordBatch, StringArray};
     use coffer::datafile::arrow_schema;
     use coffer::engine::Misfit;
-    use coffer::manifest::{Column, LogicalType, TableKind};
+    use coffer::manifest::{Column, TableKind};
 
     fn column(name: &str, t: LogicalType) -> Column {
         Column {
@@ -165,9 +165,427 @@ mod tests {
         );
     }
 
+    fn numeric(text: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        push_numeric(text.as_bytes(), &mut out).unwrap();
+        out[4..].to_vec()
+    }
+
+    #[test]
+    fn numerics_in_binary() {
+        // ndigits, weight, sign, dscale, digits (base 10000).
+        assert_eq!(numeric("0"), [0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(numeric("-0.000"), [0, 0, 0, 0, 0, 0, 0, 3]);
+        assert_eq!(
+            numeric("12345.67"),
+            [0, 3, 0, 1, 0, 0, 0, 2, 0, 1, 0x09, 0x29, 0x1a, 0x2c]
+        );
+        assert_eq!(numeric("-0.0001"), [0, 1, 0xff, 0xff, 0x40, 0, 0, 4, 0, 1]);
+        assert_eq!(numeric("10000"), [0, 1, 0, 1, 0, 0, 0, 0, 0, 1]);
+        let mut out = Vec::new();
+        assert!(push_numeric(b"1e5", &mut out).is_err());
+        assert!(push_numeric(b".5", &mut out).is_err());
+    }
+
     #[test]
     fn nul_is_refused() {
         let mut out = Vec::new();
         assert!(escape_into(b"a\0b", &mut out).is_err());
     }
+}
+
+/// How one column goes into binary `COPY`: its target type's binary form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryColumn {
+    /// `bool`.
+    Bool,
+    /// `int2`.
+    Int2,
+    /// `int4`.
+    Int4,
+    /// `int8`.
+    Int8,
+    /// `oid` (from an `int64` column).
+    Oid,
+    /// `float4`.
+    Float4,
+    /// `float8`.
+    Float8,
+    /// `text`, `varchar`, `bpchar`, `name`, `json`: the UTF-8 bytes.
+    Text,
+    /// `jsonb`: a version byte and the text.
+    Jsonb,
+    /// `bytea`.
+    Bytea,
+    /// `date`.
+    Date,
+    /// `time`.
+    Time,
+    /// `timestamp` or `timestamptz`.
+    Timestamp,
+    /// `interval`.
+    Interval,
+    /// `uuid`.
+    Uuid,
+    /// `numeric` (from a decimal or decimal text column).
+    Numeric,
+}
+
+impl BinaryColumn {
+    /// The binary form for a column of logical type `t` whose target
+    /// column is of type `oid` (a domain's base type), if there is one.
+    pub fn of(t: &LogicalType, type_oid: u32) -> Option<BinaryColumn> {
+        use crate::decode::oid;
+        Some(match (t, type_oid) {
+            (LogicalType::Bool, oid::BOOL) => BinaryColumn::Bool,
+            (LogicalType::Int16, oid::INT2) => BinaryColumn::Int2,
+            (LogicalType::Int32, oid::INT4) => BinaryColumn::Int4,
+            (LogicalType::Int64, oid::INT8) => BinaryColumn::Int8,
+            (LogicalType::Int64, oid::OID) => BinaryColumn::Oid,
+            (LogicalType::Float32, oid::FLOAT4) => BinaryColumn::Float4,
+            (LogicalType::Float64, oid::FLOAT8) => BinaryColumn::Float8,
+            (LogicalType::Utf8, oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME) => {
+                BinaryColumn::Text
+            }
+            (LogicalType::Json, oid::JSON) => BinaryColumn::Text,
+            (LogicalType::Json, oid::JSONB) => BinaryColumn::Jsonb,
+            (LogicalType::Binary, oid::BYTEA) => BinaryColumn::Bytea,
+            (LogicalType::Date, oid::DATE) => BinaryColumn::Date,
+            (LogicalType::Time, oid::TIME) => BinaryColumn::Time,
+            (LogicalType::Timestamp, oid::TIMESTAMP)
+            | (LogicalType::TimestampTz, oid::TIMESTAMPTZ) => BinaryColumn::Timestamp,
+            (LogicalType::Interval, oid::INTERVAL) => BinaryColumn::Interval,
+            (LogicalType::Uuid, oid::UUID) => BinaryColumn::Uuid,
+            (LogicalType::Decimal { .. } | LogicalType::DecimalText, oid::NUMERIC) => {
+                BinaryColumn::Numeric
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The start of a binary `COPY` stream: signature, flags, no extension.
+pub const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The end of a binary `COPY` stream.
+pub const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
+
+/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+const EPOCH_DAYS: i32 = 10_957;
+/// Microseconds from 1970-01-01 to 2000-01-01.
+const EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Whether a batch can go in binary form: no misfit is a text form, which
+/// only the type's text input reads.
+pub fn binary_fits(batch: &DataBatch) -> bool {
+    batch.misfits.iter().all(|m| {
+        matches!(
+            m.value,
+            RawValue::Postgres(
+                PostgresValue::NaN | PostgresValue::Infinity | PostgresValue::NegInfinity
+            )
+        )
+    })
+}
+
+/// Append PostgreSQL's binary `numeric` of decimal text (`-?D+(.D+)?`).
+fn push_numeric(text: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), ()> {
+    let (negative, body) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let (int, frac) = match body.iter().position(|&b| b == b'.') {
+        Some(p) => (&body[..p], &body[p + 1..]),
+        None => (body, &body[..0]),
+    };
+    if int.is_empty() || !int.iter().chain(frac).all(u8::is_ascii_digit) || frac.len() > 0x3fff {
+        return Err(());
+    }
+    let int_groups = int.len().div_ceil(4);
+    let frac_groups = frac.len().div_ceil(4);
+    let lead = int_groups * 4 - int.len();
+    let digit = |i: usize| -> u16 {
+        // Position i of the zero-padded digits: `lead` zeros, int, frac, zeros.
+        let b = if i < lead {
+            b'0'
+        } else if i < lead + int.len() {
+            int[i - lead]
+        } else if i < lead + int.len() + frac.len() {
+            frac[i - lead - int.len()]
+        } else {
+            b'0'
+        };
+        u16::from(b - b'0')
+    };
+    let mut groups: Vec<u16> = (0..int_groups + frac_groups)
+        .map(|g| (0..4).fold(0u16, |v, k| v * 10 + digit(g * 4 + k)))
+        .collect();
+    let mut weight = int_groups as i32 - 1;
+    let first = groups.iter().position(|&g| g != 0);
+    let (sign, ndigits) = match first {
+        None => {
+            groups.clear();
+            weight = 0;
+            (0x0000u16, 0usize)
+        }
+        Some(f) => {
+            groups.drain(..f);
+            weight -= f as i32;
+            while groups.last() == Some(&0) {
+                groups.pop();
+            }
+            (if negative { 0x4000 } else { 0x0000 }, groups.len())
+        }
+    };
+    let weight = i16::try_from(weight).map_err(|_| ())?;
+    out.extend_from_slice(&((8 + 2 * ndigits) as i32).to_be_bytes());
+    out.extend_from_slice(&(ndigits as u16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&(frac.len() as u16).to_be_bytes());
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Ok(())
+}
+
+fn push_field(bytes: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Append the rows of `batch` (of `table`, whose columns go in as `plan`
+/// says) as binary `COPY` tuples; the caller checked [`binary_fits`].
+pub fn encode_binary(
+    table: &Table,
+    plan: &[BinaryColumn],
+    batch: &DataBatch,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{
+        Date32Type, Decimal128Type, Decimal256Type, Float32Type, Float64Type, Int16Type, Int32Type,
+        Int64Type, Time64MicrosecondType, TimestampMicrosecondType,
+    };
+    let columns = batch.columns.columns();
+    if columns.len() != plan.len() || plan.len() != table.columns.len() {
+        return Err(Error::internal(format!(
+            "a batch of table '{}' does not have the table's columns",
+            table.name
+        )));
+    }
+    let wrong = |c: usize| {
+        Error::internal(format!(
+            "column '{}' of table '{}' is not of its type in a batch",
+            table.columns[c].name, table.name
+        ))
+    };
+    let mut misfits = batch.misfits.iter().peekable();
+    let mut text = Vec::with_capacity(64);
+    let ncols = (plan.len() as i16).to_be_bytes();
+    for row in 0..batch.num_rows() {
+        out.extend_from_slice(&ncols);
+        for (c, (kind, array)) in plan.iter().zip(columns).enumerate() {
+            if let Some(m) = misfits.next_if(|m| m.row == row as u64 && m.column as usize == c) {
+                let v = match &m.value {
+                    RawValue::Postgres(v) => v,
+                    RawValue::Sqlite(_) => return Err(wrong(c)),
+                };
+                match (kind, v) {
+                    (BinaryColumn::Numeric, PostgresValue::NaN) => {
+                        push_field(&[0, 0, 0, 0, 0xc0, 0, 0, 0], out)
+                    }
+                    (BinaryColumn::Numeric, PostgresValue::Infinity) => {
+                        push_field(&[0, 0, 0, 0, 0xd0, 0, 0, 0], out)
+                    }
+                    (BinaryColumn::Numeric, PostgresValue::NegInfinity) => {
+                        push_field(&[0, 0, 0, 0, 0xf0, 0, 0, 0], out)
+                    }
+                    (BinaryColumn::Date, PostgresValue::Infinity) => {
+                        push_field(&i32::MAX.to_be_bytes(), out)
+                    }
+                    (BinaryColumn::Date, PostgresValue::NegInfinity) => {
+                        push_field(&i32::MIN.to_be_bytes(), out)
+                    }
+                    (BinaryColumn::Timestamp, PostgresValue::Infinity) => {
+                        push_field(&i64::MAX.to_be_bytes(), out)
+                    }
+                    (BinaryColumn::Timestamp, PostgresValue::NegInfinity) => {
+                        push_field(&i64::MIN.to_be_bytes(), out)
+                    }
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "row {} of table '{}' holds a value in column '{}' that its type cannot have",
+                            row + 1,
+                            table.name,
+                            table.columns[c].name
+                        )));
+                    }
+                }
+                continue;
+            }
+            if array.is_null(row) {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            match kind {
+                BinaryColumn::Bool => {
+                    let a = array.as_boolean_opt().ok_or_else(|| wrong(c))?;
+                    push_field(&[u8::from(a.value(row))], out);
+                }
+                BinaryColumn::Int2 => {
+                    let a = array
+                        .as_primitive_opt::<Int16Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    push_field(&a.value(row).to_be_bytes(), out);
+                }
+                BinaryColumn::Int4 => {
+                    let a = array
+                        .as_primitive_opt::<Int32Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    push_field(&a.value(row).to_be_bytes(), out);
+                }
+                BinaryColumn::Int8 => {
+                    let a = array
+                        .as_primitive_opt::<Int64Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    push_field(&a.value(row).to_be_bytes(), out);
+                }
+                BinaryColumn::Oid => {
+                    let a = array
+                        .as_primitive_opt::<Int64Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    let v = u32::try_from(a.value(row)).map_err(|_| {
+                        Error::invalid(format!(
+                            "row {} of table '{}' holds {} in the oid column '{}'",
+                            row + 1,
+                            table.name,
+                            a.value(row),
+                            table.columns[c].name
+                        ))
+                    })?;
+                    push_field(&v.to_be_bytes(), out);
+                }
+                BinaryColumn::Float4 => {
+                    let a = array
+                        .as_primitive_opt::<Float32Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    push_field(&a.value(row).to_bits().to_be_bytes(), out);
+                }
+                BinaryColumn::Float8 => {
+                    let a = array
+                        .as_primitive_opt::<Float64Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    push_field(&a.value(row).to_bits().to_be_bytes(), out);
+                }
+                BinaryColumn::Text | BinaryColumn::Jsonb => {
+                    let a = array.as_string_opt::<i32>().ok_or_else(|| wrong(c))?;
+                    let v = a.value(row).as_bytes();
+                    if v.contains(&0) {
+                        return Err(Error::invalid(format!(
+                            "row {} of table '{}' holds text with a NUL character in column '{}', which PostgreSQL cannot store",
+                            row + 1,
+                            table.name,
+                            table.columns[c].name
+                        )));
+                    }
+                    if *kind == BinaryColumn::Jsonb {
+                        out.extend_from_slice(&(v.len() as i32 + 1).to_be_bytes());
+                        out.push(1);
+                        out.extend_from_slice(v);
+                    } else {
+                        push_field(v, out);
+                    }
+                }
+                BinaryColumn::Bytea => {
+                    let a = array.as_binary_opt::<i32>().ok_or_else(|| wrong(c))?;
+                    push_field(a.value(row), out);
+                }
+                BinaryColumn::Date => {
+                    let a = array
+                        .as_primitive_opt::<Date32Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    push_field(&(a.value(row) - EPOCH_DAYS).to_be_bytes(), out);
+                }
+                BinaryColumn::Time => {
+                    let a = array
+                        .as_primitive_opt::<Time64MicrosecondType>()
+                        .ok_or_else(|| wrong(c))?;
+                    push_field(&a.value(row).to_be_bytes(), out);
+                }
+                BinaryColumn::Timestamp => {
+                    let a = array
+                        .as_primitive_opt::<TimestampMicrosecondType>()
+                        .ok_or_else(|| wrong(c))?;
+                    let v = a
+                        .value(row)
+                        .checked_sub(EPOCH_MICROS)
+                        .ok_or_else(|| wrong(c))?;
+                    push_field(&v.to_be_bytes(), out);
+                }
+                BinaryColumn::Interval => {
+                    let s = array.as_struct_opt().ok_or_else(|| wrong(c))?;
+                    let months = s
+                        .column(0)
+                        .as_primitive_opt::<Int32Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    let days = s
+                        .column(1)
+                        .as_primitive_opt::<Int32Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    let micros = s
+                        .column(2)
+                        .as_primitive_opt::<Int64Type>()
+                        .ok_or_else(|| wrong(c))?;
+                    out.extend_from_slice(&16i32.to_be_bytes());
+                    out.extend_from_slice(&micros.value(row).to_be_bytes());
+                    out.extend_from_slice(&days.value(row).to_be_bytes());
+                    out.extend_from_slice(&months.value(row).to_be_bytes());
+                }
+                BinaryColumn::Uuid => {
+                    let a = array.as_fixed_size_binary_opt().ok_or_else(|| wrong(c))?;
+                    push_field(a.value(row), out);
+                }
+                BinaryColumn::Numeric => {
+                    text.clear();
+                    let t = &table.columns[c].logical_type;
+                    match t {
+                        LogicalType::DecimalText => {
+                            let a = array.as_string_opt::<i32>().ok_or_else(|| wrong(c))?;
+                            text.extend_from_slice(a.value(row).as_bytes());
+                        }
+                        LogicalType::Decimal { precision, scale } if *precision <= 38 => {
+                            let a = array
+                                .as_primitive_opt::<Decimal128Type>()
+                                .ok_or_else(|| wrong(c))?;
+                            coffer::codec::format_decimal128(a.value(row), *scale, &mut text);
+                        }
+                        LogicalType::Decimal { scale, .. } => {
+                            let a = array
+                                .as_primitive_opt::<Decimal256Type>()
+                                .ok_or_else(|| wrong(c))?;
+                            coffer::codec::format_decimal256(a.value(row), *scale, &mut text);
+                        }
+                        _ => return Err(wrong(c)),
+                    }
+                    push_numeric(&text, out).map_err(|()| {
+                        Error::invalid(format!(
+                            "row {} of table '{}' holds {:?} in the numeric column '{}', which is not a decimal number",
+                            row + 1,
+                            table.name,
+                            String::from_utf8_lossy(&text),
+                            table.columns[c].name
+                        ))
+                    })?;
+                }
+            }
+        }
+    }
+    if let Some(m) = misfits.next() {
+        return Err(Error::internal(format!(
+            "a misfit of table '{}' names row {} column {}, outside its batch",
+            table.name, m.row, m.column
+        )));
+    }
+    Ok(())
 }

@@ -32,7 +32,9 @@ use crate::address::Address;
 use crate::catalog::quote_ident;
 use crate::connect::query_error;
 use crate::ddl::{self, Entry, SESSION_SETTINGS};
-use crate::load::encode_batch;
+use crate::load::{
+    BINARY_HEADER, BINARY_TRAILER, BinaryColumn, binary_fits, encode_batch, encode_binary,
+};
 
 /// What a PostgreSQL backup records beside its schema objects, in the
 /// manifest's `settings`.
@@ -100,6 +102,17 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
+fn prefix(target: &str, what: &str) -> String {
+    format!("coffer_{what}_{:08x}_", fnv(target) as u32)
+}
+
+/// How the names of the databases that restores into the database `target`
+/// build in (`coffer_restore_…`) and set aside (`coffer_replaced_…`)
+/// begin.
+pub fn temporary_prefixes(target: &str) -> [String; 2] {
+    [prefix(target, "restore"), prefix(target, "replaced")]
+}
+
 /// A value unlikely to repeat: for the temporary database's name.
 fn nonce() -> u32 {
     use std::hash::{BuildHasher, Hasher};
@@ -133,12 +146,27 @@ const MAX_WRITERS: usize = 8;
 struct Job {
     table: Arc<TableLoad>,
     batch: DataBatch,
+    /// Whether it goes in binary form.
+    binary: bool,
 }
 
 /// A table as the writers load it.
 struct TableLoad {
     table: Table,
+    /// `COPY … FROM STDIN` (text).
     copy_sql: String,
+    /// How each column goes in binary form, when every column has one.
+    binary: Option<Vec<BinaryColumn>>,
+}
+
+impl TableLoad {
+    fn sql(&self, binary: bool) -> String {
+        if binary {
+            format!("{} (FORMAT binary)", self.copy_sql)
+        } else {
+            self.copy_sql.clone()
+        }
+    }
 }
 
 /// The database being built.
@@ -166,6 +194,7 @@ pub struct PgRestorer {
     writers: usize,
     progress: Option<Arc<dyn Progress>>,
     build: Option<Build>,
+    started: std::time::Instant,
 }
 
 /// Connect to a maintenance database of `target`'s server.
@@ -238,6 +267,7 @@ impl PgRestorer {
                 .clamp(1, MAX_WRITERS),
             progress: None,
             build: None,
+            started: std::time::Instant::now(),
         };
         r.drop_leftovers()?;
         r.target_exists = r.database_exists(&name)?;
@@ -253,7 +283,7 @@ impl PgRestorer {
     }
 
     fn prefix(&self, what: &str) -> String {
-        format!("coffer_{what}_{:08x}_", fnv(self.target.dbname()) as u32)
+        prefix(self.target.dbname(), what)
     }
 
     fn database_exists(&mut self, name: &str) -> Result<bool> {
@@ -283,8 +313,7 @@ impl PgRestorer {
     /// Drop the databases that killed restores of this target left behind
     /// (nobody connected to them). Called holding the target's lock.
     fn drop_leftovers(&mut self) -> Result<()> {
-        let patterns = [self.prefix("restore"), self.prefix("replaced")];
-        for p in patterns {
+        for p in temporary_prefixes(self.target.dbname()) {
             let rows = self
                 .admin
                 .query(
@@ -365,6 +394,28 @@ fn entries_of(manifest: &Manifest) -> Vec<Entry> {
         .collect()
 }
 
+/// The type of each column of `table` (a quoted, qualified name) in the
+/// database being built: a domain's base type, or 0 for a domain over a
+/// domain (loaded as text).
+fn column_types(
+    client: &mut postgres::Client,
+    address: &Address,
+    table: &str,
+) -> Result<BTreeMap<String, u32>> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, \
+                    CASE WHEN t.typtype <> 'd' THEN a.atttypid \
+                         WHEN b.typtype <> 'd' THEN t.typbasetype ELSE 0::oid END \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             LEFT JOIN pg_type b ON b.oid = t.typbasetype \
+             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&table],
+        )
+        .map_err(|e| query_error(address, &format!("reading the columns of {table}"), &e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// Load jobs from `queue` on `client` until it closes; each table's rows
 /// counted into `loaded`.
 fn writer(
@@ -378,25 +429,35 @@ fn writer(
     let mut pending = next();
     let mut buf = Vec::with_capacity(1 << 20);
     while let Some(first) = pending.take() {
-        let table = first.table.clone();
+        let (table, binary) = (first.table.clone(), first.binary);
         let doing = format!("loading table {}", table.table.name);
+        let failed = |e: std::io::Error| {
+            Error::new(
+                ErrorKind::Engine,
+                format!("{doing} in {address} failed: {e}"),
+            )
+        };
         let mut copy = client
-            .copy_in(&table.copy_sql)
+            .copy_in(&table.sql(binary))
             .map_err(|e| query_error(address, &doing, &e))?;
+        if binary {
+            copy.write_all(BINARY_HEADER).map_err(failed)?;
+        }
         let mut job = Some(first);
         while let Some(j) = job.take() {
             buf.clear();
-            encode_batch(&table.table, &j.batch, &mut buf)?;
-            copy.write_all(&buf).map_err(|e| {
-                Error::new(
-                    ErrorKind::Engine,
-                    format!("{doing} in {address} failed: {e}"),
-                )
-            })?;
+            match (&table.binary, binary) {
+                (Some(plan), true) => encode_binary(&table.table, plan, &j.batch, &mut buf)?,
+                _ => encode_batch(&table.table, &j.batch, &mut buf)?,
+            }
+            copy.write_all(&buf).map_err(failed)?;
             match next() {
-                Some(n) if Arc::ptr_eq(&n.table, &table) => job = Some(n),
+                Some(n) if Arc::ptr_eq(&n.table, &table) && n.binary == binary => job = Some(n),
                 other => pending = other,
             }
+        }
+        if binary {
+            copy.write_all(BINARY_TRAILER).map_err(failed)?;
         }
         let rows = copy
             .finish()
@@ -464,10 +525,16 @@ fn run_parallel(
     }
 }
 
-/// Kinds of post-data objects that are built in parallel with their
-/// neighbours of these kinds.
-fn parallel_kind(kind: &str) -> bool {
-    matches!(kind, "INDEX" | "CONSTRAINT" | "FK CONSTRAINT")
+/// Which post-data objects are built in parallel with their neighbours of
+/// the same group: indexes and the constraints that make them (primary
+/// keys, unique, exclusion) are one; foreign keys, which need the keys they
+/// reference, another. Everything else runs in order.
+fn parallel_group(kind: &str) -> Option<u8> {
+    match kind {
+        "INDEX" | "CONSTRAINT" => Some(0),
+        "FK CONSTRAINT" => Some(1),
+        _ => None,
+    }
 }
 
 impl Build {
@@ -514,7 +581,7 @@ impl Restorer for PgRestorer {
         }
         let (pre, _) = entries.split_at(settings.pre_data_objects);
         let pre = self.runnable(pre)?;
-        let mut table_loads = BTreeMap::new();
+        let mut targets = Vec::new();
         for t in tables {
             let (schema, name) = settings.tables.get(&t.name).ok_or_else(|| {
                 Error::new(
@@ -525,20 +592,7 @@ impl Restorer for PgRestorer {
                     ),
                 )
             })?;
-            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
-            let copy_sql = format!(
-                "COPY {}.{} ({}) FROM STDIN",
-                quote_ident(schema),
-                quote_ident(name),
-                cols.join(", ")
-            );
-            table_loads.insert(
-                t.name.clone(),
-                Arc::new(TableLoad {
-                    table: (*t).clone(),
-                    copy_sql,
-                }),
-            );
+            targets.push(((*t).clone(), schema.clone(), name.clone()));
         }
         // The database.
         let name = format!("{}{:08x}", self.prefix("restore"), nonce());
@@ -586,7 +640,7 @@ impl Restorer for PgRestorer {
             writers: Vec::new(),
             idle: Vec::new(),
             loaded: Arc::new(Mutex::new(BTreeMap::new())),
-            tables: table_loads,
+            tables: BTreeMap::new(),
         });
         // Pre-data, in one transaction.
         let mut main = self.session(&address)?;
@@ -607,6 +661,31 @@ impl Restorer for PgRestorer {
         }
         tx.commit()
             .map_err(|e| query_error(&self.target, "committing the schema", &e))?;
+        let mut table_loads = BTreeMap::new();
+        for (t, schema, name) in targets {
+            let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+            let types = column_types(&mut main, &self.target, &qualified)?;
+            let binary: Option<Vec<BinaryColumn>> = t
+                .columns
+                .iter()
+                .map(|c| {
+                    types
+                        .get(&c.name)
+                        .and_then(|&oid| BinaryColumn::of(&c.logical_type, oid))
+                })
+                .collect();
+            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+            let copy_sql = format!("COPY {qualified} ({}) FROM STDIN", cols.join(", "));
+            table_loads.insert(
+                t.name.clone(),
+                Arc::new(TableLoad {
+                    table: t,
+                    copy_sql,
+                    binary,
+                }),
+            );
+        }
+        self.build.as_mut().expect("built").tables = table_loads;
         // The writers.
         let (tx, rx) = sync_channel::<Job>(self.writers * 2);
         let rx = Arc::new(Mutex::new(rx));
@@ -643,10 +722,12 @@ impl Restorer for PgRestorer {
             build.stop_writers()?;
             return Err(Error::internal("a loader stopped"));
         }
+        let binary = load.binary.is_some() && binary_fits(batch);
         let sent = build.queue.as_ref().is_some_and(|q| {
             q.send(Job {
                 table: load,
                 batch: batch.clone(),
+                binary,
             })
             .is_ok()
         });
@@ -668,12 +749,21 @@ impl Restorer for PgRestorer {
         let target = self.target.clone();
         let cancel = self.cancel.clone();
         let progress = self.progress.clone();
+        let started = self.started;
         let phase = |what: &str| {
+            tracing::info!(
+                at_seconds = started.elapsed().as_secs_f64(),
+                "restore: {what}"
+            );
             if let Some(p) = &progress {
                 p.end();
                 p.begin(what, None, None);
             }
         };
+        tracing::info!(
+            at_seconds = started.elapsed().as_secs_f64(),
+            "restore: rows sent"
+        );
         {
             let build = self
                 .build
@@ -712,9 +802,9 @@ impl Restorer for PgRestorer {
             while i < post.len() {
                 cancel.check()?;
                 let (entry, statements) = &post[i];
-                if parallel_kind(&entry.kind) {
+                if let Some(group) = parallel_group(&entry.kind) {
                     let mut items = Vec::new();
-                    while i < post.len() && parallel_kind(&post[i].0.kind) {
+                    while i < post.len() && parallel_group(&post[i].0.kind) == Some(group) {
                         let (e, st) = &post[i];
                         let what = format!("{} {}", e.kind.to_lowercase(), e.name);
                         items.push((what, st.join(";\n")));
@@ -778,6 +868,10 @@ impl Restorer for PgRestorer {
                 })
                 .collect();
             run_parallel(&mut clients, &target, &analyze, &cancel)?;
+            tracing::info!(
+                at_seconds = started.elapsed().as_secs_f64(),
+                "restore: analyzed"
+            );
             // Everything the restore wrote is committed; close before renaming.
             drop(clients);
         }

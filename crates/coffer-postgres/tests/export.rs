@@ -277,23 +277,50 @@ fn an_export_has_natural_types_and_exact_awkward_values() {
 }
 
 #[test]
-fn a_backup_of_postgres_is_refused_until_it_can_be_restored() {
+fn a_backup_restores_through_the_engine_interface() {
     let c = pg::cluster();
-    let db = c.create_database("nobackup");
-    c.execute(&db, "CREATE TABLE t (id int8)");
+    let db = c.create_database("engine_backup");
+    c.execute(
+        &db,
+        "CREATE TABLE t (id int8 PRIMARY KEY, v numeric, at timestamptz);
+         INSERT INTO t SELECT g, g / 7.0, 'epoch'::timestamptz + g * interval '1 day'
+           FROM generate_series(1, 5000) g;
+         INSERT INTO t VALUES (0, 'NaN', 'infinity');",
+    );
     let engine = coffer_postgres::engine();
+    assert!(engine.restores());
     let address = engine.resolve(&c.url(&db)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("b");
     let store = Store::create(dest.to_str().unwrap(), &StoreOptions::default()).unwrap();
-    let err = block_on(coffer::ops::backup::backup(
-        engine,
+    let report = block_on(coffer::ops::backup::backup(
+        engine.clone(),
         &address,
         &store,
         Default::default(),
         Arc::new(Silent),
     ))
-    .unwrap_err();
-    assert!(err.to_string().contains("coffer export"), "{err}");
-    assert!(!dest.exists() || std::fs::read_dir(&dest).unwrap().next().is_none());
+    .unwrap();
+    assert_eq!(report.manifest.tables[0].rows, 5001);
+    let target = engine.resolve(&c.url(&format!("{db}_copy"))).unwrap();
+    let restored = block_on(coffer::ops::restore::restore(
+        engine,
+        &store,
+        &target,
+        Default::default(),
+        Arc::new(Silent),
+    ))
+    .unwrap();
+    assert_eq!(restored.rows, 5001);
+    let sum = |db: &str| -> String {
+        c.client(db)
+            .unwrap()
+            .query_one(
+                "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM t",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(sum(&db), sum(&format!("{db}_copy")));
 }

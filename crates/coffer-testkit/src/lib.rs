@@ -8,6 +8,7 @@
 //! * [`compare`] — exact, storage-class-aware comparison of two SQLite
 //!   databases and a digest over the same content, on top of the two;
 //! * [`pg`] — throwaway PostgreSQL clusters, one per test process;
+//! * [`python`] — pyarrow and DuckDB for the tests of what other tools read;
 //! * [`s3`] — an in-process S3 server (s3s-fs over a temporary directory);
 //! * [`fixture`] — engine fixtures: databases from a neutral description,
 //!   read back as images, changed at random ([`fixture::SqliteFixture`]);
@@ -25,6 +26,7 @@ pub mod fixture;
 pub mod image;
 pub mod nasty;
 pub mod pg;
+pub mod python;
 pub mod s3;
 pub mod sqlite;
 pub mod stores;

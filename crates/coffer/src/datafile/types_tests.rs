@@ -892,12 +892,11 @@ print("ok")
 "#;
 
 /// pyarrow and DuckDB read every type of a Parquet data file in its
-/// standard type. Needs `python3` with pyarrow and duckdb (the CLI's
-/// interop test installs them); COFFER_SKIP_INTEROP=1 skips it.
+/// standard type. Needs `python3` (pyarrow and duckdb are installed from
+/// PyPI when absent); COFFER_SKIP_INTEROP=1 skips it.
 #[test]
 fn other_readers_see_every_type_as_its_standard_type() {
-    if std::env::var("COFFER_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("skipped: COFFER_SKIP_INTEROP=1");
+    if !coffer_testkit::python::ensure_readers() {
         return;
     }
     let (table, batch) = every_type();
