@@ -81,6 +81,18 @@ impl Engine for PostgresEngine {
         Ok(Box::new(PgRestorer::open(&address, replace, cancel)?))
     }
 
+    fn importer(
+        &self,
+        target: &str,
+        mode: coffer::engine::ImportMode,
+        cancel: Cancel,
+    ) -> Result<Box<dyn Restorer>> {
+        let address = Address::parse(target)?;
+        Ok(Box::new(crate::import::PgImporter::open(
+            &address, mode, cancel,
+        )?))
+    }
+
     fn export_objects(&self, _objects: &[SchemaObject], _tables: &[&str]) -> Vec<SchemaObject> {
         // The catalog lists no DDL yet (no PostgreSQL importer reads it);
         // imports elsewhere build tables from the neutral schema.

@@ -16,7 +16,9 @@
 //!   restore runs;
 //! * [`load`] — batches as `COPY … FROM STDIN` text;
 //! * [`restore`] — a new database built under a temporary name and renamed
-//!   into place when complete.
+//!   into place when complete;
+//! * [`import`] — chosen tables into an existing database, in one
+//!   transaction.
 //!
 //! ```no_run
 //! let address = coffer_postgres::Address::parse("postgres://app@db.internal/shop")?;
@@ -33,6 +35,7 @@ pub mod copy;
 pub mod ddl;
 pub mod decode;
 pub mod engine;
+pub mod import;
 pub mod load;
 pub mod restore;
 pub mod scan;

@@ -47,8 +47,15 @@ fn misfit_text(v: &RawValue) -> Option<&[u8]> {
     }
 }
 
-/// Append the rows of `batch` (of `table`) to `out` as COPY text lines.
-pub fn encode_batch(table: &Table, batch: &DataBatch, out: &mut Vec<u8>) -> Result<()> {
+/// Append the rows of `batch` (of `table`) to `out` as COPY text lines;
+/// `first_row` is the number of the table's rows before the batch (for
+/// messages that name a row).
+pub fn encode_batch(
+    table: &Table,
+    batch: &DataBatch,
+    first_row: u64,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let columns = batch.columns.columns();
     if columns.len() != table.columns.len() {
         return Err(Error::internal(format!(
@@ -68,7 +75,7 @@ pub fn encode_batch(table: &Table, batch: &DataBatch, out: &mut Vec<u8>) -> Resu
     let nul = |row: usize, col: usize| {
         Error::invalid(format!(
             "row {} of table '{}' holds text with a NUL character in column '{}', which PostgreSQL cannot store",
-            row + 1,
+            first_row + row as u64 + 1,
             table.name,
             table.columns[col].name
         ))
@@ -82,7 +89,7 @@ pub fn encode_batch(table: &Table, batch: &DataBatch, out: &mut Vec<u8>) -> Resu
                 let text = misfit_text(&m.value).ok_or_else(|| {
                     Error::invalid(format!(
                         "row {} of table '{}' holds a SQLite value in column '{}' that PostgreSQL has no type for",
-                        row + 1,
+                        first_row + row as u64 + 1,
                         table.name,
                         table.columns[col].name
                     ))
@@ -158,7 +165,7 @@ mod tests {
             }],
         };
         let mut out = Vec::new();
-        encode_batch(&table, &batch, &mut out).unwrap();
+        encode_batch(&table, &batch, 0, &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "1\ta\\tb\\\\c\\nd\t1970-01-01\n\\N\t\t0001-01-01 BC\n3\t\\N\tInfinity\n"
@@ -355,10 +362,12 @@ fn push_field(bytes: &[u8], out: &mut Vec<u8>) {
 
 /// Append the rows of `batch` (of `table`, whose columns go in as `plan`
 /// says) as binary `COPY` tuples; the caller checked [`binary_fits`].
+/// `first_row` as for [`encode_batch`].
 pub fn encode_binary(
     table: &Table,
     plan: &[BinaryColumn],
     batch: &DataBatch,
+    first_row: u64,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     use arrow_array::Array;
@@ -416,7 +425,7 @@ pub fn encode_binary(
                     _ => {
                         return Err(Error::invalid(format!(
                             "row {} of table '{}' holds a value in column '{}' that its type cannot have",
-                            row + 1,
+                            first_row + row as u64 + 1,
                             table.name,
                             table.columns[c].name
                         )));
@@ -458,7 +467,7 @@ pub fn encode_binary(
                     let v = u32::try_from(a.value(row)).map_err(|_| {
                         Error::invalid(format!(
                             "row {} of table '{}' holds {} in the oid column '{}'",
-                            row + 1,
+                            first_row + row as u64 + 1,
                             table.name,
                             a.value(row),
                             table.columns[c].name
@@ -484,7 +493,7 @@ pub fn encode_binary(
                     if v.contains(&0) {
                         return Err(Error::invalid(format!(
                             "row {} of table '{}' holds text with a NUL character in column '{}', which PostgreSQL cannot store",
-                            row + 1,
+                            first_row + row as u64 + 1,
                             table.name,
                             table.columns[c].name
                         )));
@@ -571,7 +580,7 @@ pub fn encode_binary(
                     push_numeric(&text, out).map_err(|()| {
                         Error::invalid(format!(
                             "row {} of table '{}' holds {:?} in the numeric column '{}', which is not a decimal number",
-                            row + 1,
+                            first_row + row as u64 + 1,
                             table.name,
                             String::from_utf8_lossy(&text),
                             table.columns[c].name

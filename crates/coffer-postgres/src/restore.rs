@@ -148,6 +148,8 @@ struct Job {
     batch: DataBatch,
     /// Whether it goes in binary form.
     binary: bool,
+    /// The table's rows before it, for messages naming a row.
+    first_row: u64,
 }
 
 /// A table as the writers load it.
@@ -179,6 +181,8 @@ struct Build {
     idle: Vec<postgres::Client>,
     loaded: Arc<Mutex<BTreeMap<String, u64>>>,
     tables: BTreeMap<String, Arc<TableLoad>>,
+    /// Rows handed to the writers so far, by table.
+    sent: BTreeMap<String, u64>,
 }
 
 /// A restorer into a new PostgreSQL database.
@@ -397,7 +401,7 @@ fn entries_of(manifest: &Manifest) -> Vec<Entry> {
 /// The type of each column of `table` (a quoted, qualified name) in the
 /// database being built: a domain's base type, or 0 for a domain over a
 /// domain (loaded as text).
-fn column_types(
+pub(crate) fn column_types(
     client: &mut postgres::Client,
     address: &Address,
     table: &str,
@@ -447,8 +451,10 @@ fn writer(
         while let Some(j) = job.take() {
             buf.clear();
             match (&table.binary, binary) {
-                (Some(plan), true) => encode_binary(&table.table, plan, &j.batch, &mut buf)?,
-                _ => encode_batch(&table.table, &j.batch, &mut buf)?,
+                (Some(plan), true) => {
+                    encode_binary(&table.table, plan, &j.batch, j.first_row, &mut buf)?
+                }
+                _ => encode_batch(&table.table, &j.batch, j.first_row, &mut buf)?,
             }
             copy.write_all(&buf).map_err(failed)?;
             match next() {
@@ -641,6 +647,7 @@ impl Restorer for PgRestorer {
             idle: Vec::new(),
             loaded: Arc::new(Mutex::new(BTreeMap::new())),
             tables: BTreeMap::new(),
+            sent: BTreeMap::new(),
         });
         // Pre-data, in one transaction.
         let mut main = self.session(&address)?;
@@ -723,11 +730,15 @@ impl Restorer for PgRestorer {
             return Err(Error::internal("a loader stopped"));
         }
         let binary = load.binary.is_some() && binary_fits(batch);
+        let sent = build.sent.entry(table.name.clone()).or_default();
+        let first_row = *sent;
+        *sent += batch.num_rows() as u64;
         let sent = build.queue.as_ref().is_some_and(|q| {
             q.send(Job {
                 table: load,
                 batch: batch.clone(),
                 binary,
+                first_row,
             })
             .is_ok()
         });

@@ -1,0 +1,364 @@
+//! Imports into an existing PostgreSQL database: chosen tables of any
+//! archive (an export or a backup, of PostgreSQL or of another engine),
+//! created, appended to or replaced in one transaction, so that a failure
+//! at any point leaves the database as it was.
+//!
+//! Tables are made from the archive's neutral schema: each column gets the
+//! PostgreSQL type of its logical type ([`pg_type`]), or, from a PostgreSQL
+//! source, its declared type where that is a built-in type of the same
+//! logical type; `NOT NULL` and the primary key come along. Rows go in with
+//! `COPY`, in binary form where every column's type allows it.
+
+use std::collections::BTreeMap;
+
+use coffer::engine::{DataBatch, ImportMode, Restorer};
+use coffer::manifest::{LogicalType, Manifest, Table};
+use coffer::progress::Cancel;
+use coffer::{Error, ErrorKind, Result};
+
+use crate::address::Address;
+use crate::catalog::quote_ident;
+use crate::connect::query_error;
+use crate::ddl::SESSION_SETTINGS;
+use crate::load::{
+    BINARY_HEADER, BINARY_TRAILER, BinaryColumn, binary_fits, encode_batch, encode_binary,
+};
+use crate::restore::{ArchiveSettings, column_types};
+
+/// The PostgreSQL type of a logical type, for a table made from the
+/// neutral schema.
+pub fn pg_type(t: &LogicalType) -> String {
+    match t {
+        LogicalType::Bool => "boolean".into(),
+        LogicalType::Int16 => "smallint".into(),
+        LogicalType::Int32 => "integer".into(),
+        LogicalType::Int64 => "bigint".into(),
+        LogicalType::Float32 => "real".into(),
+        LogicalType::Float64 => "double precision".into(),
+        LogicalType::Utf8 => "text".into(),
+        LogicalType::Binary => "bytea".into(),
+        LogicalType::Date => "date".into(),
+        LogicalType::Time => "time".into(),
+        LogicalType::Timestamp => "timestamp".into(),
+        LogicalType::TimestampTz => "timestamptz".into(),
+        LogicalType::Decimal { precision, scale } => format!("numeric({precision},{scale})"),
+        LogicalType::DecimalText => "numeric".into(),
+        LogicalType::Interval => "interval".into(),
+        LogicalType::Uuid => "uuid".into(),
+        LogicalType::Json => "json".into(),
+        LogicalType::List(e) => {
+            let mut inner: &LogicalType = e;
+            while let LogicalType::List(x) = inner {
+                inner = x;
+            }
+            format!("{}[]", pg_type(inner))
+        }
+    }
+}
+
+/// Whether `declared` (a column's type as a PostgreSQL source declared
+/// it) is a built-in type that holds exactly the values of logical type
+/// `t`, so that an import keeps it.
+fn keeps_declared(t: &LogicalType, declared: &str) -> bool {
+    let d = declared.trim().to_ascii_lowercase();
+    // Words, then at most one `(N)` or `(N,M)`: nothing else gets through.
+    let (base, args) = match d.split_once('(') {
+        Some((b, rest)) => match rest.strip_suffix(')') {
+            Some(a) => (b.trim(), Some(a)),
+            None => return false,
+        },
+        None => (d.as_str(), None),
+    };
+    let args_ok = args.is_none_or(|a| {
+        let parts: Vec<&str> = a.split(',').map(str::trim).collect();
+        parts.len() <= 2
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    let names: &[&str] = match t {
+        LogicalType::Utf8 => &[
+            "text",
+            "character varying",
+            "varchar",
+            "character",
+            "char",
+            "bpchar",
+            "name",
+        ],
+        LogicalType::Json => &["json", "jsonb"],
+        LogicalType::Int64 => &["bigint", "oid"],
+        LogicalType::Decimal { .. } | LogicalType::DecimalText => &["numeric"],
+        LogicalType::Timestamp => &["timestamp without time zone", "timestamp"],
+        LogicalType::TimestampTz => &["timestamp with time zone", "timestamptz"],
+        LogicalType::Time => &["time without time zone", "time"],
+        _ => &[],
+    };
+    args_ok && names.contains(&base)
+}
+
+/// A table being imported.
+struct Target {
+    table: Table,
+    qualified: String,
+    copy_sql: String,
+    binary: Option<Vec<BinaryColumn>>,
+    rows: u64,
+}
+
+/// An import into a PostgreSQL database, in one transaction.
+pub struct PgImporter {
+    address: Address,
+    client: postgres::Client,
+    mode: ImportMode,
+    cancel: Cancel,
+    targets: BTreeMap<String, Target>,
+    buf: Vec<u8>,
+}
+
+impl PgImporter {
+    /// An importer into the existing database at `address`.
+    pub fn open(address: &Address, mode: ImportMode, cancel: Cancel) -> Result<PgImporter> {
+        let mut client = address.connect()?.client;
+        client
+            .batch_execute(&format!("{SESSION_SETTINGS}; BEGIN"))
+            .map_err(|e| query_error(address, "beginning the import", &e))?;
+        Ok(PgImporter {
+            address: address.clone(),
+            client,
+            mode,
+            cancel,
+            targets: BTreeMap::new(),
+            buf: Vec::with_capacity(1 << 20),
+        })
+    }
+
+    fn exists(&mut self, schema: &str, name: &str) -> Result<bool> {
+        Ok(self
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+                &[&schema, &name],
+            )
+            .map_err(|e| query_error(&self.address, "looking for the table", &e))?
+            .is_some())
+    }
+
+    fn run(&mut self, sql: &str, doing: &str) -> Result<()> {
+        self.client
+            .batch_execute(sql)
+            .map_err(|e| query_error(&self.address, doing, &e))
+    }
+}
+
+/// `(schema, name)` of an archive table in PostgreSQL: a PostgreSQL
+/// archive's own record of it, otherwise the table's name in `public`.
+fn target_name(
+    manifest: &Manifest,
+    settings: Option<&ArchiveSettings>,
+    table: &str,
+) -> (String, String) {
+    if manifest.source.engine == "postgres"
+        && let Some(s) = settings
+        && let Some((schema, name)) = s.tables.get(table)
+    {
+        return (schema.clone(), name.clone());
+    }
+    ("public".into(), table.into())
+}
+
+fn create_sql(manifest: &Manifest, t: &Table, qualified: &str) -> String {
+    let from_postgres = manifest.source.engine == "postgres";
+    let mut cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            let ty = if from_postgres && keeps_declared(&c.logical_type, &c.declared_type) {
+                c.declared_type.clone()
+            } else {
+                pg_type(&c.logical_type)
+            };
+            let null = if c.nullable { "" } else { " NOT NULL" };
+            format!("{} {ty}{null}", quote_ident(&c.name))
+        })
+        .collect();
+    if !t.primary_key.is_empty() {
+        let pk: Vec<String> = t.primary_key.iter().map(|c| quote_ident(c)).collect();
+        cols.push(format!("PRIMARY KEY ({})", pk.join(", ")));
+    }
+    format!("CREATE TABLE {qualified} ({})", cols.join(", "))
+}
+
+impl Restorer for PgImporter {
+    fn begin(&mut self, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
+        let settings = ArchiveSettings::of(&manifest.settings).ok();
+        for t in tables {
+            self.cancel.check()?;
+            let (schema, name) = target_name(manifest, settings.as_ref(), &t.name);
+            let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+            let shown = format!("{schema}.{name}");
+            let exists = self.exists(&schema, &name)?;
+            match (self.mode, exists) {
+                (ImportMode::Create, true) => {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "table {shown} already exists in {}; import with --mode append to add the rows or --mode replace to replace it",
+                            self.address
+                        ),
+                    ));
+                }
+                (ImportMode::Append, false) => {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "table {shown} does not exist in {} to append to; import with --mode create",
+                            self.address
+                        ),
+                    ));
+                }
+                (ImportMode::Replace, true) => {
+                    self.run(
+                        &format!("DROP TABLE {qualified}"),
+                        &format!("dropping table {shown}"),
+                    )?;
+                }
+                _ => {}
+            }
+            if self.mode != ImportMode::Append {
+                self.run(
+                    &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema)),
+                    &format!("creating schema {schema}"),
+                )?;
+                self.run(
+                    &create_sql(manifest, t, &qualified),
+                    &format!("creating table {shown}"),
+                )?;
+            }
+            let types = column_types(&mut self.client, &self.address, &qualified)?;
+            for c in &t.columns {
+                if !types.contains_key(&c.name) {
+                    return Err(Error::invalid(format!(
+                        "table {shown} in {} has no column '{}', which the archive's rows have; nothing was imported",
+                        self.address, c.name
+                    )));
+                }
+            }
+            let binary = t
+                .columns
+                .iter()
+                .map(|c| BinaryColumn::of(&c.logical_type, types[&c.name]))
+                .collect();
+            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+            self.targets.insert(
+                t.name.clone(),
+                Target {
+                    table: (*t).clone(),
+                    copy_sql: format!("COPY {qualified} ({}) FROM STDIN", cols.join(", ")),
+                    qualified,
+                    binary,
+                    rows: 0,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, table: &Table, batch: &DataBatch) -> Result<()> {
+        use std::io::Write;
+        let target = self
+            .targets
+            .get_mut(&table.name)
+            .ok_or_else(|| Error::internal(format!("table '{}' was not begun", table.name)))?;
+        self.buf.clear();
+        let binary = match &target.binary {
+            Some(plan) if binary_fits(batch) => {
+                self.buf.extend_from_slice(BINARY_HEADER);
+                encode_binary(&target.table, plan, batch, target.rows, &mut self.buf)?;
+                self.buf.extend_from_slice(BINARY_TRAILER);
+                true
+            }
+            _ => {
+                encode_batch(&target.table, batch, target.rows, &mut self.buf)?;
+                false
+            }
+        };
+        let sql = if binary {
+            format!("{} (FORMAT binary)", target.copy_sql)
+        } else {
+            target.copy_sql.clone()
+        };
+        let doing = format!("loading table {}", target.qualified);
+        let mut copy = self
+            .client
+            .copy_in(&sql)
+            .map_err(|e| query_error(&self.address, &doing, &e))?;
+        copy.write_all(&self.buf).map_err(|e| {
+            Error::new(
+                ErrorKind::Engine,
+                format!("{doing} in {} failed: {e}", self.address),
+            )
+        })?;
+        let n = copy
+            .finish()
+            .map_err(|e| query_error(&self.address, &doing, &e))?;
+        target.rows += n;
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>, _manifest: &Manifest, tables: &[&Table]) -> Result<()> {
+        for t in tables {
+            let got = self.targets.get(&t.name).map_or(0, |x| x.rows);
+            if got != t.rows {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "table '{}' got {got} rows, but the archive's manifest says {}; nothing was imported",
+                        t.name, t.rows
+                    ),
+                ));
+            }
+        }
+        self.cancel.check()?;
+        let names: Vec<String> = self.targets.values().map(|t| t.qualified.clone()).collect();
+        self.run("COMMIT", "committing the import")?;
+        // Statistics for the planner, after the commit (ANALYZE of a table
+        // is not part of the import's all or nothing).
+        for q in names {
+            if let Err(e) = self.client.batch_execute(&format!("ANALYZE {q}")) {
+                tracing::warn!("analyzing {q} after the import: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types() {
+        assert_eq!(
+            pg_type(&LogicalType::Decimal {
+                precision: 12,
+                scale: 3
+            }),
+            "numeric(12,3)"
+        );
+        assert_eq!(
+            pg_type(&LogicalType::List(Box::new(LogicalType::List(Box::new(
+                LogicalType::Int32
+            ))))),
+            "integer[]"
+        );
+        assert!(keeps_declared(&LogicalType::Utf8, "character varying(5)"));
+        assert!(keeps_declared(&LogicalType::Json, "jsonb"));
+        assert!(!keeps_declared(&LogicalType::Utf8, "shop.mood"));
+        assert!(!keeps_declared(&LogicalType::Utf8, "text; DROP TABLE x"));
+        assert!(!keeps_declared(&LogicalType::Utf8, "varchar(5), evil int"));
+        assert!(keeps_declared(&LogicalType::DecimalText, "numeric(50, 10)"));
+        assert!(!keeps_declared(&LogicalType::Int32, "integer"));
+    }
+}
