@@ -807,6 +807,9 @@ impl Restorer for PgRestorer {
                     .map_err(|e| query_error(&address, "setting up the session", &e))?;
                 clients.push(c);
             }
+            // One statement at a time per core: more only makes them
+            // compete (each index build may use parallel workers too).
+            clients.truncate(self.writers.max(1));
             // Post-data.
             phase("indexes and constraints");
             let mut i = 0;
