@@ -521,6 +521,11 @@ pub struct ExportArgs {
     #[arg(long = "exclude", value_name = "REGEX", value_parser = parse_regex)]
     pub exclude: Vec<regex::Regex>,
 
+    /// PostgreSQL: export only the tables of this schema; repeat for more
+    /// (tables of `public` are named without it).
+    #[arg(long = "schema", value_name = "NAME")]
+    pub schemas: Vec<String>,
+
     /// Format of the data files.
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: FormatArg,

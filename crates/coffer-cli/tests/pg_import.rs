@@ -221,3 +221,53 @@ fn a_postgres_export_imports_into_another_postgres_database_exactly() {
         }
     }
 }
+
+#[test]
+fn an_export_of_chosen_schemas_holds_their_tables_only() {
+    let c = pg::cluster();
+    let db = c.create_database("schemas");
+    c.execute(
+        &db,
+        "CREATE SCHEMA a; CREATE SCHEMA b;
+         CREATE TABLE a.t (x int); CREATE TABLE b.t (x int); CREATE TABLE top (x int);
+         INSERT INTO a.t VALUES (1); INSERT INTO b.t VALUES (2); INSERT INTO top VALUES (3);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("a").display().to_string();
+    let report = ok(&["export", &c.url(&db), &export, "--schema", "a", "--json"]);
+    let names: Vec<&str> = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.t"], "{report}");
+    let public = dir.path().join("p").display().to_string();
+    let report = ok(&[
+        "export",
+        &c.url(&db),
+        &public,
+        "--schema",
+        "public",
+        "--json",
+    ]);
+    assert_eq!(report["tables"][0]["name"], "top", "{report}");
+    let err = fails(&[
+        "export",
+        &c.url(&db),
+        &dir.path().join("n").display().to_string(),
+        "--schema",
+        "nope",
+    ]);
+    assert!(err.contains("nope"), "{err}");
+    // SQLite has none.
+    let sqlite = sqlite_source(dir.path());
+    let err = fails(&[
+        "export",
+        sqlite.to_str().unwrap(),
+        &dir.path().join("s").display().to_string(),
+        "--schema",
+        "main",
+    ]);
+    assert!(err.contains("no schemas"), "{err}");
+}

@@ -99,6 +99,15 @@ impl Engine for PostgresEngine {
         Vec::new()
     }
 
+    /// `schema.name` is in `schema`; a name without a dot is in `public`
+    /// (see [`archive_name`]).
+    fn schema_of(&self, table: &str) -> Option<String> {
+        Some(match table.split_once('.') {
+            Some((schema, _)) => schema.to_string(),
+            None => "public".to_string(),
+        })
+    }
+
     fn shape(&self, objects: &[SchemaObject], table: &str) -> Vec<SchemaObject> {
         objects
             .iter()

@@ -504,6 +504,13 @@ pub trait Engine: Send + Sync {
     /// backup's.
     fn shape(&self, objects: &[SchemaObject], table: &str) -> Vec<SchemaObject>;
 
+    /// The schema (namespace) that the archive table `table` belongs to,
+    /// for `--schema`; `None` for engines without schemas (the default).
+    fn schema_of(&self, table: &str) -> Option<String> {
+        let _ = table;
+        None
+    }
+
     /// Change capture for backup collections, when the engine supports it.
     fn capture(&self) -> Option<&dyn ChangeCapture> {
         None

@@ -69,6 +69,7 @@ pub(super) async fn run_export(
         keep_hidden_key: args.keep_hidden_key,
         tables: (!args.tables.is_empty()).then(|| args.tables.clone()),
         exclude: args.exclude.clone(),
+        schemas: args.schemas.clone(),
         encoders: args.write.encoders(),
         scanners: usize::from(args.scanners),
     });

@@ -42,6 +42,9 @@ pub struct ExportOptions {
     pub tables: Option<Vec<String>>,
     /// Leave out the tables whose whole name one of these matches.
     pub exclude: Vec<regex::Regex>,
+    /// Only the tables in these schemas (`--schema`), where the engine has
+    /// schemas; empty for all.
+    pub schemas: Vec<String>,
     /// Parallel encoders (threads turning batches into data files).
     pub encoders: usize,
     /// Parallel table scanners, when the engine can read one moment on
@@ -59,6 +62,7 @@ impl Default for ExportOptions {
             write: WriteOptions::default(),
             tables: None,
             exclude: Vec::new(),
+            schemas: Vec::new(),
             encoders: 2,
             scanners: 2,
             keep_hidden_key: false,
@@ -121,6 +125,25 @@ pub(crate) fn prepare(
         }
     }
     tables.retain(|t| !options.exclude.iter().any(|p| excludes(p, &t.name)));
+    if !options.schemas.is_empty() {
+        if engine.schema_of("x").is_none() {
+            return Err(Error::invalid(format!(
+                "{db} is a {} database, which has no schemas; choose tables with --table or --exclude",
+                engine.name()
+            )));
+        }
+        tables.retain(|t| {
+            engine
+                .schema_of(&t.name)
+                .is_some_and(|s| options.schemas.contains(&s))
+        });
+        if tables.is_empty() {
+            return Err(Error::invalid(format!(
+                "{db} has no table in the schema(s) {}; check the names",
+                options.schemas.join(", ")
+            )));
+        }
+    }
     if !export {
         return Ok((tables, catalog.objects.clone()));
     }
