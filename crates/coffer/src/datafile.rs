@@ -616,6 +616,10 @@ fn writer_properties(compression: Compression) -> WriterProperties {
     };
     WriterProperties::builder()
         .set_compression(c)
+        // A column whose dictionary grows past 64 KiB in a row group has
+        // too many distinct values for one to pay: plain values under zstd
+        // are smaller (see docs/DECISIONS.md, "Parquet dictionaries").
+        .set_dictionary_page_size_limit(64 * 1024)
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_created_by(format!("coffer {}", env!("CARGO_PKG_VERSION")))
