@@ -199,7 +199,7 @@ fn a_postgres_export_imports_into_another_postgres_database_exactly() {
         ["public.naturals", "public.wide", "shop.orders"]
     );
     for t in ["naturals", "wide"] {
-        let sql = format!("SELECT x::text FROM {t} x ORDER BY 1");
+        let sql = format!("SELECT whole_row_::text FROM {t} whole_row_ ORDER BY 1");
         assert_eq!(rows(c, &src, &sql), rows(c, &dst, &sql), "{t}");
     }
     // Declared types stay where they are built in; the rest become text.

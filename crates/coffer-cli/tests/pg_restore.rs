@@ -94,9 +94,9 @@ fn contents(c: &Cluster, db: &str) -> BTreeMap<String, Vec<String>> {
                     out.insert(name, vec!["unpopulated".into()]);
                     continue;
                 }
-                format!("SELECT x::text FROM {name} x ORDER BY 1")
+                format!("SELECT whole_row_::text FROM {name} whole_row_ ORDER BY 1")
             }
-            _ => format!("SELECT x::text FROM ONLY {name} x ORDER BY 1"),
+            _ => format!("SELECT whole_row_::text FROM ONLY {name} whole_row_ ORDER BY 1"),
         };
         let rows: Vec<String> = client
             .query(&sql, &[])
@@ -347,4 +347,35 @@ fn a_restore_killed_at_any_instant_leaves_the_target_as_it_was_or_complete() {
         "{:?}",
         leftovers(c, &target)
     );
+}
+
+#[test]
+fn a_role_the_server_lacks_is_named_with_how_to_restore_without_it() {
+    let c = pg::cluster();
+    let src = c.create_database("roles");
+    let role = format!("gone_{src}");
+    c.execute("postgres", &format!("CREATE ROLE {role}"));
+    c.execute(
+        &src,
+        &format!(
+            "CREATE TABLE t (x int); ALTER TABLE t OWNER TO {role}; INSERT INTO t VALUES (1);"
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let arch = backup(c, &src, dir.path());
+    c.execute("postgres", &format!("DROP DATABASE \"{src}\""));
+    c.execute("postgres", &format!("DROP ROLE {role}"));
+    let target = format!("{src}_again");
+    let err = fails(&["restore", &arch, &c.url(&target)]);
+    assert!(err.contains(&role) && err.contains("--no-owner"), "{err}");
+    assert!(!exists(c, &target));
+    ok(&[
+        "restore",
+        &arch,
+        &c.url(&target),
+        "--no-owner",
+        "--no-privileges",
+        "--json",
+    ]);
+    assert_eq!(contents(c, &target)["public.t"], ["(1)"]);
 }

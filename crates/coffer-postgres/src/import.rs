@@ -1,7 +1,9 @@
-//! Imports into an existing PostgreSQL database: chosen tables of any
-//! archive (an export or a backup, of PostgreSQL or of another engine),
-//! created, appended to or replaced in one transaction, so that a failure
-//! at any point leaves the database as it was.
+//! Imports into a PostgreSQL database: chosen tables of any archive (an
+//! export or a backup, of PostgreSQL or of another engine), created,
+//! appended to or replaced in one transaction, so that a failure at any
+//! point leaves the database as it was. A database that does not exist is
+//! created under a temporary name (as a restore's) and renamed to the
+//! target once the import has committed.
 //!
 //! Tables are made from the archive's neutral schema: each column gets the
 //! PostgreSQL type of its logical type ([`pg_type`]), or, from a PostgreSQL
@@ -23,7 +25,7 @@ use crate::ddl::SESSION_SETTINGS;
 use crate::load::{
     BINARY_HEADER, BINARY_TRAILER, BinaryColumn, binary_fits, encode_batch, encode_binary,
 };
-use crate::restore::{ArchiveSettings, column_types};
+use crate::restore::{ArchiveSettings, admin_connection, column_types, nonce, temporary_prefixes};
 
 /// The PostgreSQL type of a logical type, for a table made from the
 /// neutral schema.
@@ -106,10 +108,21 @@ struct Target {
     rows: u64,
 }
 
+/// A database that did not exist, built under a temporary name and renamed
+/// to the target when the import commits.
+struct NewDatabase {
+    admin: postgres::Client,
+    admin_address: Address,
+    name: String,
+    server_version: u32,
+}
+
 /// An import into a PostgreSQL database, in one transaction.
 pub struct PgImporter {
     address: Address,
-    client: postgres::Client,
+    target: Address,
+    new_database: Option<NewDatabase>,
+    client: Option<postgres::Client>,
     mode: ImportMode,
     cancel: Cancel,
     targets: BTreeMap<String, Target>,
@@ -117,38 +130,113 @@ pub struct PgImporter {
 }
 
 impl PgImporter {
-    /// An importer into the existing database at `address`.
-    pub fn open(address: &Address, mode: ImportMode, cancel: Cancel) -> Result<PgImporter> {
-        let mut client = address.connect()?.client;
-        client
-            .batch_execute(&format!("{SESSION_SETTINGS}; BEGIN"))
-            .map_err(|e| query_error(address, "beginning the import", &e))?;
-        Ok(PgImporter {
-            address: address.clone(),
-            client,
+    /// An importer into the database at `target`; one that does not exist
+    /// is created (under a temporary name until the import commits).
+    pub fn open(target: &Address, mode: ImportMode, cancel: Cancel) -> Result<PgImporter> {
+        let (address, client, new_database) = match target.connect() {
+            Ok(c) => (target.clone(), c.client, None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let (mut admin, admin_address, server_version) = admin_connection(target)?;
+                let [prefix, _] = temporary_prefixes(target.dbname());
+                let name = format!("{prefix}{:08x}", nonce());
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+                    .map_err(|e| {
+                        query_error(
+                            &admin_address,
+                            &format!("creating the database {target} to import into"),
+                            &e,
+                        )
+                    })?;
+                let address = target.with_dbname(&name);
+                let new = NewDatabase {
+                    admin,
+                    admin_address,
+                    name,
+                    server_version,
+                };
+                match address.connect() {
+                    Ok(c) => (address, c.client, Some(new)),
+                    Err(e) => {
+                        drop_new_database(new);
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let mut importer = PgImporter {
+            address,
+            target: target.clone(),
+            new_database,
+            client: Some(client),
             mode,
             cancel,
             targets: BTreeMap::new(),
             buf: Vec::with_capacity(1 << 20),
-        })
+        };
+        importer.run(
+            &format!("{SESSION_SETTINGS}; BEGIN"),
+            "beginning the import",
+        )?;
+        Ok(importer)
     }
 
+    fn client(&mut self) -> &mut postgres::Client {
+        self.client
+            .as_mut()
+            .expect("the import's connection is open until it ends")
+    }
+}
+
+/// Drop a database an import created and did not finish.
+fn drop_new_database(mut new: NewDatabase) {
+    let force = if new.server_version >= 130000 {
+        " WITH (FORCE)"
+    } else {
+        ""
+    };
+    if let Err(e) = new.admin.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS {}{force}",
+        quote_ident(&new.name)
+    )) {
+        tracing::warn!(
+            "dropping {} on {} after a failed import: {e}",
+            new.name,
+            new.admin_address
+        );
+    }
+}
+
+impl Drop for PgImporter {
+    fn drop(&mut self) {
+        // An unfinished transaction rolls back when its connection closes.
+        drop(self.client.take());
+        if let Some(new) = self.new_database.take() {
+            drop_new_database(new);
+        }
+    }
+}
+
+impl PgImporter {
     fn exists(&mut self, schema: &str, name: &str) -> Result<bool> {
+        let address = self.address.clone();
         Ok(self
-            .client
+            .client()
             .query_opt(
                 "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
                 &[&schema, &name],
             )
-            .map_err(|e| query_error(&self.address, "looking for the table", &e))?
+            .map_err(|e| query_error(&address, "looking for the table", &e))?
             .is_some())
     }
 
     fn run(&mut self, sql: &str, doing: &str) -> Result<()> {
-        self.client
+        let address = self.address.clone();
+        self.client()
             .batch_execute(sql)
-            .map_err(|e| query_error(&self.address, doing, &e))
+            .map_err(|e| query_error(&address, doing, &e))
     }
 }
 
@@ -209,15 +297,6 @@ impl Restorer for PgImporter {
                         ),
                     ));
                 }
-                (ImportMode::Append, false) => {
-                    return Err(Error::new(
-                        ErrorKind::NotFound,
-                        format!(
-                            "table {shown} does not exist in {} to append to; import with --mode create",
-                            self.address
-                        ),
-                    ));
-                }
                 (ImportMode::Replace, true) => {
                     self.run(
                         &format!("DROP TABLE {qualified}"),
@@ -226,7 +305,8 @@ impl Restorer for PgImporter {
                 }
                 _ => {}
             }
-            if self.mode != ImportMode::Append {
+            // A table that is not there is created, in every mode.
+            if !exists || self.mode == ImportMode::Replace {
                 self.run(
                     &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema)),
                     &format!("creating schema {schema}"),
@@ -236,7 +316,8 @@ impl Restorer for PgImporter {
                     &format!("creating table {shown}"),
                 )?;
             }
-            let types = column_types(&mut self.client, &self.address, &qualified)?;
+            let address = self.address.clone();
+            let types = column_types(self.client(), &address, &qualified)?;
             for c in &t.columns {
                 if !types.contains_key(&c.name) {
                     return Err(Error::invalid(format!(
@@ -290,8 +371,11 @@ impl Restorer for PgImporter {
             target.copy_sql.clone()
         };
         let doing = format!("loading table {}", target.qualified);
-        let mut copy = self
+        let client = self
             .client
+            .as_mut()
+            .ok_or_else(|| Error::internal("the import's connection is closed"))?;
+        let mut copy = client
             .copy_in(&sql)
             .map_err(|e| query_error(&self.address, &doing, &e))?;
         copy.write_all(&self.buf).map_err(|e| {
@@ -326,8 +410,37 @@ impl Restorer for PgImporter {
         // Statistics for the planner, after the commit (ANALYZE of a table
         // is not part of the import's all or nothing).
         for q in names {
-            if let Err(e) = self.client.batch_execute(&format!("ANALYZE {q}")) {
+            if let Err(e) = self.client().batch_execute(&format!("ANALYZE {q}")) {
                 tracing::warn!("analyzing {q} after the import: {e}");
+            }
+        }
+        drop(self.client.take());
+        // A new database: renamed to the target now that it is complete.
+        if let Some(mut new) = self.new_database.take() {
+            let sql = format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                quote_ident(&new.name),
+                quote_ident(self.target.dbname())
+            );
+            let mut tries = 0;
+            loop {
+                match new.admin.batch_execute(&sql) {
+                    Ok(()) => break,
+                    // Our own session may take a moment to end on the server.
+                    Err(e) if e.code().map(|c| c.code()) == Some("55006") && tries < 50 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        let err = query_error(
+                            &new.admin_address,
+                            &format!("renaming the imported database to {}", self.target.dbname()),
+                            &e,
+                        );
+                        drop_new_database(new);
+                        return Err(err);
+                    }
+                }
             }
         }
         Ok(())

@@ -114,7 +114,7 @@ pub fn temporary_prefixes(target: &str) -> [String; 2] {
 }
 
 /// A value unlikely to repeat: for the temporary database's name.
-fn nonce() -> u32 {
+pub(crate) fn nonce() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -202,7 +202,7 @@ pub struct PgRestorer {
 }
 
 /// Connect to a maintenance database of `target`'s server.
-fn admin_connection(target: &Address) -> Result<(postgres::Client, Address, u32)> {
+pub(crate) fn admin_connection(target: &Address) -> Result<(postgres::Client, Address, u32)> {
     let mut first = None;
     for db in ["postgres", "template1"] {
         let a = target.with_dbname(db);
@@ -381,6 +381,24 @@ impl PgRestorer {
             }
         }
         Ok(out)
+    }
+}
+
+/// A statement that names a role this server does not have (an owner or a
+/// grantee of the source's) says how to restore without them.
+fn missing_role_hint(err: Error, cause: &postgres::Error) -> Error {
+    let missing_role = cause
+        .as_db_error()
+        .is_some_and(|d| d.code().code() == "42704" && d.message().starts_with("role "));
+    if missing_role {
+        Error::new(
+            err.kind(),
+            format!(
+                "{err}; create that role on this server, or restore with --no-owner --no-privileges to leave the source's roles out"
+            ),
+        )
+    } else {
+        err
     }
 }
 
@@ -658,11 +676,12 @@ impl Restorer for PgRestorer {
             self.cancel.check()?;
             for s in statements {
                 tx.batch_execute(s).map_err(|e| {
-                    query_error(
+                    let err = query_error(
                         &self.target,
                         &format!("creating {} {}", entry.kind.to_lowercase(), entry.name),
                         &e,
-                    )
+                    );
+                    missing_role_hint(err, &e)
                 })?;
             }
         }
@@ -828,11 +847,12 @@ impl Restorer for PgRestorer {
                 } else {
                     for s in statements {
                         clients[0].batch_execute(s).map_err(|e| {
-                            query_error(
+                            let err = query_error(
                                 &target,
                                 &format!("creating {} {}", entry.kind.to_lowercase(), entry.name),
                                 &e,
-                            )
+                            );
+                            missing_role_hint(err, &e)
                         })?;
                     }
                     i += 1;

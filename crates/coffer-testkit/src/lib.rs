@@ -13,6 +13,7 @@
 //! * [`fixture`] — engine fixtures: databases from a neutral description,
 //!   read back as images, changed at random ([`fixture::SqliteFixture`]);
 //! * [`engines`] — the engine conformance suite every engine must pass;
+//! * [`pg_fixture`] — the PostgreSQL engine's fixture for that suite;
 //! * [`conformance`] — the storage conformance suite every
 //!   [`Store`](coffer::store::Store) backend must pass;
 //! * [`stores`] — object stores that misbehave as real services do: one
@@ -26,6 +27,7 @@ pub mod fixture;
 pub mod image;
 pub mod nasty;
 pub mod pg;
+pub mod pg_fixture;
 pub mod python;
 pub mod s3;
 pub mod sqlite;
