@@ -4,38 +4,11 @@
 //! import naming its table, column and row, and leaves the database as it
 //! was.
 mod common;
+use common::{fails, ok_json as ok};
 
 use std::path::Path;
-use std::process::Output;
 
 use coffer_testkit::pg::{self, Cluster, NASTY_SQL};
-
-fn coffer(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> serde_json::Value {
-    let out = coffer(args);
-    assert!(
-        out.status.success(),
-        "coffer {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = coffer(args);
-    assert_eq!(out.status.code(), Some(1), "coffer {args:?}");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
 
 fn rows(c: &Cluster, db: &str, sql: &str) -> Vec<String> {
     c.client(db)

@@ -7,62 +7,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
 
 use coffer_testkit::pg::{self, Cluster, NASTY_SQL, PASSWORD_USER};
-use common::{append_to_sql, reseal};
-
-fn coffer(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .env_remove("PGPASSFILE")
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> serde_json::Value {
-    let out = coffer(args);
-    assert!(
-        out.status.success(),
-        "coffer {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The error a failing run prints (one sentence, no backtrace).
-fn fails(args: &[&str]) -> String {
-    let out = coffer(args);
-    assert!(!out.status.success(), "coffer {args:?} succeeded");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
-    err
-}
-
-/// `pg_dump --schema-only` of `db`, without the lines that differ between
-/// any two dumps.
-fn schema_dump(c: &Cluster, db: &str) -> String {
-    let out = std::process::Command::new(c.bindir.join("pg_dump"))
-        .args(["--schema-only", "--dbname", &c.url(db)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use common::{append_to_sql, coffer_bin, fails, ok_json as ok, reseal};
 
 /// Every table's and materialized view's rows as PostgreSQL prints them,
 /// sorted; and every sequence's state.
@@ -150,7 +97,7 @@ fn a_restore_equals_its_source_by_pg_dump_and_by_every_row() {
     let target = format!("{src}_restored");
     let report = ok(&["restore", &arch, &c.url(&target), "--json"]);
     assert!(report["rows"].as_u64().unwrap() > 150_000, "{report}");
-    assert_eq!(schema_dump(c, &src), schema_dump(c, &target));
+    assert_eq!(c.schema_dump(&src), c.schema_dump(&target));
     let (a, b) = (contents(c, &src), contents(c, &target));
     assert!(a.len() > 10, "{a:?}");
     for (name, rows) in &a {
@@ -168,7 +115,7 @@ fn a_restore_equals_its_source_by_pg_dump_and_by_every_row() {
     let err = fails(&["restore", &arch, &c.url(&target)]);
     assert!(err.contains(&target) && err.contains("--force"), "{err}");
     ok(&["restore", &arch, &c.url(&target), "--force", "--json"]);
-    assert_eq!(schema_dump(c, &src), schema_dump(c, &target));
+    assert_eq!(c.schema_dump(&src), c.schema_dump(&target));
     assert!(
         leftovers(c, &target).is_empty(),
         "{:?}",
@@ -304,7 +251,7 @@ fn a_restore_killed_at_any_instant_leaves_the_target_as_it_was_or_complete() {
     let url = c.url(&target);
     let mut cut_short = 0;
     for delay_ms in [0u64, 40, 120, 250, 400, 600, 900, 1300] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coffer"))
+        let mut child = coffer_bin()
             .args(["restore", &arch, &url, "--force"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

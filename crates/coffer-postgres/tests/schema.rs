@@ -48,24 +48,9 @@ CREATE UNLOGGED TABLE scratch (x int);
 GRANT SELECT ON shop.orders TO coffer_pw;
 "#;
 
-/// The schema as pg_dump prints it, without the lines that differ between
-/// any two dumps (the \restrict key).
+/// The schema as pg_dump prints it.
 fn oracle(c: &pg::Cluster, db: &str) -> String {
-    let out = std::process::Command::new(c.bindir.join("pg_dump"))
-        .args(["--schema-only", "--dbname", &c.url(db)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    c.schema_dump(db)
 }
 
 #[test]

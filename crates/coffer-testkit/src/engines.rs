@@ -1409,6 +1409,43 @@ checks!(
     incremental_refused_after_schema_change,
 );
 
+/// The suite as tests of an engine's own: `engine_suite!(MyFixture::new())`
+/// in a test file makes one `#[tokio::test]` per check (so they run in
+/// parallel and fail by name), each on a fixture of its own, and a test
+/// that fails when a check of [`CHECKS`] has no test.
+#[macro_export]
+macro_rules! engine_suite {
+    ($fixture:expr) => {
+        $crate::engine_suite!(@tests $fixture;
+            description_reads_back,
+            backup_restore_round_trip,
+            export_import_round_trip,
+            snapshot_under_concurrent_writer,
+            restore_atomic_under_cancel,
+            import_atomic_under_cancel,
+            import_modes,
+            capture_loses_no_write,
+            failed_backup_trims_nothing,
+            incremental_refused_after_schema_change,
+        );
+    };
+    (@tests $fixture:expr; $($name:ident),* $(,)?) => {
+        /// A new check of the suite needs a test here too.
+        #[test]
+        fn every_check_of_the_suite_has_a_test() {
+            let here = [$(stringify!($name)),*];
+            let suite: Vec<&str> = $crate::engines::CHECKS.iter().map(|(n, _)| *n).collect();
+            assert_eq!(here.as_slice(), suite.as_slice());
+        }
+        $(
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                $crate::engines::$name(&$fixture).await;
+            }
+        )*
+    };
+}
+
 /// Run every check of the suite on `fx`, one after another.
 pub async fn run_all(fx: &dyn EngineFixture) {
     for (_, check) in CHECKS {

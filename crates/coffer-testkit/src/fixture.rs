@@ -470,7 +470,7 @@ struct SqliteWriter {
 
 /// Keys the writer chooses from: small ranges, so that updates and
 /// deletes hit rows and inserts collide.
-fn random_key(rng: &mut fastrand::Rng, ty: ColumnType) -> Value {
+pub(crate) fn random_key(rng: &mut fastrand::Rng, ty: ColumnType) -> Value {
     match ty {
         ColumnType::Integer => Value::Integer(rng.i64(1..400)),
         ColumnType::Real => Value::real(rng.i64(1..50) as f64 / 4.0),

@@ -508,6 +508,27 @@ impl Cluster {
         name
     }
 
+    /// `pg_dump --schema-only` of `db`, without the lines that differ
+    /// between any two dumps (psql's `\restrict` key): the oracle of what
+    /// a database's schema is.
+    pub fn schema_dump(&self, db: &str) -> String {
+        let out = Command::new(self.bindir.join("pg_dump"))
+            .args(["--schema-only", "--dbname", &self.url(db)])
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "pg_dump of {db}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("UTF-8 DDL")
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// `postgres://coffer@127.0.0.1:PORT/db?sslmode=disable` (superuser, TCP, no password).
     pub fn url(&self, db: &str) -> String {
         format!(

@@ -14,7 +14,8 @@ use coffer::engine::{Address, Engine};
 use postgres::types::ToSql;
 
 use crate::fixture::{
-    ColumnType, Description, EngineFixture, SchemaChange, TableDesc, Writer, random_value,
+    ColumnType, Description, EngineFixture, SchemaChange, TableDesc, Writer, random_key,
+    random_value,
 };
 use crate::image::{Image, RowIter, RowSource, SchemaItem, TableImage, Value};
 use crate::pg::{self, Cluster, NASTY_SQL};
@@ -437,17 +438,6 @@ impl EngineFixture for PgFixture {
         };
         let (cluster, name) = (self.cluster, db.database().to_string());
         off_runtime(move || cluster.execute(&name, &sql));
-    }
-}
-
-/// Keys the writer chooses from: small ranges, so that updates and
-/// deletes hit rows and inserts collide.
-fn random_key(rng: &mut fastrand::Rng, ty: ColumnType) -> Value {
-    match ty {
-        ColumnType::Integer => Value::Integer(rng.i64(1..400)),
-        ColumnType::Real => Value::real(rng.i64(1..50) as f64 / 4.0),
-        ColumnType::Text => Value::text(&format!("k{}", rng.u8(0..40))),
-        ColumnType::Blob => Value::Blob(vec![rng.u8(0..40)]),
     }
 }
 

@@ -14,6 +14,20 @@ pub fn coffer(args: &[&str]) -> Output {
         .expect("run coffer")
 }
 
+/// The `coffer` binary as a command to add arguments to.
+pub fn coffer_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    c.env_remove("RUST_BACKTRACE");
+    c
+}
+
+/// Run `coffer` (with `--json` among `args`) and insist that it
+/// succeeds; returns the JSON it printed.
+pub fn ok_json(args: &[&str]) -> serde_json::Value {
+    let out = ok(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("coffer {args:?}: not JSON ({e}): {out}"))
+}
+
 /// Run `coffer` and insist that it succeeds; returns stdout.
 pub fn ok(args: &[&str]) -> String {
     let out = coffer(args);
