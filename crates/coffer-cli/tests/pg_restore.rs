@@ -56,6 +56,12 @@ fn contents(c: &Cluster, db: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// Nothing that restores into `target` built or set aside is left.
+fn assert_no_leftovers(c: &Cluster, target: &str) {
+    let left = leftovers(c, target);
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// The databases that restores into `target` built or set aside and left.
 fn leftovers(c: &Cluster, target: &str) -> Vec<String> {
     let [built, aside] = coffer_postgres::restore::temporary_prefixes(target);
@@ -104,11 +110,7 @@ fn a_restore_equals_its_source_by_pg_dump_and_by_every_row() {
         assert_eq!(Some(rows), b.get(name), "{name}");
     }
     assert_eq!(a.len(), b.len());
-    assert!(
-        leftovers(c, &target).is_empty(),
-        "{:?}",
-        leftovers(c, &target)
-    );
+    assert_no_leftovers(c, &target);
 
     // An existing, non-empty target is refused by name; --force replaces it.
     c.execute(&target, "CREATE TABLE shop.extra (x int)");
@@ -116,11 +118,7 @@ fn a_restore_equals_its_source_by_pg_dump_and_by_every_row() {
     assert!(err.contains(&target) && err.contains("--force"), "{err}");
     ok(&["restore", &arch, &c.url(&target), "--force", "--json"]);
     assert_eq!(c.schema_dump(&src), c.schema_dump(&target));
-    assert!(
-        leftovers(c, &target).is_empty(),
-        "{:?}",
-        leftovers(c, &target)
-    );
+    assert_no_leftovers(c, &target);
 }
 
 #[test]
@@ -198,11 +196,7 @@ fn a_tampered_archive_cannot_act_outside_the_database_it_builds() {
         let err = fails(&["restore", &arch, &c.url(&target)]);
         assert!(err.contains("table t") && err.contains("altered"), "{err}");
         assert!(!exists(c, &target));
-        assert!(
-            leftovers(c, &target).is_empty(),
-            "{:?}",
-            leftovers(c, &target)
-        );
+        assert_no_leftovers(c, &target);
     }
     assert!(exists(c, &src));
     assert!(!dir.path().join("stray").exists());
@@ -225,11 +219,7 @@ fn a_tampered_archive_cannot_act_outside_the_database_it_builds() {
     let err = fails(&["restore", &arch, &c.url(&target)]);
     assert!(err.contains("table 't'") && err.contains("rows"), "{err}");
     assert!(!exists(c, &target));
-    assert!(
-        leftovers(c, &target).is_empty(),
-        "{:?}",
-        leftovers(c, &target)
-    );
+    assert_no_leftovers(c, &target);
 }
 
 #[test]
@@ -289,11 +279,7 @@ fn a_restore_killed_at_any_instant_leaves_the_target_as_it_was_or_complete() {
     }
     ok(&["restore", &arch, &url, "--force", "--json"]);
     assert_eq!(contents(c, &target), expected);
-    assert!(
-        leftovers(c, &target).is_empty(),
-        "{:?}",
-        leftovers(c, &target)
-    );
+    assert_no_leftovers(c, &target);
 }
 
 #[test]

@@ -468,6 +468,22 @@ struct SqliteWriter {
     rng: fastrand::Rng,
 }
 
+/// A random row of `t` for a writer to insert, its key columns (at
+/// `keys`) from [`random_key`].
+pub(crate) fn random_row(rng: &mut fastrand::Rng, t: &TableDesc, keys: &[usize]) -> Vec<Value> {
+    t.columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if keys.contains(&i) {
+                random_key(rng, c.ty)
+            } else {
+                random_value(rng, c.ty, c.nullable)
+            }
+        })
+        .collect()
+}
+
 /// Keys the writer chooses from: small ranges, so that updates and
 /// deletes hit rows and inserts collide.
 pub(crate) fn random_key(rng: &mut fastrand::Rng, ty: ColumnType) -> Value {
@@ -487,18 +503,7 @@ impl SqliteWriter {
     ) -> rusqlite::Result<()> {
         let q = quote_ident(&t.name);
         let keys = t.key_positions();
-        let row: Vec<Value> = t
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if keys.contains(&i) {
-                    random_key(rng, c.ty)
-                } else {
-                    random_value(rng, c.ty, c.nullable)
-                }
-            })
-            .collect();
+        let row = random_row(rng, t, &keys);
         let non_key: Vec<usize> = (0..t.columns.len()).filter(|i| !keys.contains(i)).collect();
         // Which row an update or delete hits: by key, or (without a key)
         // by position in rowid order, so that the choice is the same on

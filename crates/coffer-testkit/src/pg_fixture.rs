@@ -14,8 +14,7 @@ use coffer::engine::{Address, Engine};
 use postgres::types::ToSql;
 
 use crate::fixture::{
-    ColumnType, Description, EngineFixture, SchemaChange, TableDesc, Writer, random_key,
-    random_value,
+    ColumnType, Description, EngineFixture, SchemaChange, TableDesc, Writer, random_key, random_row,
 };
 use crate::image::{Image, RowIter, RowSource, SchemaItem, TableImage, Value};
 use crate::pg::{self, Cluster, NASTY_SQL};
@@ -451,18 +450,7 @@ struct PgWriter {
 fn one_change(rng: &mut fastrand::Rng, t: &TableDesc) -> (String, Params) {
     let q = quote(&t.name);
     let keys = t.key_positions();
-    let row: Vec<Value> = t
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            if keys.contains(&i) {
-                random_key(rng, c.ty)
-            } else {
-                random_value(rng, c.ty, c.nullable)
-            }
-        })
-        .collect();
+    let row = random_row(rng, t, &keys);
     let non_key: Vec<usize> = (0..t.columns.len()).filter(|i| !keys.contains(i)).collect();
     // Which row an update or delete hits: by key (parameters from $2), or
     // without a key by position in ctid order.
