@@ -564,7 +564,8 @@ pub struct ImportArgs {
     #[arg(value_name = "SRC")]
     pub src: String,
 
-    /// The database to import into (created if absent): a file path or sqlite://PATH.
+    /// The database to import into (created if absent): a file path,
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DATABASE.
     #[arg(value_name = "DB")]
     pub db: String,
 
@@ -575,6 +576,13 @@ pub struct ImportArgs {
     /// What to do with a table that already exists in DB.
     #[arg(long, value_enum, default_value = "create")]
     pub mode: ModeArg,
+
+    /// Store a value that DB's engine cannot hold exactly in its nearest
+    /// form (a NUL dropped from text for PostgreSQL, a numeric NaN as NULL
+    /// for SQLite, ...; see docs/FORMAT.md), counted in the summary,
+    /// instead of failing the import.
+    #[arg(long)]
+    pub coerce: bool,
 }
 
 fn parse_regex(s: &str) -> Result<regex::Regex, String> {

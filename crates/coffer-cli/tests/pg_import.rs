@@ -144,6 +144,52 @@ fn a_value_postgres_cannot_hold_fails_the_whole_import_naming_it() {
     );
     // Not even the table that loaded before stays.
     assert!(tables(c, &db).is_empty(), "{:?}", tables(c, &db));
+
+    // Asked to, the import stores the nearest value and says how many.
+    let s = rusqlite::Connection::open(&path).unwrap();
+    s.execute_batch("CREATE TABLE mixed (t TEXT); INSERT INTO mixed VALUES ('text'), (x'00ff');")
+        .unwrap();
+    drop(s);
+    let export = dir.path().join("export2").display().to_string();
+    ok(&["export", path.to_str().unwrap(), &export, "--json"]);
+    let err = fails(&["import", &export, &c.url(&db), "--table", "mixed"]);
+    assert!(
+        err.contains("row 2") && err.contains("'mixed'") && err.contains("--coerce"),
+        "{err}"
+    );
+    let report = ok(&["import", &export, &c.url(&db), "--coerce", "--json"]);
+    assert_eq!(report["coerced"], 2, "{report}");
+    assert_eq!(rows(c, &db, "SELECT body FROM texts WHERE id = 3"), ["ab"]);
+    assert_eq!(
+        rows(c, &db, "SELECT t FROM mixed ORDER BY 1"),
+        ["\\x00ff", "text"]
+    );
+}
+
+#[test]
+fn a_numeric_nan_goes_into_sqlite_as_null_only_when_asked() {
+    let c = pg::cluster();
+    let db = c.create_database("nan");
+    c.execute(&db, "CREATE TABLE n (id int PRIMARY KEY, v numeric); INSERT INTO n VALUES (1, 1.5), (2, 'NaN');");
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export").display().to_string();
+    ok(&["export", &c.url(&db), &export, "--json"]);
+    let target = dir.path().join("n.db");
+    let target = target.to_str().unwrap();
+    let err = fails(&["import", &export, target]);
+    assert!(
+        err.contains("NaN") && err.contains("row 2") && err.contains("--coerce"),
+        "{err}"
+    );
+    let report = ok(&["import", &export, target, "--coerce", "--json"]);
+    assert_eq!(report["coerced"], 1, "{report}");
+    let s = rusqlite::Connection::open(target).unwrap();
+    let v: Option<String> = s
+        .query_row("SELECT CAST(v AS TEXT) FROM n WHERE id = 2", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(v, None);
 }
 
 #[test]

@@ -127,6 +127,8 @@ pub struct PgImporter {
     cancel: Cancel,
     targets: BTreeMap<String, Target>,
     buf: Vec<u8>,
+    /// Values coerced so far, when asked to (`Restorer::coerce`).
+    coerced: Option<u64>,
 }
 
 impl PgImporter {
@@ -174,6 +176,7 @@ impl PgImporter {
             cancel,
             targets: BTreeMap::new(),
             buf: Vec::with_capacity(1 << 20),
+            coerced: None,
         };
         importer.run(
             &format!("{SESSION_SETTINGS}; BEGIN"),
@@ -279,6 +282,14 @@ fn create_sql(manifest: &Manifest, t: &Table, qualified: &str) -> String {
 }
 
 impl Restorer for PgImporter {
+    fn coerce(&mut self) {
+        self.coerced.get_or_insert(0);
+    }
+
+    fn coerced(&self) -> u64 {
+        self.coerced.unwrap_or(0)
+    }
+
     fn begin(&mut self, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
         let settings = ArchiveSettings::of(&manifest.settings).ok();
         for t in tables {
@@ -356,12 +367,25 @@ impl Restorer for PgImporter {
         let binary = match &target.binary {
             Some(plan) if binary_fits(batch) => {
                 self.buf.extend_from_slice(BINARY_HEADER);
-                encode_binary(&target.table, plan, batch, target.rows, &mut self.buf)?;
+                encode_binary(
+                    &target.table,
+                    plan,
+                    batch,
+                    target.rows,
+                    self.coerced.as_mut(),
+                    &mut self.buf,
+                )?;
                 self.buf.extend_from_slice(BINARY_TRAILER);
                 true
             }
             _ => {
-                encode_batch(&target.table, batch, target.rows, &mut self.buf)?;
+                encode_batch(
+                    &target.table,
+                    batch,
+                    target.rows,
+                    self.coerced.as_mut(),
+                    &mut self.buf,
+                )?;
                 false
             }
         };

@@ -9,7 +9,7 @@
 //! PostgreSQL text, and the COPY text escapes applied.
 
 use coffer::datafile::csv::{TextForm, ValueText};
-use coffer::engine::{DataBatch, PostgresValue, RawValue};
+use coffer::engine::{DataBatch, PostgresValue, RawValue, SqliteValue};
 use coffer::manifest::{LogicalType, Table};
 use coffer::{Error, Result};
 
@@ -36,24 +36,63 @@ fn escape_into(text: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), ()> {
     Ok(())
 }
 
-/// The PostgreSQL text of a misfit.
-fn misfit_text(v: &RawValue) -> Option<&[u8]> {
-    match v {
-        RawValue::Postgres(PostgresValue::NaN) => Some(b"NaN"),
-        RawValue::Postgres(PostgresValue::Infinity) => Some(b"Infinity"),
-        RawValue::Postgres(PostgresValue::NegInfinity) => Some(b"-Infinity"),
-        RawValue::Postgres(PostgresValue::Text(t)) => Some(t),
-        RawValue::Sqlite(_) => None,
+/// Append `text` to `out` with COPY's escapes; a NUL in it is an error,
+/// unless `coerce` counts the value and its NULs are left out.
+fn escape_text(
+    text: &[u8],
+    out: &mut Vec<u8>,
+    coerce: &mut Option<&mut u64>,
+) -> std::result::Result<(), ()> {
+    let mark = out.len();
+    match (escape_into(text, out), coerce) {
+        (Ok(()), _) => Ok(()),
+        (Err(()), Some(n)) => {
+            out.truncate(mark);
+            let kept: Vec<u8> = text.iter().copied().filter(|&b| b != 0).collect();
+            **n += 1;
+            escape_into(&kept, out)
+        }
+        (Err(()), None) => Err(()),
     }
+}
+
+/// The PostgreSQL text of a misfit; a SQLite value (of another storage
+/// class than its column's) only when coercing, as its own text.
+fn misfit_text(v: &RawValue, coerce: &mut Option<&mut u64>) -> Option<Vec<u8>> {
+    Some(match v {
+        RawValue::Postgres(PostgresValue::NaN) => b"NaN".to_vec(),
+        RawValue::Postgres(PostgresValue::Infinity) => b"Infinity".to_vec(),
+        RawValue::Postgres(PostgresValue::NegInfinity) => b"-Infinity".to_vec(),
+        RawValue::Postgres(PostgresValue::Text(t)) => t.clone(),
+        RawValue::Sqlite(s) => {
+            let n = coerce.as_deref_mut()?;
+            *n += 1;
+            match s {
+                SqliteValue::Integer(i) => i.to_string().into_bytes(),
+                SqliteValue::Real(r) => coffer::datafile::real_text(*r).into_bytes(),
+                SqliteValue::Text(t) => String::from_utf8_lossy(t).into_owned().into_bytes(),
+                SqliteValue::Blob(b) => {
+                    let mut t = b"\\x".to_vec();
+                    for byte in b {
+                        t.extend_from_slice(format!("{byte:02x}").as_bytes());
+                    }
+                    t
+                }
+            }
+        }
+    })
 }
 
 /// Append the rows of `batch` (of `table`) to `out` as COPY text lines;
 /// `first_row` is the number of the table's rows before the batch (for
 /// messages that name a row).
+/// With `coerce`, what PostgreSQL cannot hold is stored in its nearest
+/// form and counted there (see [`escape_text`], [`misfit_text`]).
 pub fn encode_batch(
     table: &Table,
     batch: &DataBatch,
     first_row: u64,
+    mut coerce: Option<&mut u64>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let columns = batch.columns.columns();
@@ -74,7 +113,7 @@ pub fn encode_batch(
     let mut scratch = Vec::with_capacity(64);
     let nul = |row: usize, col: usize| {
         Error::invalid(format!(
-            "row {} of table '{}' holds text with a NUL character in column '{}', which PostgreSQL cannot store",
+            "row {} of table '{}' holds text with a NUL character in column '{}', which PostgreSQL cannot store; import with --coerce to leave the NULs out",
             first_row + row as u64 + 1,
             table.name,
             table.columns[col].name
@@ -86,20 +125,20 @@ pub fn encode_batch(
                 out.push(b'\t');
             }
             if let Some(m) = misfits.next_if(|m| m.row == row as u64 && m.column as usize == col) {
-                let text = misfit_text(&m.value).ok_or_else(|| {
+                let text = misfit_text(&m.value, &mut coerce).ok_or_else(|| {
                     Error::invalid(format!(
-                        "row {} of table '{}' holds a SQLite value in column '{}' that PostgreSQL has no type for",
+                        "row {} of table '{}' holds a SQLite value in column '{}' of another type than the column's; import with --coerce to store its text",
                         first_row + row as u64 + 1,
                         table.name,
                         table.columns[col].name
                     ))
                 })?;
-                escape_into(text, out).map_err(|()| nul(row, col))?;
+                escape_text(&text, out, &mut coerce).map_err(|()| nul(row, col))?;
                 continue;
             }
             scratch.clear();
             if view.write(row, &mut scratch) {
-                escape_into(&scratch, out).map_err(|()| nul(row, col))?;
+                escape_text(&scratch, out, &mut coerce).map_err(|()| nul(row, col))?;
             } else {
                 out.extend_from_slice(b"\\N");
             }
@@ -165,7 +204,7 @@ mod tests {
             }],
         };
         let mut out = Vec::new();
-        encode_batch(&table, &batch, 0, &mut out).unwrap();
+        encode_batch(&table, &batch, 0, None, &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "1\ta\\tb\\\\c\\nd\t1970-01-01\n\\N\t\t0001-01-01 BC\n3\t\\N\tInfinity\n"
@@ -362,12 +401,13 @@ fn push_field(bytes: &[u8], out: &mut Vec<u8>) {
 
 /// Append the rows of `batch` (of `table`, whose columns go in as `plan`
 /// says) as binary `COPY` tuples; the caller checked [`binary_fits`].
-/// `first_row` as for [`encode_batch`].
+/// `first_row` and `coerce` as for [`encode_batch`].
 pub fn encode_binary(
     table: &Table,
     plan: &[BinaryColumn],
     batch: &DataBatch,
     first_row: u64,
+    mut coerce: Option<&mut u64>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     use arrow_array::Array;
@@ -489,10 +529,18 @@ pub fn encode_binary(
                 }
                 BinaryColumn::Text | BinaryColumn::Jsonb => {
                     let a = array.as_string_opt::<i32>().ok_or_else(|| wrong(c))?;
-                    let v = a.value(row).as_bytes();
+                    let mut v = a.value(row).as_bytes();
+                    let kept: Vec<u8>;
+                    if v.contains(&0)
+                        && let Some(n) = coerce.as_deref_mut()
+                    {
+                        *n += 1;
+                        kept = v.iter().copied().filter(|&b| b != 0).collect();
+                        v = &kept;
+                    }
                     if v.contains(&0) {
                         return Err(Error::invalid(format!(
-                            "row {} of table '{}' holds text with a NUL character in column '{}', which PostgreSQL cannot store",
+                            "row {} of table '{}' holds text with a NUL character in column '{}', which PostgreSQL cannot store; import with --coerce to leave the NULs out",
                             first_row + row as u64 + 1,
                             table.name,
                             table.columns[c].name

@@ -470,9 +470,9 @@ fn writer(
             buf.clear();
             match (&table.binary, binary) {
                 (Some(plan), true) => {
-                    encode_binary(&table.table, plan, &j.batch, j.first_row, &mut buf)?
+                    encode_binary(&table.table, plan, &j.batch, j.first_row, None, &mut buf)?
                 }
-                _ => encode_batch(&table.table, &j.batch, j.first_row, &mut buf)?,
+                _ => encode_batch(&table.table, &j.batch, j.first_row, None, &mut buf)?,
             }
             copy.write_all(&buf).map_err(failed)?;
             match next() {

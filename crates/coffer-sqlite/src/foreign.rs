@@ -24,12 +24,15 @@ pub fn needed(batch: &DataBatch) -> bool {
 
 /// `batch` (of `table`) with every other engine's misfit as a SQLite
 /// value. `origin` names the data in errors; `first_row` is the batch's
-/// first row in its table (rows are named from 1).
+/// first row in its table (rows are named from 1). With `coerced`, a
+/// numeric NaN stays NULL (as SQLite would keep it) and is counted there,
+/// instead of failing.
 pub fn to_sqlite(
     batch: &DataBatch,
     table: &Table,
     origin: &str,
     first_row: u64,
+    mut coerced: Option<&mut u64>,
 ) -> Result<DataBatch> {
     let mut misfits = Vec::with_capacity(batch.misfits.len());
     for m in &batch.misfits {
@@ -70,9 +73,16 @@ pub fn to_sqlite(
             PostgresValue::Infinity => infinite(false),
             PostgresValue::NegInfinity => infinite(true),
             PostgresValue::Text(t) => SqliteValue::Text(t.clone()),
+            PostgresValue::NaN if coerced.is_some() => {
+                if let Some(n) = coerced.as_deref_mut() {
+                    *n += 1;
+                }
+                // The column holds NULL there already.
+                continue;
+            }
             PostgresValue::NaN => {
                 return Err(Error::invalid(format!(
-                    "row {} of table '{}' in {origin} holds NaN in column '{}', which SQLite cannot store (it keeps NaN as NULL); leave the table out with --table, or change the value at the source",
+                    "row {} of table '{}' in {origin} holds NaN in column '{}', which SQLite cannot store (it keeps NaN as NULL); leave the table out with --table, import with --coerce to keep it as NULL, or change the value at the source",
                     first_row + m.row + 1,
                     table.name,
                     col.name

@@ -58,6 +58,8 @@ pub struct SqliteImporter {
     /// Rows handed to `load` so far, per table (to name a row in errors).
     loaded: HashMap<String, u64>,
     finished: bool,
+    /// Values coerced so far, when asked to (`Restorer::coerce`).
+    coerced: Option<u64>,
 }
 
 fn display(p: &Path) -> String {
@@ -124,6 +126,7 @@ impl SqliteImporter {
             created: HashSet::new(),
             loaded: HashMap::new(),
             finished: false,
+            coerced: None,
         })
     }
 
@@ -298,6 +301,14 @@ fn without_column(batch: &DataBatch, skip: usize) -> DataBatch {
 }
 
 impl Restorer for SqliteImporter {
+    fn coerce(&mut self) {
+        self.coerced.get_or_insert(0);
+    }
+
+    fn coerced(&self) -> u64 {
+        self.coerced.unwrap_or(0)
+    }
+
     fn begin(&mut self, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
         let native = manifest.source.engine == "sqlite";
         let target = self.name();
@@ -431,7 +442,8 @@ impl Restorer for SqliteImporter {
         let foreign;
         let mut batch = batch;
         if foreign::needed(batch) {
-            foreign = foreign::to_sqlite(batch, table, &self.name(), first_row)?;
+            let name = self.name();
+            foreign = foreign::to_sqlite(batch, table, &name, first_row, self.coerced.as_mut())?;
             batch = &foreign;
         }
         let converted;

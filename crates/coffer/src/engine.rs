@@ -274,6 +274,17 @@ pub trait Restorer: Send {
         Vec::new()
     }
 
+    /// Store a value that the target cannot hold exactly in its documented
+    /// nearest form instead of refusing the import (FORMAT.md, "Coercions"),
+    /// counting each in [`Restorer::coerced`]. Call before `begin`; a no-op
+    /// for engines that coerce nothing.
+    fn coerce(&mut self) {}
+
+    /// How many values were coerced so far.
+    fn coerced(&self) -> u64 {
+        0
+    }
+
     /// Leave out what makes objects owned by the roles of the source
     /// (`--no-owner`): they are owned by whoever restores. Call before
     /// `begin`; a no-op for engines without owners.

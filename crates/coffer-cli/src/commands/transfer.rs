@@ -47,6 +47,8 @@ struct ImportJson<'a> {
     rows: u64,
     bytes: u64,
     seconds: f64,
+    /// Values stored in their nearest form (`--coerce`).
+    coerced: u64,
 }
 
 fn format_name(f: DataFormat) -> &'static str {
@@ -121,6 +123,7 @@ pub(super) async fn run_import(
     let options = ImportOptions {
         tables: args.tables.clone(),
         mode,
+        coerce: args.coerce,
     };
     tracing::info!(src = %store.url(), db = %db, ?options, "import");
     let (run, ctrl_c) = run_until_stopped(out);
@@ -149,12 +152,21 @@ pub(super) async fn run_import(
             rows: report.rows,
             bytes: report.bytes,
             seconds: report.seconds,
+            coerced: report.coerced,
         })
     } else if out.quiet {
         Ok(())
     } else {
+        let coerced = if report.coerced > 0 {
+            format!(
+                "; {} stored in their nearest form (--coerce)",
+                plural(report.coerced, "value", "values")
+            )
+        } else {
+            String::new()
+        };
         emit(&format!(
-            "imported {}, {} ({} read) in {} from {} into {}",
+            "imported {}, {} ({} read) in {} from {} into {}{coerced}",
             plural(report.tables.len() as u64, "table", "tables"),
             plural(report.rows, "row", "rows"),
             human_bytes(report.bytes),

@@ -28,6 +28,10 @@ pub struct ImportOptions {
     pub tables: Vec<String>,
     /// What to do with tables that already exist in the target.
     pub mode: ImportMode,
+    /// Store values the target cannot hold exactly in their documented
+    /// nearest form, counted in [`ImportReport::coerced`], instead of
+    /// failing.
+    pub coerce: bool,
 }
 
 /// What a finished import did.
@@ -43,6 +47,8 @@ pub struct ImportReport {
     pub bytes: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Values stored in their nearest form (with [`ImportOptions::coerce`]).
+    pub coerced: u64,
 }
 
 /// The indexes of the tables to import: those named (in archive order), or
@@ -140,8 +146,14 @@ pub async fn import(
     let manifest = Arc::new(manifest);
     let open = {
         let target = target.location().to_string();
-        let (mode, cancel) = (options.mode, cancel.clone());
-        move || engine.importer(&target, mode, cancel)
+        let (mode, cancel, coerce) = (options.mode, cancel.clone(), options.coerce);
+        move || {
+            let mut r = engine.importer(&target, mode, cancel)?;
+            if coerce {
+                r.coerce();
+            }
+            Ok(r)
+        }
     };
     let loaded = load_archive(
         src,
@@ -164,5 +176,6 @@ pub async fn import(
         rows: loaded.rows,
         bytes: loaded.bytes,
         seconds: started.elapsed().as_secs_f64(),
+        coerced: loaded.coerced,
     })
 }

@@ -22,6 +22,8 @@ pub(crate) struct Loaded {
     pub bytes: u64,
     /// What the restorer left out ([`Restorer::skipped`]).
     pub skipped: Vec<crate::engine::Skipped>,
+    /// Values stored in their nearest form ([`Restorer::coerced`]).
+    pub coerced: u64,
 }
 
 /// Load the tables `selected` (indexes into `manifest.tables`) of the
@@ -87,7 +89,8 @@ pub(crate) async fn load_archive(
             },
         );
         let bytes = read.inspect_err(|_| progress.end())?;
-        tracing::debug!(rows, "rows loaded");
+        let coerced = restorer.coerced();
+        tracing::debug!(rows, coerced, "rows loaded");
         // The rest (indexes, checks) shows as phases of its own.
         progress.begin("finishing", None, None);
         restorer.set_progress(progress.clone());
@@ -98,6 +101,7 @@ pub(crate) async fn load_archive(
             rows,
             bytes,
             skipped,
+            coerced,
         })
     })
     .await
