@@ -432,9 +432,9 @@ pub struct BackupArgs {
     pub tables: Vec<String>,
 
     /// Connections that read tables in parallel, all at the same moment
-    /// (1 reads every table on one connection); by default one per core,
-    /// at most 8.
-    #[arg(long, value_name = "N", default_value_t = default_scanners(), value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// (1 reads every table on one connection; a large PostgreSQL table is
+    /// split among them); by default one per core, at most 8.
+    #[arg(long, visible_alias = "jobs", value_name = "N", default_value_t = default_scanners(), value_parser = clap::value_parser!(u16).range(1..=64))]
     pub scanners: u16,
 }
 

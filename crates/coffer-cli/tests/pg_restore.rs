@@ -87,7 +87,7 @@ fn exists(c: &Cluster, db: &str) -> bool {
 
 fn backup(c: &Cluster, db: &str, dir: &Path) -> String {
     let arch = dir.join(db).display().to_string();
-    ok(&["backup", &c.url(db), &arch, "--json"]);
+    ok(&["backup", &c.url(db), &arch, "--jobs", "2", "--json"]);
     arch
 }
 
