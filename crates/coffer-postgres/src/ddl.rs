@@ -255,6 +255,102 @@ fn leading_words(stmt: &str, n: usize) -> Vec<String> {
     words
 }
 
+/// The words of `stmt` outside parentheses, quotes, bodies and comments,
+/// upper-cased (`CREATE TABLE t (x int) AS …` → `CREATE`, `TABLE`, `T`,
+/// `AS`, …), to tell what a statement does at its top level.
+fn top_level_words(stmt: &str) -> Vec<String> {
+    let b = stmt.as_bytes();
+    let mut words = Vec::new();
+    let (mut i, mut depth) = (0usize, 0usize);
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => match stmt[i + 2..].find("*/") {
+                Some(e) => i += e + 4,
+                None => break,
+            },
+            b'\'' | b'"' => {
+                // An E'…' string has backslash escapes.
+                let escapes = c == b'\''
+                    && i > 0
+                    && matches!(b[i - 1], b'e' | b'E')
+                    && (i < 2 || !(b[i - 2].is_ascii_alphanumeric() || b[i - 2] == b'_'));
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    i += if escapes && b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'$' => {
+                let rest = &stmt[i + 1..];
+                match rest.find('$') {
+                    Some(e)
+                        if rest[..e]
+                            .bytes()
+                            .all(|x| x.is_ascii_alphanumeric() || x == b'_') =>
+                    {
+                        let tag = &stmt[i..i + e + 2];
+                        match stmt[i + tag.len()..].find(tag) {
+                            Some(end) => i += 2 * tag.len() + end,
+                            None => break,
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
+                {
+                    i += 1;
+                }
+                if depth == 0 {
+                    words.push(stmt[start..i].to_ascii_uppercase());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    words
+}
+
+/// Whether a `CREATE` statement would run a query while it is created: a
+/// `CREATE TABLE … AS` (or `AS EXECUTE`), a materialized view that is not
+/// `WITH NO DATA`. pg_dump writes neither.
+fn creates_by_query(stmt: &str) -> bool {
+    let top = top_level_words(stmt);
+    let kind: Vec<&str> = top
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .skip_while(|w| {
+            matches!(
+                *w,
+                "OR" | "REPLACE" | "UNLOGGED" | "TEMP" | "TEMPORARY" | "GLOBAL" | "LOCAL"
+            )
+        })
+        .take(2)
+        .collect();
+    match kind.as_slice() {
+        ["TABLE", ..] => top.iter().any(|w| w == "AS" || w == "EXECUTE"),
+        ["MATERIALIZED", "VIEW"] => !top.ends_with(&["WITH".into(), "NO".into(), "DATA".into()]),
+        _ => false,
+    }
+}
+
 /// The objects that live outside any one database: statements about them
 /// act on the whole cluster.
 const SHARED: &[&str] = &[
@@ -295,7 +391,7 @@ fn grant_target(stmt: &str) -> Option<String> {
 /// for the kinds a schema dump holds whose effects stay in the database
 /// being built, otherwise what is wrong with it, as a phrase.
 pub fn check_statement(stmt: &str) -> std::result::Result<(), String> {
-    let w = leading_words(stmt, 5);
+    let w = leading_words(stmt, 6);
     let word = |i: usize| w.get(i).map(String::as_str).unwrap_or("");
     let shared =
         |i: usize| SHARED.contains(&word(i)) && !(word(i) == "USER" && word(i + 1) == "MAPPING");
@@ -305,11 +401,15 @@ pub fn check_statement(stmt: &str) -> std::result::Result<(), String> {
             if word(1) == "OR" && word(2) == "REPLACE" {
                 k = 3;
             }
-            !shared(k)
+            !shared(k) && !creates_by_query(stmt)
         }
         "ALTER" => !shared(1),
         "COMMENT" => word(1) == "ON" && !shared(2),
-        "SECURITY" => word(1) == "LABEL",
+        // SECURITY LABEL [FOR provider] ON kind …
+        "SECURITY" => {
+            let on = if word(2) == "FOR" { 4 } else { 2 };
+            word(1) == "LABEL" && word(on) == "ON" && !shared(on + 1)
+        }
         "GRANT" | "REVOKE" => match grant_target(stmt) {
             Some(kind) => !SHARED.contains(&kind.as_str()),
             None => false,
@@ -334,6 +434,16 @@ pub fn check_statement(stmt: &str) -> std::result::Result<(), String> {
             "holds a statement that a schema restore does not run ({shown})"
         ))
     }
+}
+
+/// Whether `stmt` is about an event trigger (creates, alters or comments
+/// on one): a restore runs those last, so that no event trigger of the
+/// archive fires on the restore's own DDL.
+pub fn is_event_trigger(stmt: &str) -> bool {
+    let w = leading_words(stmt, 4);
+    w.windows(2)
+        .take(3)
+        .any(|p| p[0] == "EVENT" && p[1] == "TRIGGER")
 }
 
 /// Whether `stmt` changes an object's owner (`ALTER … OWNER TO`), what
@@ -441,6 +551,11 @@ mod tests {
             "SET default_tablespace = ''",
             "SELECT pg_catalog.set_config('search_path', '', false)",
             "CREATE EXTENSION IF NOT EXISTS hstore WITH SCHEMA public",
+            "CREATE TABLE public.t (x int GENERATED ALWAYS AS (1) STORED, y text DEFAULT 'AS')",
+            "CREATE UNLOGGED TABLE public.u (x int) WITH (fillfactor = 50)",
+            "CREATE MATERIALIZED VIEW public.m AS\n SELECT 1 AS one\n  WITH NO DATA",
+            "CREATE FUNCTION f() RETURNS int AS $$ select 1 $$ LANGUAGE sql",
+            "SECURITY LABEL FOR selinux ON TABLE public.t IS 'x'",
         ] {
             assert_eq!(check_statement(ok), Ok(()), "{ok}");
         }
@@ -467,9 +582,28 @@ mod tests {
             "LOAD 'evil'",
             "\\! rm -rf /",
             "INSERT INTO t VALUES (1)",
+            "CREATE TABLE stolen AS SELECT pg_read_file('/etc/passwd')",
+            "CREATE UNLOGGED TABLE x AS SELECT lo_export(1, '/tmp/x')",
+            "CREATE TABLE x AS EXECUTE p",
+            "CREATE TABLE x (c) WITH (o = E'\\'') AS SELECT pg_read_file('/etc/passwd')",
+            "CREATE MATERIALIZED VIEW m AS SELECT pg_read_file('/etc/passwd')",
+            "SECURITY LABEL ON ROLE app IS 'x'",
+            "SECURITY LABEL FOR p ON DATABASE other IS 'x'",
         ] {
             assert!(check_statement(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn event_triggers() {
+        assert!(is_event_trigger(
+            "CREATE EVENT TRIGGER t ON ddl_command_end EXECUTE FUNCTION f()"
+        ));
+        assert!(is_event_trigger("ALTER EVENT TRIGGER t OWNER TO app"));
+        assert!(is_event_trigger("COMMENT ON EVENT TRIGGER t IS 'x'"));
+        assert!(!is_event_trigger(
+            "CREATE TRIGGER t BEFORE INSERT ON x EXECUTE FUNCTION f()"
+        ));
     }
 
     #[test]

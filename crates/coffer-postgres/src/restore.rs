@@ -199,6 +199,8 @@ pub struct PgRestorer {
     progress: Option<Arc<dyn Progress>>,
     build: Option<Build>,
     started: std::time::Instant,
+    /// Statements run after all others (event triggers).
+    last: Vec<String>,
 }
 
 /// Connect to a maintenance database of `target`'s server.
@@ -272,6 +274,7 @@ impl PgRestorer {
             progress: None,
             build: None,
             started: std::time::Instant::now(),
+            last: Vec::new(),
         };
         r.drop_leftovers()?;
         r.target_exists = r.database_exists(&name)?;
@@ -365,17 +368,25 @@ impl PgRestorer {
     }
 
     /// The statements of `entries` that this restore runs (checked, with
-    /// owners and grants left out as asked).
-    fn runnable<'e>(&self, entries: &'e [Entry]) -> Result<Vec<(&'e Entry, Vec<&'e str>)>> {
+    /// owners and grants left out as asked); those about event triggers go
+    /// to `self.last`, to run after everything else.
+    fn runnable<'e>(&mut self, entries: &'e [Entry]) -> Result<Vec<(&'e Entry, Vec<&'e str>)>> {
         let mut out = Vec::new();
         for e in entries {
-            let list: Vec<&str> = ddl::checked_statements(e, "the archive")?
+            let mut list: Vec<&str> = ddl::checked_statements(e, "the archive")?
                 .into_iter()
                 .filter(|s| !(self.no_owner && ddl::is_owner_change(s)))
                 .filter(|s| !(self.no_privileges && ddl::is_privilege(s)))
                 // pg_dump's own search_path setting: the session has it.
                 .filter(|s| !s.to_ascii_uppercase().starts_with("SELECT"))
                 .collect();
+            list.retain(|s| {
+                let last = ddl::is_event_trigger(s);
+                if last {
+                    self.last.push(s.to_string());
+                }
+                !last
+            });
             if !list.is_empty() {
                 out.push((e, list));
             }
@@ -906,6 +917,14 @@ impl Restorer for PgRestorer {
                 at_seconds = started.elapsed().as_secs_f64(),
                 "restore: analyzed"
             );
+            // Event triggers, now that no more DDL of the restore's can
+            // fire them.
+            for s in std::mem::take(&mut self.last) {
+                clients[0].batch_execute(&s).map_err(|e| {
+                    let err = query_error(&target, "creating an event trigger", &e);
+                    missing_role_hint(err, &e)
+                })?;
+            }
             // Everything the restore wrote is committed; close before renaming.
             drop(clients);
         }
