@@ -249,16 +249,30 @@ impl PgRestorer {
             ));
         }
         let key = fnv(&format!("coffer restore {name}")) as i64;
-        let locked: bool = admin
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .map_err(|e| query_error(&admin_address, "locking the restore's target", &e))?
-            .get(0);
-        if !locked {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("another coffer restore into {who} is running; wait for it to finish"),
-            ));
+        // Wait a little: a restore that just ended may not have left the
+        // server yet (its session ends a moment after the process).
+        let locked = admin
+            .batch_execute("SET lock_timeout = '10s'")
+            .and_then(|()| admin.execute("SELECT pg_advisory_lock($1)", &[&key]));
+        match locked {
+            Ok(_) => {}
+            Err(e) if e.code().map(|c| c.code()) == Some("55P03") => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("another coffer restore into {who} is running; wait for it to finish"),
+                ));
+            }
+            Err(e) => {
+                return Err(query_error(
+                    &admin_address,
+                    "locking the restore's target",
+                    &e,
+                ));
+            }
         }
+        admin
+            .batch_execute("RESET lock_timeout")
+            .map_err(|e| query_error(&admin_address, "locking the restore's target", &e))?;
         let mut r = PgRestorer {
             target: target.clone(),
             admin,
