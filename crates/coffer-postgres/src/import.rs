@@ -119,7 +119,8 @@ struct NewDatabase {
 
 /// An import into a PostgreSQL database, in one transaction.
 pub struct PgImporter {
-    address: Address,
+    /// The database as the user named it (messages name it, even while the
+    /// rows go into a new database's temporary name).
     target: Address,
     new_database: Option<NewDatabase>,
     client: Option<postgres::Client>,
@@ -135,8 +136,8 @@ impl PgImporter {
     /// An importer into the database at `target`; one that does not exist
     /// is created (under a temporary name until the import commits).
     pub fn open(target: &Address, mode: ImportMode, cancel: Cancel) -> Result<PgImporter> {
-        let (address, client, new_database) = match target.connect() {
-            Ok(c) => (target.clone(), c.client, None),
+        let (client, new_database) = match target.connect() {
+            Ok(c) => (c.client, None),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 let (mut admin, admin_address, server_version) = admin_connection(target)?;
                 let [prefix, _] = temporary_prefixes(target.dbname());
@@ -158,7 +159,7 @@ impl PgImporter {
                     server_version,
                 };
                 match address.connect() {
-                    Ok(c) => (address, c.client, Some(new)),
+                    Ok(c) => (c.client, Some(new)),
                     Err(e) => {
                         drop_new_database(new);
                         return Err(e);
@@ -168,7 +169,6 @@ impl PgImporter {
             Err(e) => return Err(e),
         };
         let mut importer = PgImporter {
-            address,
             target: target.clone(),
             new_database,
             client: Some(client),
@@ -223,7 +223,7 @@ impl Drop for PgImporter {
 
 impl PgImporter {
     fn exists(&mut self, schema: &str, name: &str) -> Result<bool> {
-        let address = self.address.clone();
+        let address = self.target.clone();
         Ok(self
             .client()
             .query_opt(
@@ -236,7 +236,7 @@ impl PgImporter {
     }
 
     fn run(&mut self, sql: &str, doing: &str) -> Result<()> {
-        let address = self.address.clone();
+        let address = self.target.clone();
         self.client()
             .batch_execute(sql)
             .map_err(|e| query_error(&address, doing, &e))
@@ -304,7 +304,7 @@ impl Restorer for PgImporter {
                         ErrorKind::AlreadyExists,
                         format!(
                             "table {shown} already exists in {}; import with --mode append to add the rows or --mode replace to replace it",
-                            self.address
+                            self.target
                         ),
                     ));
                 }
@@ -327,13 +327,13 @@ impl Restorer for PgImporter {
                     &format!("creating table {shown}"),
                 )?;
             }
-            let address = self.address.clone();
+            let address = self.target.clone();
             let types = column_types(self.client(), &address, &qualified)?;
             for c in &t.columns {
                 if !types.contains_key(&c.name) {
                     return Err(Error::invalid(format!(
                         "table {shown} in {} has no column '{}', which the archive's rows have; nothing was imported",
-                        self.address, c.name
+                        self.target, c.name
                     )));
                 }
             }
@@ -401,16 +401,16 @@ impl Restorer for PgImporter {
             .ok_or_else(|| Error::internal("the import's connection is closed"))?;
         let mut copy = client
             .copy_in(&sql)
-            .map_err(|e| query_error(&self.address, &doing, &e))?;
+            .map_err(|e| query_error(&self.target, &doing, &e))?;
         copy.write_all(&self.buf).map_err(|e| {
             Error::new(
                 ErrorKind::Engine,
-                format!("{doing} in {} failed: {e}", self.address),
+                format!("{doing} in {} failed: {e}", self.target),
             )
         })?;
         let n = copy
             .finish()
-            .map_err(|e| query_error(&self.address, &doing, &e))?;
+            .map_err(|e| query_error(&self.target, &doing, &e))?;
         target.rows += n;
         Ok(())
     }
