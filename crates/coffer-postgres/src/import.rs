@@ -25,7 +25,10 @@ use crate::ddl::SESSION_SETTINGS;
 use crate::load::{
     BINARY_HEADER, BINARY_TRAILER, BinaryColumn, binary_fits, encode_batch, encode_binary,
 };
-use crate::restore::{ArchiveSettings, admin_connection, column_types, nonce, temporary_prefixes};
+use crate::restore::{
+    ArchiveSettings, admin_connection, column_types, drop_database, execute_while_in_use, nonce,
+    temporary_prefixes,
+};
 
 /// The PostgreSQL type of a logical type, for a table made from the
 /// neutral schema.
@@ -194,15 +197,7 @@ impl PgImporter {
 
 /// Drop a database an import created and did not finish.
 fn drop_new_database(mut new: NewDatabase) {
-    let force = if new.server_version >= 130000 {
-        " WITH (FORCE)"
-    } else {
-        ""
-    };
-    if let Err(e) = new.admin.batch_execute(&format!(
-        "DROP DATABASE IF EXISTS {}{force}",
-        quote_ident(&new.name)
-    )) {
+    if let Err(e) = drop_database(&mut new.admin, new.server_version, &new.name) {
         tracing::warn!(
             "dropping {} on {} after a failed import: {e}",
             new.name,
@@ -446,25 +441,14 @@ impl Restorer for PgImporter {
                 quote_ident(&new.name),
                 quote_ident(self.target.dbname())
             );
-            let mut tries = 0;
-            loop {
-                match new.admin.batch_execute(&sql) {
-                    Ok(()) => break,
-                    // Our own session may take a moment to end on the server.
-                    Err(e) if e.code().map(|c| c.code()) == Some("55006") && tries < 50 => {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                    }
-                    Err(e) => {
-                        let err = query_error(
-                            &new.admin_address,
-                            &format!("renaming the imported database to {}", self.target.dbname()),
-                            &e,
-                        );
-                        drop_new_database(new);
-                        return Err(err);
-                    }
-                }
+            if let Err(e) = execute_while_in_use(&mut new.admin, &sql) {
+                let err = query_error(
+                    &new.admin_address,
+                    &format!("renaming the imported database to {}", self.target.dbname()),
+                    &e,
+                );
+                drop_new_database(new);
+                return Err(err);
             }
         }
         Ok(())

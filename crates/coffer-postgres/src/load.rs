@@ -315,10 +315,7 @@ pub const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// The end of a binary `COPY` stream.
 pub const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
 
-/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
-const EPOCH_DAYS: i32 = 10_957;
-/// Microseconds from 1970-01-01 to 2000-01-01.
-const EPOCH_MICROS: i64 = 946_684_800_000_000;
+use crate::scan::{EPOCH_DAYS, EPOCH_MICROS};
 
 /// Whether a batch can go in binary form: no misfit is a text form, which
 /// only the type's text input reads.

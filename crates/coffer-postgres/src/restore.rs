@@ -203,6 +203,57 @@ pub struct PgRestorer {
     last: Vec<String>,
 }
 
+/// `DROP DATABASE IF EXISTS name` on a maintenance connection, ending the
+/// database's sessions where the server can (13 and later).
+pub(crate) fn drop_database(
+    admin: &mut postgres::Client,
+    server_version: u32,
+    name: &str,
+) -> std::result::Result<(), postgres::Error> {
+    let force = if server_version >= 130000 {
+        " WITH (FORCE)"
+    } else {
+        ""
+    };
+    admin.batch_execute(&format!(
+        "DROP DATABASE IF EXISTS {}{force}",
+        quote_ident(name)
+    ))
+}
+
+/// Run `sql` (database renames) on a maintenance connection, again while
+/// the server says a database is in use, for up to 5 s: the sessions this
+/// process just closed end on the server a moment later. A failed attempt
+/// is rolled back.
+pub(crate) fn execute_while_in_use(
+    admin: &mut postgres::Client,
+    sql: &str,
+) -> std::result::Result<(), postgres::Error> {
+    let mut tries = 0;
+    loop {
+        match admin.batch_execute(sql) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let _ = admin.batch_execute("ROLLBACK");
+                if e.code().map(|c| c.code()) == Some("55006") && tries < 50 {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                } else {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// A connection to `address` with the restore's session settings.
+fn session(address: &Address) -> Result<postgres::Client> {
+    let mut c = address.connect()?.client;
+    c.batch_execute(SESSION_SETTINGS)
+        .map_err(|e| query_error(address, "setting up the session", &e))?;
+    Ok(c)
+}
+
 /// Connect to a maintenance database of `target`'s server.
 pub(crate) fn admin_connection(target: &Address) -> Result<(postgres::Client, Address, u32)> {
     let mut first = None;
@@ -355,30 +406,13 @@ impl PgRestorer {
     }
 
     fn drop_database(&mut self, name: &str) -> Result<()> {
-        let force = if self.server_version >= 130000 {
-            " WITH (FORCE)"
-        } else {
-            ""
-        };
-        self.admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {}{force}",
-                quote_ident(name)
-            ))
-            .map_err(|e| {
-                query_error(
-                    &self.admin_address,
-                    &format!("dropping database {name}"),
-                    &e,
-                )
-            })
-    }
-
-    fn session(&self, address: &Address) -> Result<postgres::Client> {
-        let mut c = address.connect()?.client;
-        c.batch_execute(SESSION_SETTINGS)
-            .map_err(|e| query_error(address, "setting up the session", &e))?;
-        Ok(c)
+        drop_database(&mut self.admin, self.server_version, name).map_err(|e| {
+            query_error(
+                &self.admin_address,
+                &format!("dropping database {name}"),
+                &e,
+            )
+        })
     }
 
     /// The statements of `entries` that this restore runs (checked, with
@@ -693,7 +727,7 @@ impl Restorer for PgRestorer {
             sent: BTreeMap::new(),
         });
         // Pre-data, in one transaction.
-        let mut main = self.session(&address)?;
+        let mut main = session(&address)?;
         let mut tx = main
             .transaction()
             .map_err(|e| query_error(&self.target, "beginning the schema", &e))?;
@@ -742,7 +776,7 @@ impl Restorer for PgRestorer {
         let rx = Arc::new(Mutex::new(rx));
         let mut handles = Vec::new();
         for _ in 0..self.writers {
-            let mut client = self.session(&address)?;
+            let mut client = session(&address)?;
             let (rx, address) = (rx.clone(), self.target.clone());
             let loaded = self.build.as_ref().expect("built").loaded.clone();
             handles.push(std::thread::spawn(move || {
@@ -846,10 +880,7 @@ impl Restorer for PgRestorer {
             clients.append(&mut build.idle);
             let address = build.address.clone();
             while clients.len() < self.writers.max(1) {
-                let mut c = address.connect()?.client;
-                c.batch_execute(SESSION_SETTINGS)
-                    .map_err(|e| query_error(&address, "setting up the session", &e))?;
-                clients.push(c);
+                clients.push(session(&address)?);
             }
             // One statement at a time per core: more only makes them
             // compete (each index build may use parallel workers too).
@@ -961,34 +992,20 @@ impl Restorer for PgRestorer {
             quote_ident(&build_name),
             quote_ident(&target_name)
         ));
-        // Our own sessions may take a moment to end on the server.
-        let mut tries = 0;
-        loop {
-            match self.admin.batch_execute(&sql) {
-                Ok(()) => break,
-                Err(e) => {
-                    let _ = self.admin.batch_execute("ROLLBACK");
-                    let in_use = e.code().map(|c| c.code()) == Some("55006");
-                    if in_use && tries < 50 {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                        continue;
-                    }
-                    if in_use && self.target_exists {
-                        return Err(Error::new(
-                            ErrorKind::AlreadyExists,
-                            format!(
-                                "database {target} is in use by other sessions, so it cannot be replaced; close them and try again"
-                            ),
-                        ));
-                    }
-                    return Err(query_error(
-                        &self.admin_address,
-                        &format!("renaming the restored database to {target_name}"),
-                        &e,
-                    ));
-                }
+        if let Err(e) = execute_while_in_use(&mut self.admin, &sql) {
+            if e.code().map(|c| c.code()) == Some("55006") && self.target_exists {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "database {target} is in use by other sessions, so it cannot be replaced; close them and try again"
+                    ),
+                ));
             }
+            return Err(query_error(
+                &self.admin_address,
+                &format!("renaming the restored database to {target_name}"),
+                &e,
+            ));
         }
         self.build = None;
         if self.target_exists {

@@ -28,9 +28,9 @@ use crate::decode::{Array as PgArray, Date, Numeric, Timestamp, Value, decode, o
 use crate::snapshot::CtidRange;
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
-const EPOCH_DAYS: i32 = 10_957;
+pub(crate) const EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
-const EPOCH_MICROS: i64 = 946_684_800_000_000;
+pub(crate) const EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 /// How one column is read and what it becomes.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use coffer::engine::{Address, Engine};
+use coffer_postgres::catalog::quote_ident as quote;
 use postgres::types::ToSql;
 
 use crate::fixture::{
@@ -27,11 +28,6 @@ pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e))
     })
-}
-
-/// `"name"`, quotes doubled.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn pg_type(ty: ColumnType) -> &'static str {
