@@ -200,6 +200,21 @@ fn a_tampered_archive_cannot_act_outside_the_database_it_builds() {
         assert!(!exists(c, &target));
         assert_no_leftovers(c, &target);
     }
+    // A post-data object too (the primary key), refused before any row loads.
+    std::fs::write(&manifest, &pristine).unwrap();
+    append_to_sql(
+        &manifest,
+        "t t_pkey",
+        &format!(";\nALTER ROLE {PASSWORD_USER} SUPERUSER;"),
+    );
+    let target = format!("{src}_post");
+    let err = fails(&["restore", &arch, &c.url(&target)]);
+    assert!(
+        err.contains("constraint t t_pkey") && err.contains("altered"),
+        "{err}"
+    );
+    assert!(!exists(c, &target));
+    assert_no_leftovers(c, &target);
     assert!(exists(c, &src));
     assert!(!dir.path().join("stray").exists());
     let superuser: bool = c

@@ -201,6 +201,10 @@ pub struct PgRestorer {
     started: std::time::Instant,
     /// Statements run after all others (event triggers).
     last: Vec<String>,
+    /// The archive's settings, read by `begin`.
+    settings: Option<ArchiveSettings>,
+    /// The post-data's entries and their checked statements, from `begin`.
+    post: Vec<(Entry, Vec<String>)>,
 }
 
 /// `DROP DATABASE IF EXISTS name` on a maintenance connection, ending the
@@ -340,6 +344,8 @@ impl PgRestorer {
             build: None,
             started: std::time::Instant::now(),
             last: Vec::new(),
+            settings: None,
+            post: Vec::new(),
         };
         r.drop_leftovers()?;
         r.target_exists = r.database_exists(&name)?;
@@ -662,8 +668,15 @@ impl Restorer for PgRestorer {
                 "the archive's PostgreSQL settings name more schema objects than it has; the archive was altered or damaged",
             ));
         }
-        let (pre, _) = entries.split_at(settings.pre_data_objects);
+        let (pre, post) = entries.split_at(settings.pre_data_objects);
+        // Every statement of the archive is checked before anything is
+        // created; the post-data's wait for the rows.
         let pre = self.runnable(pre)?;
+        self.post = self
+            .runnable(post)?
+            .into_iter()
+            .map(|(e, st)| (e.clone(), st.into_iter().map(str::to_owned).collect()))
+            .collect();
         let mut targets = Vec::new();
         for t in tables {
             let (schema, name) = settings.tables.get(&t.name).ok_or_else(|| {
@@ -789,6 +802,7 @@ impl Restorer for PgRestorer {
         build.main = Some(main);
         build.queue = Some(tx);
         build.writers = handles;
+        self.settings = Some(settings);
         Ok(())
     }
 
@@ -827,14 +841,12 @@ impl Restorer for PgRestorer {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, manifest: &Manifest, tables: &[&Table]) -> Result<()> {
-        let settings = ArchiveSettings::of(&manifest.settings)?;
-        let entries = entries_of(manifest);
-        let post_entries = entries
-            .get(settings.pre_data_objects..)
-            .unwrap_or_default()
-            .to_vec();
-        let post = self.runnable(&post_entries)?;
+    fn finish(mut self: Box<Self>, _manifest: &Manifest, tables: &[&Table]) -> Result<()> {
+        let settings = self
+            .settings
+            .take()
+            .ok_or_else(|| Error::internal("finish before begin"))?;
+        let post = std::mem::take(&mut self.post);
         let target = self.target.clone();
         let cancel = self.cancel.clone();
         let progress = self.progress.clone();
