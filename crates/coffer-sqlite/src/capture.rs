@@ -558,7 +558,7 @@ fn read_records(conn: &Connection, db: &str) -> Result<Vec<CollectionRecord>> {
                 repo,
                 created_at,
                 last_backup: last,
-                pending: pending.zip(pending_epoch.map(|e| e as u64)),
+                pending: pending.zip(pending_epoch.map(|e| e.to_string())),
             })
         })
         .collect()
@@ -1013,8 +1013,11 @@ impl ChangeCapture for SqliteEngine {
         }))
     }
 
-    fn set_pending(&self, db: &str, name: &str, pending: Option<(&str, u64)>) -> Result<()> {
+    fn set_pending(&self, db: &str, name: &str, pending: Option<(&str, &str)>) -> Result<()> {
         let path = db;
+        let pending = pending
+            .map(|(id, h)| epoch_of(h).map(|e| (id, e)))
+            .transpose()?;
         let mut conn = open_rw(path)?;
         write_txn(&mut conn, path, |tx| {
             find_record(tx, path, name)?;
@@ -1033,8 +1036,9 @@ impl ChangeCapture for SqliteEngine {
         })
     }
 
-    fn trim(&self, db: &str, name: &str, id: &str, epoch: u64) -> Result<()> {
+    fn trim(&self, db: &str, name: &str, id: &str, horizon: &str) -> Result<()> {
         let path = db;
+        let epoch = epoch_of(horizon)?;
         let mut conn = open_rw(path)?;
         write_txn(&mut conn, path, |tx| {
             let record = find_record(tx, path, name)?;
@@ -1191,9 +1195,18 @@ impl Snapshot for CaptureSnapshot {
     }
 }
 
+/// The epoch a SQLite snapshot's horizon names (its decimal form).
+fn epoch_of(horizon: &str) -> Result<u64> {
+    horizon
+        .parse()
+        .map_err(|_| Error::internal(format!("'{horizon}' is not a SQLite capture epoch")))
+}
+
 impl ChangeSnapshot for CaptureSnapshot {
-    fn epoch(&self) -> u64 {
-        self.epoch
+    /// Every entry tagged with this epoch or an earlier one: SQLite
+    /// serialises writers, so all of them committed before the snapshot.
+    fn horizon(&self) -> String {
+        self.epoch.to_string()
     }
 
     fn record(&self) -> &CollectionRecord {

@@ -590,10 +590,11 @@ pub struct CollectionRecord {
     /// `None` before the first backup, or after the database was restored
     /// from a whole-database backup (the log no longer continues from it).
     pub last_backup: Option<String>,
-    /// A backup that was started but not yet settled: its id and the epoch
-    /// it covers. Left by a run that stopped between committing the manifest
-    /// and trimming the log, or before committing at all.
-    pub pending: Option<(String, u64)>,
+    /// A backup that was started but not yet settled: its id and its
+    /// [`ChangeSnapshot::horizon`]. Left by a run that stopped between
+    /// committing the manifest and trimming the log, or before committing
+    /// at all.
+    pub pending: Option<(String, String)>,
 }
 
 /// Change capture: recording which rows of a collection's tables change, so
@@ -602,13 +603,16 @@ pub struct CollectionRecord {
 /// The contract every engine keeps:
 ///
 /// * every write to a captured table records the changed row's key (both
-///   keys when a key changes) with the current *epoch*;
-/// * [`ChangeCapture::begin`] advances the epoch and only then opens the
-///   snapshot, so every change with an epoch up to the returned
-///   [`ChangeSnapshot::epoch`] is visible in that snapshot;
+///   keys when a key changes);
+/// * a snapshot opened by [`ChangeCapture::begin`] has a *horizon*
+///   ([`ChangeSnapshot::horizon`]): an engine's own description of exactly
+///   which log entries that snapshot sees (SQLite: an epoch, every entry
+///   tagged with it or an earlier one; PostgreSQL: the snapshot itself,
+///   every entry written by a transaction visible in it);
 /// * log entries are removed only by [`ChangeCapture::trim`], which the
-///   operations call once a backup's manifest is committed; a write that
-///   lands during a backup carries a newer epoch and is kept.
+///   operations call once a backup's manifest is committed, and it removes
+///   only entries within the backup's horizon: a write the snapshot did not
+///   see is kept for the next backup.
 pub trait ChangeCapture: Send + Sync {
     /// Record `collection` in the database and install change capture for
     /// its tables, all in one transaction: on error nothing is installed.
@@ -629,13 +633,15 @@ pub trait ChangeCapture: Send + Sync {
     /// a snapshot that sees every change logged before.
     fn begin(&self, db: &str, name: &str, full: bool) -> Result<Box<dyn ChangeSnapshot>>;
 
-    /// Record that backup `id`, covering epochs up to `epoch`, is about to
-    /// be committed (or clear that record with `None`).
-    fn set_pending(&self, db: &str, name: &str, pending: Option<(&str, u64)>) -> Result<()>;
+    /// Record that backup `id`, of the snapshot whose horizon is
+    /// `horizon`, is about to be committed (or clear that record with
+    /// `None`).
+    fn set_pending(&self, db: &str, name: &str, pending: Option<(&str, &str)>) -> Result<()>;
 
-    /// After backup `id` is committed: remove the log entries of epochs up
-    /// to `epoch`, record `id` as the last backup, clear the pending record.
-    fn trim(&self, db: &str, name: &str, id: &str, epoch: u64) -> Result<()>;
+    /// After backup `id` is committed: remove the log entries within
+    /// `horizon` (and no others), record `id` as the last backup, clear the
+    /// pending record.
+    fn trim(&self, db: &str, name: &str, id: &str, horizon: &str) -> Result<()>;
 
     /// Prepare to restore a chain of backups into `target`. Tables are added
     /// to an existing database; a table that exists there is an error unless
@@ -653,9 +659,10 @@ pub trait ChangeCapture: Send + Sync {
 /// opened by [`ChangeCapture::begin`]. The [`Snapshot`] part reads whole
 /// tables (for a full backup); the rest reads the changes.
 pub trait ChangeSnapshot: Snapshot {
-    /// Every change logged with this epoch or an earlier one is visible in
-    /// this snapshot; a committed backup of it may trim them.
-    fn epoch(&self) -> u64;
+    /// Which log entries this snapshot sees, in the engine's own terms
+    /// (recorded with a pending backup, handed back to
+    /// [`ChangeCapture::trim`]); a committed backup of it may trim them.
+    fn horizon(&self) -> String;
 
     /// The collection as the database recorded it at the snapshot.
     fn record(&self) -> &CollectionRecord;
@@ -713,6 +720,14 @@ pub trait ChainRestorer: Send {
 
     /// Insert or replace rows by key.
     fn upsert(&mut self, table: &Table, batch: &DataBatch) -> Result<()>;
+
+    /// The deletes and upserts of `table` in one incremental are all
+    /// given: an engine that holds upserts back (to apply them together,
+    /// so that no unique constraint sees half of a swap of values between
+    /// rows) applies them now.
+    fn end_changes(&mut self, _table: &Table) -> Result<()> {
+        Ok(())
+    }
 
     /// Create the triggers and remaining objects as of the restored `point`,
     /// check the result and make it visible at the target.

@@ -99,10 +99,10 @@ async fn locked_backup(
     // A backup that stopped between its commit and its trim is finished
     // now; one that never committed is forgotten (its log entries stay).
     let record = find(capture, db, name)?;
-    if let Some((pending, epoch)) = &record.pending {
+    if let Some((pending, horizon)) = &record.pending {
         if listing.committed.contains(pending) {
             tracing::info!(id = %pending, "trimming the change log for a backup committed earlier");
-            capture.trim(db.location(), name, pending, *epoch)?;
+            capture.trim(db.location(), name, pending, horizon)?;
         } else {
             capture.set_pending(db.location(), name, None)?;
         }
@@ -153,8 +153,8 @@ async fn locked_backup(
     };
     let (id, backup_point) = repo::next_id(kind, point.time, &listing.committed);
     let dest = store.child(&id);
-    let epoch = snapshot.epoch();
-    tracing::info!(%id, epoch, "collection backup");
+    let horizon = snapshot.horizon();
+    tracing::info!(%id, %horizon, "collection backup");
 
     let handle = Handle::current();
     let opts = options.clone();
@@ -170,7 +170,7 @@ async fn locked_backup(
     manifest.backup_point = backup_point.to_string();
     manifest.source.position = point.position;
 
-    capture.set_pending(db.location(), name, Some((&id, epoch)))?;
+    capture.set_pending(db.location(), name, Some((&id, &horizon)))?;
     lock.check().await?;
     let now = repo::list_backups(store).await?;
     if now.committed.last() != latest.as_ref() {
@@ -184,7 +184,7 @@ async fn locked_backup(
     }
     manifest.created_at = jiff::Timestamp::now().to_string();
     archive::commit(&dest, &mut manifest).await?;
-    let trimmed = match capture.trim(db.location(), name, &id, epoch) {
+    let trimmed = match capture.trim(db.location(), name, &id, &horizon) {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "backup {id} is committed but the change log was not trimmed; the next backup trims it");

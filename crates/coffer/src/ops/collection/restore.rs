@@ -271,6 +271,9 @@ fn apply(
     let entries: Vec<Entry> = steps.iter().map(|s| (s.archive, s.entry)).collect();
     let mut counts = (0u64, 0u64, 0u64);
     let mut changing = false;
+    // The (archive, table) whose changes are being given, to say when they
+    // are all given.
+    let mut group: Option<(usize, usize)> = None;
     let read = read_entries(
         handle,
         archives,
@@ -285,6 +288,13 @@ fn apply(
                 changing = true;
                 progress.note("building indexes");
                 restorer.begin_changes(full, &tables)?;
+            }
+            if step.action != Action::Load {
+                let now = (step.archive, step.table);
+                if let Some(before) = group.filter(|g| *g != now) {
+                    restorer.end_changes(&selected[before.1])?;
+                }
+                group = Some(now);
             }
             match step.action {
                 Action::Load => {
@@ -309,6 +319,9 @@ fn apply(
             if !changing {
                 progress.note("building indexes");
                 restorer.begin_changes(full, &tables)?;
+            }
+            if let Some((_, table)) = group {
+                restorer.end_changes(&selected[table])?;
             }
             Ok(bytes)
         })
