@@ -168,7 +168,10 @@ impl Table {
 }
 
 /// Read every table with its columns and primary key.
-pub fn read_tables(client: &mut postgres::Client, address: &Address) -> Result<Vec<Table>> {
+pub fn read_tables(
+    client: &mut impl postgres::GenericClient,
+    address: &Address,
+) -> Result<Vec<Table>> {
     let doing = "reading the catalog";
     let rows = client
         .query(
@@ -341,7 +344,13 @@ impl Sequence {
 /// Read every user sequence's state. Sequences are not transactional: this
 /// is their state now, not at the snapshot (as with pg_dump), so read them
 /// last — a value read later is never behind a row read earlier.
-pub fn read_sequences(client: &mut postgres::Client, address: &Address) -> Result<Vec<Sequence>> {
+/// With `owners`, only the sequences that belong to those tables
+/// (`(schema, name)`).
+pub fn read_sequences(
+    client: &mut postgres::Client,
+    address: &Address,
+    owners: Option<&[(String, String)]>,
+) -> Result<Vec<Sequence>> {
     let doing = "reading sequences";
     let rows = client
         .query(
@@ -366,10 +375,18 @@ pub fn read_sequences(client: &mut postgres::Client, address: &Address) -> Resul
     for r in rows {
         let schema: String = r.get(0);
         let name: String = r.get(1);
-        let owned_by = match (r.get(2), r.get(3), r.get(4)) {
+        let owned_by: Option<(String, String, String)> = match (r.get(2), r.get(3), r.get(4)) {
             (Some(s), Some(t), Some(c)) => Some((s, t, c)),
             _ => None,
         };
+        if let Some(owners) = owners {
+            let mine = owned_by
+                .as_ref()
+                .is_some_and(|(s, t, _)| owners.iter().any(|(os, ot)| os == s && ot == t));
+            if !mine {
+                continue;
+            }
+        }
         let sql = format!(
             "SELECT last_value, is_called FROM {}.{}",
             quote_ident(&schema),

@@ -108,12 +108,18 @@ impl Engine for PostgresEngine {
         })
     }
 
+    /// A collection's backups record each table's shape as read from the
+    /// catalog (an object of kind `shape`); see [`crate::capture`].
     fn shape(&self, objects: &[SchemaObject], table: &str) -> Vec<SchemaObject> {
         objects
             .iter()
-            .filter(|o| o.table == table)
+            .filter(|o| o.table == table && o.kind == crate::capture::SHAPE_KIND)
             .cloned()
             .collect()
+    }
+
+    fn capture(&self) -> Option<&dyn coffer::engine::ChangeCapture> {
+        Some(&crate::capture::PgCapture)
     }
 }
 
@@ -147,12 +153,34 @@ enum Schema {
     Refused(String),
 }
 
+/// What a snapshot covers: which tables, and how much of the schema.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    /// The archive names of the tables it reads; `None`: every table.
+    pub tables: Option<Vec<String>>,
+    /// Run pg_dump for the schema (of the whole database, or of only
+    /// [`Scope::tables`] and what belongs to them); without it the
+    /// snapshot carries no schema objects.
+    pub dump: bool,
+}
+
+impl Scope {
+    /// Every table, with pg_dump's schema: a backup or an export.
+    fn database() -> Scope {
+        Scope {
+            tables: None,
+            dump: true,
+        }
+    }
+}
+
 /// The schema objects (pg_dump's, in the snapshot) and settings a backup
 /// keeps.
 fn schema(
     leader: &mut ExportedSnapshot,
     address: &Address,
     sources: &BTreeMap<String, Source>,
+    scope: &Scope,
 ) -> Result<Schema> {
     let client = leader.client();
     let large: i64 = client
@@ -201,7 +229,13 @@ fn schema(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    settings.sequences = catalog::read_sequences(leader.client(), address)?
+    let owners: Option<Vec<(String, String)>> = scope.tables.as_ref().map(|_| {
+        sources
+            .values()
+            .map(|s| (s.pg.schema.clone(), s.pg.name.clone()))
+            .collect()
+    });
+    settings.sequences = catalog::read_sequences(leader.client(), address, owners.as_deref())?
         .into_iter()
         .map(|s| SequenceState {
             schema: s.schema,
@@ -214,10 +248,22 @@ fn schema(
         .iter()
         .map(|(k, s)| (k.clone(), (s.pg.schema.clone(), s.pg.name.clone())))
         .collect();
+    if !scope.dump {
+        return Ok(Schema::Kept(Vec::new(), settings));
+    }
     let dump = PgDump::find(address, leader.server_version())?;
-    let ddl = dump.dump_schema(address, Some(leader.id()), DumpOptions::default())?;
-    let pre = ddl::entries(&ddl.pre_data);
-    let post = ddl::entries(&ddl.post_data);
+    let options = DumpOptions {
+        tables: owners.clone().unwrap_or_default(),
+        ..DumpOptions::default()
+    };
+    let ddl = dump.dump_schema(address, Some(leader.id()), options)?;
+    let mut pre = ddl::entries(&ddl.pre_data);
+    let mut post = ddl::entries(&ddl.post_data);
+    if scope.tables.is_some() {
+        // Never coffer's own change capture.
+        post.retain(|e| !crate::capture::is_capture_entry(e));
+        pre.retain(|e| !crate::capture::is_capture_entry(e));
+    }
     settings.pre_data_objects = pre.len();
     // Materialized views refresh in the order they were created in.
     settings.populated_matviews = pre
@@ -230,15 +276,30 @@ fn schema(
         .iter()
         .map(|(k, s)| ((s.pg.schema.clone(), s.pg.name.clone()), k.clone()))
         .collect();
+    // Which table each object belongs to: only a table's own entry in a
+    // whole-database backup; every object of a backup of chosen tables
+    // that can be told (a restore of some of them takes theirs).
+    let owner_of = match scope.tables {
+        Some(_) => {
+            let list: Vec<(String, &catalog::Table)> =
+                sources.iter().map(|(k, s)| (k.clone(), &s.pg)).collect();
+            Some(crate::capture::Owners::read(
+                leader.client(),
+                address,
+                &list,
+            )?)
+        }
+        None => None,
+    };
     let objects = pre
         .into_iter()
         .chain(post)
         .map(|e| {
             let key = (e.schema.clone(), e.name.clone());
-            let table = if e.kind == "TABLE" {
-                table_of.get(&key).cloned().unwrap_or_default()
-            } else {
-                String::new()
+            let table = match &owner_of {
+                Some(owners) => owners.of(&e).unwrap_or_default(),
+                None if e.kind == "TABLE" => table_of.get(&key).cloned().unwrap_or_default(),
+                None => String::new(),
             };
             let name = if e.schema == "-" || e.schema == "public" {
                 e.name
@@ -258,7 +319,7 @@ fn schema(
 
 /// The name a table has in the archive: `schema.name`, or `name` alone in
 /// the schema `public`.
-fn archive_name(t: &catalog::Table) -> String {
+pub(crate) fn archive_name(t: &catalog::Table) -> String {
     if t.schema == "public" {
         t.name.clone()
     } else {
@@ -269,10 +330,30 @@ fn archive_name(t: &catalog::Table) -> String {
 impl PgSnapshot {
     /// Export a snapshot of the database at `address` and read its catalog.
     pub fn open(address: &Address) -> Result<PgSnapshot> {
-        let mut leader = ExportedSnapshot::begin(address)?;
+        let leader = ExportedSnapshot::begin(address)?;
+        PgSnapshot::open_in(leader, address, &Scope::database())
+    }
+
+    /// Read the catalog of what `scope` covers in the snapshot `leader`
+    /// exported.
+    pub(crate) fn open_in(
+        mut leader: ExportedSnapshot,
+        address: &Address,
+        scope: &Scope,
+    ) -> Result<PgSnapshot> {
         let tables = read_tables(leader.client(), address)?;
-        let with_rows: Vec<catalog::Table> =
+        let mut with_rows: Vec<catalog::Table> =
             tables.into_iter().filter(|t| t.has_storage()).collect();
+        if let Some(wanted) = &scope.tables {
+            with_rows.retain(|t| wanted.contains(&archive_name(t)));
+            for name in wanted {
+                if !with_rows.iter().any(|t| &archive_name(t) == name) {
+                    return Err(Error::not_found(format!(
+                        "table '{name}' is not in {address} (dropped or renamed?)"
+                    )));
+                }
+            }
+        }
         catalog::check_readable(&with_rows, address)?;
         let names: Vec<(String, String)> = with_rows
             .iter()
@@ -320,19 +401,21 @@ impl PgSnapshot {
             out.push(table);
         }
         let moment = leader.moment().clone();
-        let (objects, settings, backup_refusal) = match schema(&mut leader, address, &sources) {
-            Ok(Schema::Kept(objects, settings)) => {
-                let mut map = serde_json::Map::new();
-                map.insert(
-                    ArchiveSettings::KEY.into(),
-                    serde_json::to_value(settings).map_err(|e| Error::internal(e.to_string()))?,
-                );
-                (objects, map, None)
-            }
-            Ok(Schema::Refused(why)) => (Vec::new(), serde_json::Map::new(), Some(why)),
-            // Without pg_dump an export still works; a backup says why not.
-            Err(e) => (Vec::new(), serde_json::Map::new(), Some(e.to_string())),
-        };
+        let (objects, settings, backup_refusal) =
+            match schema(&mut leader, address, &sources, scope) {
+                Ok(Schema::Kept(objects, settings)) => {
+                    let mut map = serde_json::Map::new();
+                    map.insert(
+                        ArchiveSettings::KEY.into(),
+                        serde_json::to_value(settings)
+                            .map_err(|e| Error::internal(e.to_string()))?,
+                    );
+                    (objects, map, None)
+                }
+                Ok(Schema::Refused(why)) => (Vec::new(), serde_json::Map::new(), Some(why)),
+                // Without pg_dump an export still works; a backup says why not.
+                Err(e) => (Vec::new(), serde_json::Map::new(), Some(e.to_string())),
+            };
         let catalog = Catalog {
             engine_version: version,
             database: address.dbname().to_string(),
@@ -354,7 +437,8 @@ impl PgSnapshot {
         })
     }
 
-    fn client(&mut self) -> &mut postgres::Client {
+    /// The snapshot's connection (inside its transaction).
+    pub(crate) fn client(&mut self) -> &mut postgres::Client {
         match &mut self.link {
             Link::Leader(l) => l.client(),
             Link::Worker(w) => w.client(),
@@ -365,6 +449,118 @@ impl PgSnapshot {
         self.sources.get(&table.name).cloned().ok_or_else(|| {
             Error::invalid(format!("table '{}' is not in {}", table.name, self.address))
         })
+    }
+
+    /// The database it reads.
+    pub(crate) fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The PostgreSQL table behind an archive table.
+    pub(crate) fn pg_table(&self, table: &str) -> Option<&catalog::Table> {
+        self.sources.get(table).map(|s| &s.pg)
+    }
+
+    /// Record the keys of a collection's change logs in the settings.
+    pub(crate) fn set_keys(&mut self, keys: BTreeMap<String, Vec<String>>) -> Result<()> {
+        let catalog = Arc::make_mut(&mut self.catalog);
+        let mut settings = ArchiveSettings::of(&catalog.settings).unwrap_or_default();
+        settings.keys = keys;
+        catalog.settings.insert(
+            ArchiveSettings::KEY.into(),
+            serde_json::to_value(settings).map_err(|e| Error::internal(e.to_string()))?,
+        );
+        Ok(())
+    }
+
+    /// Add schema objects to the catalog (a collection's shapes).
+    pub(crate) fn add_objects(&mut self, more: Vec<SchemaObject>) {
+        Arc::make_mut(&mut self.catalog).objects.extend(more);
+    }
+
+    /// Another connection in the same snapshot, as [`Snapshot::fork`].
+    pub(crate) fn fork_pg(&self) -> Result<Option<PgSnapshot>> {
+        let Link::Leader(leader) = &self.link else {
+            return Ok(None);
+        };
+        Ok(Some(PgSnapshot {
+            link: Link::Worker(leader.worker()?),
+            address: self.address.clone(),
+            catalog: self.catalog.clone(),
+            sources: self.sources.clone(),
+            point: self.point.clone(),
+        }))
+    }
+
+    /// Read the rows of `table` whose keys (`key`, in key order) the
+    /// change log `log` lists: with `deleted`, the logged keys that have no
+    /// row (as rows of `keys`, the key as a table); otherwise the rows of
+    /// the logged keys that exist. In key order.
+    pub(crate) fn scan_logged(
+        &mut self,
+        table: &Table,
+        keys: &Table,
+        log: &str,
+        deleted: bool,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()> {
+        let source = self.source(table)?;
+        let key: Vec<String> = keys.columns.iter().map(|c| c.name.clone()).collect();
+        let matches = key
+            .iter()
+            .map(|k| format!("t.{0} = l.{0}", crate::catalog::quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let order = key
+            .iter()
+            .map(|k| format!("l.{}", crate::catalog::quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (sql, plans, what) = if deleted {
+            let plans: Vec<ColumnPlan> = key
+                .iter()
+                .filter_map(|k| source.plans.iter().find(|p| &p.name == k).cloned())
+                .collect();
+            let sql = format!(
+                "COPY (SELECT {} FROM {log} l WHERE NOT EXISTS (SELECT 1 FROM ONLY {} t WHERE {matches}) ORDER BY {order}) TO STDOUT (FORMAT binary)",
+                crate::scan::select_fields(&plans, "l.").join(", "),
+                source.pg.sql_name()
+            );
+            (
+                sql,
+                plans,
+                format!("the deleted keys of table {}", table.name),
+            )
+        } else {
+            let sql = format!(
+                "COPY (SELECT {} FROM ONLY {} t JOIN {log} l ON {matches} ORDER BY {order}) TO STDOUT (FORMAT binary)",
+                crate::scan::select_fields(&source.plans, "t.").join(", "),
+                source.pg.sql_name()
+            );
+            (
+                sql,
+                source.plans.clone(),
+                format!("the changed rows of table {}", table.name),
+            )
+        };
+        let shape = if deleted { keys } else { table };
+        let address = self.address.clone();
+        let reader = self
+            .client()
+            .copy_out(&sql)
+            .map_err(|e| query_error(&address, &format!("reading {what}"), &e))?;
+        let mut rows = BinaryCopyReader::new(reader, what.clone())?;
+        let mut batch = BatchBuilder::new(shape, &plans);
+        while let Some(row) = rows.next_row()? {
+            batch.push(&row, &what)?;
+            if batch.full() {
+                sink(batch.take()?)?;
+            }
+        }
+        if !batch.is_empty() {
+            sink(batch.take()?)?;
+        }
+        Ok(())
     }
 
     /// Read `table`'s rows (on the pages of `range`, or all) in batches.
@@ -452,15 +648,6 @@ impl Snapshot for PgSnapshot {
     }
 
     fn fork(&self) -> Result<Option<Box<dyn Snapshot>>> {
-        let Link::Leader(leader) = &self.link else {
-            return Ok(None);
-        };
-        Ok(Some(Box::new(PgSnapshot {
-            link: Link::Worker(leader.worker()?),
-            address: self.address.clone(),
-            catalog: self.catalog.clone(),
-            sources: self.sources.clone(),
-            point: self.point.clone(),
-        })))
+        Ok(self.fork_pg()?.map(|s| Box::new(s) as Box<dyn Snapshot>))
     }
 }

@@ -26,8 +26,8 @@ use crate::load::{
     BINARY_HEADER, BINARY_TRAILER, BinaryColumn, binary_fits, encode_batch, encode_binary,
 };
 use crate::restore::{
-    ArchiveSettings, admin_connection, column_types, drop_database, execute_while_in_use, nonce,
-    temporary_prefixes,
+    ArchiveSettings, admin_connection, column_types, drop_database, drop_leftovers,
+    execute_while_in_use, lock_target, nonce, temporary_prefixes,
 };
 
 /// The PostgreSQL type of a logical type, for a table made from the
@@ -102,18 +102,100 @@ fn keeps_declared(t: &LogicalType, declared: &str) -> bool {
     args_ok && names.contains(&base)
 }
 
-/// A table being imported.
-struct Target {
+/// A table rows are copied into: its `COPY` statement and whether (and
+/// how) batches go in binary form.
+pub(crate) struct CopyTarget {
     table: Table,
     qualified: String,
     copy_sql: String,
     binary: Option<Vec<BinaryColumn>>,
-    rows: u64,
+    /// Rows copied so far.
+    pub(crate) rows: u64,
+}
+
+impl CopyTarget {
+    /// Prepare to copy rows of the archive table `table` into `qualified`
+    /// (quoted, qualified), which must have every column of the archive's.
+    pub(crate) fn prepare(
+        client: &mut postgres::Client,
+        address: &Address,
+        table: &Table,
+        qualified: &str,
+        shown: &str,
+    ) -> Result<CopyTarget> {
+        let types = column_types(client, address, qualified)?;
+        for c in &table.columns {
+            if !types.contains_key(&c.name) {
+                return Err(Error::invalid(format!(
+                    "table {shown} in {address} has no column '{}', which the archive's rows have; nothing was written",
+                    c.name
+                )));
+            }
+        }
+        let binary = table
+            .columns
+            .iter()
+            .map(|c| BinaryColumn::of(&c.logical_type, types[&c.name]))
+            .collect();
+        let cols: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+        Ok(CopyTarget {
+            table: table.clone(),
+            copy_sql: format!("COPY {qualified} ({}) FROM STDIN", cols.join(", ")),
+            qualified: qualified.to_string(),
+            binary,
+            rows: 0,
+        })
+    }
+
+    /// Copy one batch in; returns the rows the server took.
+    pub(crate) fn copy(
+        &mut self,
+        client: &mut postgres::Client,
+        address: &Address,
+        batch: &DataBatch,
+        coerced: Option<&mut u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<u64> {
+        use std::io::Write;
+        buf.clear();
+        let binary = match &self.binary {
+            Some(plan) if binary_fits(batch) => {
+                buf.extend_from_slice(BINARY_HEADER);
+                encode_binary(&self.table, plan, batch, self.rows, coerced, buf)?;
+                buf.extend_from_slice(BINARY_TRAILER);
+                true
+            }
+            _ => {
+                encode_batch(&self.table, batch, self.rows, coerced, buf)?;
+                false
+            }
+        };
+        let sql = if binary {
+            format!("{} (FORMAT binary)", self.copy_sql)
+        } else {
+            self.copy_sql.clone()
+        };
+        let doing = format!("loading table {}", self.qualified);
+        let mut copy = client
+            .copy_in(&sql)
+            .map_err(|e| query_error(address, &doing, &e))?;
+        copy.write_all(buf).map_err(|e| {
+            Error::new(
+                ErrorKind::Engine,
+                format!("{doing} in {address} failed: {e}"),
+            )
+        })?;
+        let n = copy
+            .finish()
+            .map_err(|e| query_error(address, &doing, &e))?;
+        self.rows += n;
+        Ok(n)
+    }
 }
 
 /// A database that did not exist, built under a temporary name and renamed
-/// to the target when the import commits.
-struct NewDatabase {
+/// to the target when the work in it has committed.
+pub(crate) struct NewDatabase {
     admin: postgres::Client,
     admin_address: Address,
     name: String,
@@ -129,7 +211,7 @@ pub struct PgImporter {
     client: Option<postgres::Client>,
     mode: ImportMode,
     cancel: Cancel,
-    targets: BTreeMap<String, Target>,
+    targets: BTreeMap<String, CopyTarget>,
     buf: Vec<u8>,
     /// Values coerced so far, when asked to (`Restorer::coerce`).
     coerced: Option<u64>,
@@ -139,38 +221,7 @@ impl PgImporter {
     /// An importer into the database at `target`; one that does not exist
     /// is created (under a temporary name until the import commits).
     pub fn open(target: &Address, mode: ImportMode, cancel: Cancel) -> Result<PgImporter> {
-        let (client, new_database) = match target.connect() {
-            Ok(c) => (c.client, None),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let (mut admin, admin_address, server_version) = admin_connection(target)?;
-                let [prefix, _] = temporary_prefixes(target.dbname());
-                let name = format!("{prefix}{:08x}", nonce());
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
-                    .map_err(|e| {
-                        query_error(
-                            &admin_address,
-                            &format!("creating the database {target} to import into"),
-                            &e,
-                        )
-                    })?;
-                let address = target.with_dbname(&name);
-                let new = NewDatabase {
-                    admin,
-                    admin_address,
-                    name,
-                    server_version,
-                };
-                match address.connect() {
-                    Ok(c) => (c.client, Some(new)),
-                    Err(e) => {
-                        drop_new_database(new);
-                        return Err(e);
-                    }
-                }
-            }
-            Err(e) => return Err(e),
-        };
+        let (client, new_database) = open_target(target, "import into")?;
         let mut importer = PgImporter {
             target: target.clone(),
             new_database,
@@ -195,8 +246,77 @@ impl PgImporter {
     }
 }
 
-/// Drop a database an import created and did not finish.
-fn drop_new_database(mut new: NewDatabase) {
+/// Connect to the database `target`; one that does not exist is created
+/// under a temporary name (`doing`: what it is created to do, for
+/// messages), to be renamed by [`rename_new_database`].
+pub(crate) fn open_target(
+    target: &Address,
+    doing: &str,
+) -> Result<(postgres::Client, Option<NewDatabase>)> {
+    match target.connect() {
+        Ok(c) => Ok((c.client, None)),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let (mut admin, admin_address, server_version) = admin_connection(target)?;
+            // Held until the new database is renamed in (or dropped): the
+            // leftovers of killed runs, which nobody uses, can go.
+            lock_target(&mut admin, &admin_address, target)?;
+            drop_leftovers(&mut admin, &admin_address, server_version, target.dbname())?;
+            if let Ok(c) = target.connect() {
+                // Created by another run while this one waited.
+                return Ok((c.client, None));
+            }
+            let [prefix, _] = temporary_prefixes(target.dbname());
+            let name = format!("{prefix}{:08x}", nonce());
+            admin
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+                .map_err(|e| {
+                    query_error(
+                        &admin_address,
+                        &format!("creating the database {target} to {doing}"),
+                        &e,
+                    )
+                })?;
+            let address = target.with_dbname(&name);
+            let new = NewDatabase {
+                admin,
+                admin_address,
+                name,
+                server_version,
+            };
+            match address.connect() {
+                Ok(c) => Ok((c.client, Some(new))),
+                Err(e) => {
+                    drop_new_database(new);
+                    Err(e)
+                }
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Rename a new database to the target, once complete (every session to
+/// it closed); on failure it is dropped.
+pub(crate) fn rename_new_database(mut new: NewDatabase, target: &Address) -> Result<()> {
+    let sql = format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        quote_ident(&new.name),
+        quote_ident(target.dbname())
+    );
+    if let Err(e) = execute_while_in_use(&mut new.admin, &sql) {
+        let err = query_error(
+            &new.admin_address,
+            &format!("renaming the new database to {}", target.dbname()),
+            &e,
+        );
+        drop_new_database(new);
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Drop a database that was created and not finished.
+pub(crate) fn drop_new_database(mut new: NewDatabase) {
     if let Err(e) = drop_database(&mut new.admin, new.server_version, &new.name) {
         tracing::warn!(
             "dropping {} on {} after a failed import: {e}",
@@ -323,90 +443,28 @@ impl Restorer for PgImporter {
                 )?;
             }
             let address = self.target.clone();
-            let types = column_types(self.client(), &address, &qualified)?;
-            for c in &t.columns {
-                if !types.contains_key(&c.name) {
-                    return Err(Error::invalid(format!(
-                        "table {shown} in {} has no column '{}', which the archive's rows have; nothing was imported",
-                        self.target, c.name
-                    )));
-                }
-            }
-            let binary = t
-                .columns
-                .iter()
-                .map(|c| BinaryColumn::of(&c.logical_type, types[&c.name]))
-                .collect();
-            let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
-            self.targets.insert(
-                t.name.clone(),
-                Target {
-                    table: (*t).clone(),
-                    copy_sql: format!("COPY {qualified} ({}) FROM STDIN", cols.join(", ")),
-                    qualified,
-                    binary,
-                    rows: 0,
-                },
-            );
+            let target = CopyTarget::prepare(self.client(), &address, t, &qualified, &shown)?;
+            self.targets.insert(t.name.clone(), target);
         }
         Ok(())
     }
 
     fn load(&mut self, table: &Table, batch: &DataBatch) -> Result<()> {
-        use std::io::Write;
         let target = self
             .targets
             .get_mut(&table.name)
             .ok_or_else(|| Error::internal(format!("table '{}' was not begun", table.name)))?;
-        self.buf.clear();
-        let binary = match &target.binary {
-            Some(plan) if binary_fits(batch) => {
-                self.buf.extend_from_slice(BINARY_HEADER);
-                encode_binary(
-                    &target.table,
-                    plan,
-                    batch,
-                    target.rows,
-                    self.coerced.as_mut(),
-                    &mut self.buf,
-                )?;
-                self.buf.extend_from_slice(BINARY_TRAILER);
-                true
-            }
-            _ => {
-                encode_batch(
-                    &target.table,
-                    batch,
-                    target.rows,
-                    self.coerced.as_mut(),
-                    &mut self.buf,
-                )?;
-                false
-            }
-        };
-        let sql = if binary {
-            format!("{} (FORMAT binary)", target.copy_sql)
-        } else {
-            target.copy_sql.clone()
-        };
-        let doing = format!("loading table {}", target.qualified);
         let client = self
             .client
             .as_mut()
             .ok_or_else(|| Error::internal("the import's connection is closed"))?;
-        let mut copy = client
-            .copy_in(&sql)
-            .map_err(|e| query_error(&self.target, &doing, &e))?;
-        copy.write_all(&self.buf).map_err(|e| {
-            Error::new(
-                ErrorKind::Engine,
-                format!("{doing} in {} failed: {e}", self.target),
-            )
-        })?;
-        let n = copy
-            .finish()
-            .map_err(|e| query_error(&self.target, &doing, &e))?;
-        target.rows += n;
+        target.copy(
+            client,
+            &self.target,
+            batch,
+            self.coerced.as_mut(),
+            &mut self.buf,
+        )?;
         Ok(())
     }
 
@@ -435,21 +493,8 @@ impl Restorer for PgImporter {
         }
         drop(self.client.take());
         // A new database: renamed to the target now that it is complete.
-        if let Some(mut new) = self.new_database.take() {
-            let sql = format!(
-                "ALTER DATABASE {} RENAME TO {}",
-                quote_ident(&new.name),
-                quote_ident(self.target.dbname())
-            );
-            if let Err(e) = execute_while_in_use(&mut new.admin, &sql) {
-                let err = query_error(
-                    &new.admin_address,
-                    &format!("renaming the imported database to {}", self.target.dbname()),
-                    &e,
-                );
-                drop_new_database(new);
-                return Err(err);
-            }
+        if let Some(new) = self.new_database.take() {
+            rename_new_database(new, &self.target)?;
         }
         Ok(())
     }

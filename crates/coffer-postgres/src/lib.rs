@@ -18,6 +18,10 @@
 //! * [`restore`] — a new database built under a temporary name and renamed
 //!   into place when complete;
 //! * [`import`] — chosen tables into an existing database, in one
+//!   transaction;
+//! * [`capture`] — change capture for backup collections: triggers that
+//!   log changed keys, trimmed by the backup's own snapshot;
+//! * [`chain`] — a collection's chain of backups restored in one
 //!   transaction.
 //!
 //! ```no_run
@@ -29,7 +33,9 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod capture;
 pub mod catalog;
+pub mod chain;
 pub mod connect;
 pub mod copy;
 pub mod ddl;

@@ -59,6 +59,11 @@ pub struct ArchiveSettings {
     /// The materialized views that held rows, in creation order: a restore
     /// refreshes them.
     pub populated_matviews: Vec<(String, String)>,
+    /// A collection's backups: the key of each table's change log (its
+    /// primary key, or the unique key capture chose), which a restore of
+    /// the chain upserts by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, Vec<String>>,
 }
 
 /// A sequence's state, as `setval` takes it.
@@ -273,6 +278,68 @@ pub(crate) fn admin_connection(target: &Address) -> Result<(postgres::Client, Ad
     Err(first.expect("tried"))
 }
 
+/// Take the session-level advisory lock of restores into `target` on
+/// `admin` (held until it closes), waiting up to 10 s: two restores (or
+/// imports into a new database) of one target never race.
+pub(crate) fn lock_target(
+    admin: &mut postgres::Client,
+    admin_address: &Address,
+    target: &Address,
+) -> Result<()> {
+    let key = fnv(&format!("coffer restore {}", target.dbname())) as i64;
+    // Wait a little: a restore that just ended may not have left the
+    // server yet (its session ends a moment after the process).
+    let locked = admin
+        .batch_execute("SET lock_timeout = '10s'")
+        .and_then(|()| admin.execute("SELECT pg_advisory_lock($1)", &[&key]));
+    match locked {
+        Ok(_) => {}
+        Err(e) if e.code().map(|c| c.code()) == Some("55P03") => {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("another coffer restore into {target} is running; wait for it to finish"),
+            ));
+        }
+        Err(e) => {
+            return Err(query_error(
+                admin_address,
+                "locking the restore's target",
+                &e,
+            ));
+        }
+    }
+    admin
+        .batch_execute("RESET lock_timeout")
+        .map_err(|e| query_error(admin_address, "locking the restore's target", &e))
+}
+
+/// Drop the databases that killed restores into `target` left behind
+/// (nobody connected to them). Called holding the target's lock.
+pub(crate) fn drop_leftovers(
+    admin: &mut postgres::Client,
+    admin_address: &Address,
+    server_version: u32,
+    target: &str,
+) -> Result<()> {
+    for p in temporary_prefixes(target) {
+        let rows = admin
+            .query(
+                "SELECT datname::text FROM pg_database d WHERE starts_with(datname, $1) \
+                 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)",
+                &[&p],
+            )
+            .map_err(|e| query_error(admin_address, "looking for leftover restores", &e))?;
+        for r in rows {
+            let name: String = r.get(0);
+            tracing::info!(database = %name, "dropping what a stopped restore left");
+            drop_database(admin, server_version, &name).map_err(|e| {
+                query_error(admin_address, &format!("dropping database {name}"), &e)
+            })?;
+        }
+    }
+    Ok(())
+}
+
 impl PgRestorer {
     /// A restorer into `target`, which must not exist or be empty unless
     /// `replace`.
@@ -303,31 +370,7 @@ impl PgRestorer {
                 ),
             ));
         }
-        let key = fnv(&format!("coffer restore {name}")) as i64;
-        // Wait a little: a restore that just ended may not have left the
-        // server yet (its session ends a moment after the process).
-        let locked = admin
-            .batch_execute("SET lock_timeout = '10s'")
-            .and_then(|()| admin.execute("SELECT pg_advisory_lock($1)", &[&key]));
-        match locked {
-            Ok(_) => {}
-            Err(e) if e.code().map(|c| c.code()) == Some("55P03") => {
-                return Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!("another coffer restore into {who} is running; wait for it to finish"),
-                ));
-            }
-            Err(e) => {
-                return Err(query_error(
-                    &admin_address,
-                    "locking the restore's target",
-                    &e,
-                ));
-            }
-        }
-        admin
-            .batch_execute("RESET lock_timeout")
-            .map_err(|e| query_error(&admin_address, "locking the restore's target", &e))?;
+        lock_target(&mut admin, &admin_address, target)?;
         let mut r = PgRestorer {
             target: target.clone(),
             admin,
@@ -391,24 +434,12 @@ impl PgRestorer {
     /// Drop the databases that killed restores of this target left behind
     /// (nobody connected to them). Called holding the target's lock.
     fn drop_leftovers(&mut self) -> Result<()> {
-        for p in temporary_prefixes(self.target.dbname()) {
-            let rows = self
-                .admin
-                .query(
-                    "SELECT datname::text FROM pg_database d WHERE starts_with(datname, $1) \
-                     AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)",
-                    &[&p],
-                )
-                .map_err(|e| {
-                    query_error(&self.admin_address, "looking for leftover restores", &e)
-                })?;
-            for r in rows {
-                let name: String = r.get(0);
-                tracing::info!(database = %name, "dropping what a stopped restore left");
-                self.drop_database(&name)?;
-            }
-        }
-        Ok(())
+        drop_leftovers(
+            &mut self.admin,
+            &self.admin_address,
+            self.server_version,
+            self.target.dbname(),
+        )
     }
 
     fn drop_database(&mut self, name: &str) -> Result<()> {
@@ -472,6 +503,7 @@ fn entries_of(manifest: &Manifest) -> Vec<Entry> {
     manifest
         .objects
         .iter()
+        .filter(|o| o.kind != crate::capture::SHAPE_KIND)
         .map(|o| Entry {
             kind: o.kind.to_ascii_uppercase(),
             name: o.name.clone(),

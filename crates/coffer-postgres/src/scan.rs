@@ -130,10 +130,17 @@ pub fn plan_column(c: &catalog::Column) -> ColumnPlan {
 /// planned (of one range of its pages, or all): the columns in order, then
 /// one companion field per array column.
 pub fn copy_sql(table: &catalog::Table, plans: &[ColumnPlan], range: Option<CtidRange>) -> String {
+    table.copy_select_sql(&select_fields(plans, ""), range)
+}
+
+/// The select list that gives the columns of `plans` as
+/// [`BatchBuilder`] reads them, each column qualified by `alias` (`t.`, or
+/// nothing).
+pub fn select_fields(plans: &[ColumnPlan], alias: &str) -> Vec<String> {
     let mut fields: Vec<String> = plans
         .iter()
         .map(|p| {
-            let c = quote_ident(&p.name);
+            let c = format!("{alias}{}", quote_ident(&p.name));
             match p.read {
                 Read::Text => format!("{c}::text"),
                 _ => c,
@@ -142,13 +149,13 @@ pub fn copy_sql(table: &catalog::Table, plans: &[ColumnPlan], range: Option<Ctid
         .collect();
     for p in plans {
         if let Read::Array { .. } = p.read {
-            let c = quote_ident(&p.name);
+            let c = format!("{alias}{}", quote_ident(&p.name));
             fields.push(format!(
                 "CASE WHEN array_ndims({c}) > 1 OR array_lower({c}, 1) <> 1 THEN {c}::text END"
             ));
         }
     }
-    table.copy_select_sql(&fields, range)
+    fields
 }
 
 /// Builds the Arrow column of one logical type (one per column, so the

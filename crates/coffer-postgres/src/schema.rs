@@ -118,12 +118,16 @@ pub fn find_pg_dump(
 }
 
 /// Options of the dump, as pg_dump has them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DumpOptions {
     /// Leave out `ALTER … OWNER TO` (`--no-owner`).
     pub no_owner: bool,
     /// Leave out `GRANT` / `REVOKE` (`--no-privileges`).
     pub no_privileges: bool,
+    /// Only these tables (`(schema, name)`), with their indexes,
+    /// constraints, triggers and owned sequences (`--table`); empty: the
+    /// whole database.
+    pub tables: Vec<(String, String)>,
 }
 
 /// The DDL of a database, in pg_dump's two schema sections.
@@ -179,8 +183,8 @@ impl PgDump {
         options: DumpOptions,
     ) -> Result<SchemaDdl> {
         Ok(SchemaDdl {
-            pre_data: self.section(address, snapshot, options, "pre-data")?,
-            post_data: self.section(address, snapshot, options, "post-data")?,
+            pre_data: self.section(address, snapshot, &options, "pre-data")?,
+            post_data: self.section(address, snapshot, &options, "post-data")?,
         })
     }
 
@@ -188,7 +192,7 @@ impl PgDump {
         &self,
         address: &Address,
         snapshot: Option<&str>,
-        options: DumpOptions,
+        options: &DumpOptions,
         section: &str,
     ) -> Result<String> {
         let mut cmd = Command::new(&self.path);
@@ -205,6 +209,17 @@ impl PgDump {
         }
         if options.no_privileges {
             cmd.arg("--no-privileges");
+        }
+        for (schema, name) in &options.tables {
+            // Quoted, a pattern's name is taken literally.
+            cmd.arg(format!(
+                "--table={}.{}",
+                crate::catalog::quote_ident(schema),
+                crate::catalog::quote_ident(name)
+            ));
+        }
+        if !options.tables.is_empty() {
+            cmd.arg("--strict-names");
         }
         // Only what the conninfo does not say may come from the environment.
         for var in ["PGPASSWORD", "PGSERVICE", "PGOPTIONS", "PGHOSTADDR"] {

@@ -61,12 +61,28 @@ fn timestamp(us: i64) -> Result<jiff::Timestamp> {
 impl ExportedSnapshot {
     /// Connect and begin the exporting transaction.
     pub fn begin(address: &Address) -> Result<ExportedSnapshot> {
+        ExportedSnapshot::begin_locked(address, &[], 0)
+    }
+
+    /// Connect, lock `tables` (`(schema, name)`) in `ACCESS SHARE` mode
+    /// (waiting at most `timeout_ms` for each) and only then take the
+    /// snapshot: no `TRUNCATE` or rewrite of them can commit between the
+    /// snapshot and the locks (those are not MVCC-safe: a snapshot taken
+    /// before one commits sees the table empty after it).
+    pub fn begin_locked(
+        address: &Address,
+        tables: &[(String, String)],
+        timeout_ms: u32,
+    ) -> Result<ExportedSnapshot> {
         let mut connection = address.connect()?;
         let doing = "exporting a snapshot";
         connection
             .client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .map_err(|e| query_error(address, doing, &e))?;
+        if !tables.is_empty() {
+            lock(&mut connection.client, address, tables, timeout_ms)?;
+        }
         let sql = format!(
             "SELECT pg_export_snapshot(), {}, {}, pg_is_in_recovery(), \
              CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END",
@@ -122,34 +138,7 @@ impl ExportedSnapshot {
     /// not lock.
     pub fn lock_tables(&mut self, tables: &[(String, String)], timeout_ms: u32) -> Result<()> {
         let address = self.address.clone();
-        self.connection
-            .client
-            .batch_execute(&format!("SET LOCAL lock_timeout = {timeout_ms}"))
-            .map_err(|e| query_error(&address, "setting lock_timeout", &e))?;
-        for (schema, name) in tables {
-            let sql = format!(
-                "LOCK TABLE ONLY {}.{} IN ACCESS SHARE MODE",
-                quote_ident(schema),
-                quote_ident(name)
-            );
-            if let Err(e) = self.connection.client.batch_execute(&sql) {
-                if e.code().map(|c| c.code()) == Some("55P03") {
-                    return Err(Error::new(
-                        ErrorKind::Engine,
-                        format!(
-                            "table {schema}.{name} in {address} stayed locked by another session for more than {timeout_ms} ms \
-                             (an ALTER, VACUUM FULL or similar): let it finish and try again"
-                        ),
-                    ));
-                }
-                return Err(query_error(
-                    &address,
-                    &format!("locking table {schema}.{name}"),
-                    &e,
-                ));
-            }
-        }
-        Ok(())
+        lock(&mut self.connection.client, &address, tables, timeout_ms)
     }
 
     /// A new connection reading the same snapshot.
@@ -171,6 +160,44 @@ impl ExportedSnapshot {
             address: self.address.clone(),
         })
     }
+}
+
+/// Lock `tables` in `ACCESS SHARE` mode, waiting at most `timeout_ms` for
+/// each; names the one it could not lock.
+fn lock(
+    client: &mut postgres::Client,
+    address: &Address,
+    tables: &[(String, String)],
+    timeout_ms: u32,
+) -> Result<()> {
+    let address = address.clone();
+    client
+        .batch_execute(&format!("SET LOCAL lock_timeout = {timeout_ms}"))
+        .map_err(|e| query_error(&address, "setting lock_timeout", &e))?;
+    for (schema, name) in tables {
+        let sql = format!(
+            "LOCK TABLE ONLY {}.{} IN ACCESS SHARE MODE",
+            quote_ident(schema),
+            quote_ident(name)
+        );
+        if let Err(e) = client.batch_execute(&sql) {
+            if e.code().map(|c| c.code()) == Some("55P03") {
+                return Err(Error::new(
+                    ErrorKind::Engine,
+                    format!(
+                        "table {schema}.{name} in {address} stayed locked by another session for more than {timeout_ms} ms \
+                         (an ALTER, VACUUM FULL or similar): let it finish and try again"
+                    ),
+                ));
+            }
+            return Err(query_error(
+                &address,
+                &format!("locking table {schema}.{name}"),
+                &e,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A connection inside an imported snapshot.

@@ -858,7 +858,7 @@ fn sequences_and_their_state() {
     );
     let a = address(&c.url(&db));
     let mut leader = ExportedSnapshot::begin(&a).unwrap();
-    let seqs = catalog::read_sequences(leader.client(), &a).unwrap();
+    let seqs = catalog::read_sequences(leader.client(), &a, None).unwrap();
     let got: Vec<(&str, i64, bool)> = seqs
         .iter()
         .map(|s| (s.name.as_str(), s.last_value, s.is_called))

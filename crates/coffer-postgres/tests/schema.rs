@@ -102,6 +102,7 @@ fn sections_round_trip_through_an_empty_database() {
             DumpOptions {
                 no_owner: true,
                 no_privileges: true,
+                ..DumpOptions::default()
             },
         )
         .unwrap();

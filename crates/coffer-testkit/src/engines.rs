@@ -263,7 +263,7 @@ pub fn nasty_description() -> Description {
 
 /// Tables for the change-capture checks: an integer key, a composite
 /// text key, no key.
-fn capture_description() -> Description {
+fn capture_description(keyless: bool) -> Description {
     use ColumnType::*;
     let items = TableDesc::new(
         "items",
@@ -311,16 +311,40 @@ fn capture_description() -> Description {
             })
             .collect(),
     );
-    let events = TableDesc::new(
-        "events",
-        &[("kind", Text, true), ("payload", Blob, true)],
-        &[],
-    )
-    .with_rows(
-        (0..100)
-            .map(|i| vec![Value::text("made"), Value::Blob(pseudo_random_bytes(8, i))])
-            .collect(),
-    );
+    // Without a key where the engine captures such tables (SQLite's rowid).
+    let events = if keyless {
+        TableDesc::new(
+            "events",
+            &[("kind", Text, true), ("payload", Blob, true)],
+            &[],
+        )
+        .with_rows(
+            (0..100)
+                .map(|i| vec![Value::text("made"), Value::Blob(pseudo_random_bytes(8, i))])
+                .collect(),
+        )
+    } else {
+        TableDesc::new(
+            "events",
+            &[
+                ("id", Integer, false),
+                ("kind", Text, true),
+                ("payload", Blob, true),
+            ],
+            &["id"],
+        )
+        .with_rows(
+            (0..100)
+                .map(|i| {
+                    vec![
+                        Value::Integer(i as i64 + 1),
+                        Value::text("made"),
+                        Value::Blob(pseudo_random_bytes(8, i)),
+                    ]
+                })
+                .collect(),
+        )
+    };
     Description {
         tables: vec![items, tags, events],
     }
@@ -416,7 +440,7 @@ pub async fn backup_restore_round_trip(fx: &dyn EngineFixture) {
             diff(&image_of(fx, src, check), &image_of(fx, &target, check)),
         );
         // Over an existing, different database.
-        let existing = fx.create("existing", &capture_description());
+        let existing = fx.create("existing", &capture_description(fx.captures_keyless()));
         restore_into(fx, &store, &existing, true, check).await;
         same(
             check,
@@ -756,7 +780,7 @@ pub async fn restore_atomic_under_cancel(fx: &dyn EngineFixture) {
     for at in cancel_points(total) {
         for replace in [false, true] {
             let target = if replace {
-                fx.create("existing", &capture_description())
+                fx.create("existing", &capture_description(fx.captures_keyless()))
             } else {
                 fx.fresh("cancelled")
             };
@@ -812,7 +836,7 @@ pub async fn restore_atomic_under_cancel(fx: &dyn EngineFixture) {
 pub async fn import_atomic_under_cancel(fx: &dyn EngineFixture) {
     let check = "import_atomic_under_cancel";
     let dir = tempfile::tempdir().unwrap();
-    let description = capture_description();
+    let description = capture_description(fx.captures_keyless());
     let names = description.names();
     let src = fx.create("source", &description);
     let store = local_store(dir.path(), "export");
@@ -960,7 +984,7 @@ fn row_multiset(image: &Image, name: &str, check: &str) -> Vec<Vec<Value>> {
 pub async fn import_modes(fx: &dyn EngineFixture) {
     let check = "import_modes";
     let dir = tempfile::tempdir().unwrap();
-    let description = capture_description();
+    let description = capture_description(fx.captures_keyless());
     let src = fx.create("source", &description);
     let store = local_store(dir.path(), "export");
     // Only the table without a key: appending keyed rows to a table that
@@ -1193,7 +1217,7 @@ pub async fn capture_loses_no_write(fx: &dyn EngineFixture) {
     if !has_capture(fx, check) {
         return;
     }
-    let description = capture_description();
+    let description = capture_description(fx.captures_keyless());
     let tables = description.names();
     let db = fx.create("captured", &description);
     let repo = Repo::s3();
@@ -1255,7 +1279,7 @@ pub async fn failed_backup_trims_nothing(fx: &dyn EngineFixture) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let description = capture_description();
+    let description = capture_description(fx.captures_keyless());
     let tables = description.names();
     let db = fx.create("captured", &description);
     let repo = Repo::local(dir.path());
@@ -1332,7 +1356,7 @@ pub async fn incremental_refused_after_schema_change(fx: &dyn EngineFixture) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let description = capture_description();
+    let description = capture_description(fx.captures_keyless());
     let tables = description.names();
     let db = fx.create("captured", &description);
     let repo = Repo::local(dir.path());

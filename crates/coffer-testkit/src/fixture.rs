@@ -198,6 +198,12 @@ pub trait EngineFixture: Send + Sync {
 
     /// Change the schema of `table` as `change` says, in one transaction.
     fn change_schema(&self, db: &Address, table: &str, change: SchemaChange);
+
+    /// Whether the engine's change capture takes tables without a key
+    /// (SQLite's rowid tables); the capture checks then use one.
+    fn captures_keyless(&self) -> bool {
+        true
+    }
 }
 
 /// The SQLite engine's fixture: databases are files in a temporary

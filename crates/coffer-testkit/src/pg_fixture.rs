@@ -416,6 +416,11 @@ impl EngineFixture for PgFixture {
         })
     }
 
+    /// A table needs a primary key or a unique key to be captured.
+    fn captures_keyless(&self) -> bool {
+        false
+    }
+
     fn change_schema(&self, db: &Address, table: &str, change: SchemaChange) {
         let q = quote(table);
         let sql = match &change {

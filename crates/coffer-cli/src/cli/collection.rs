@@ -183,6 +183,11 @@ pub struct CollectionBackupArgs {
     #[arg(long, value_name = "DB")]
     pub db: String,
 
+    /// A full backup, starting a new chain (the default; for scripts that
+    /// want to say so).
+    #[arg(long, conflicts_with_all = ["auto", "incremental"])]
+    pub full: bool,
+
     /// Store only the changes since the latest backup; fail if that is not possible.
     #[arg(long, conflicts_with = "auto")]
     pub incremental: bool,
