@@ -625,6 +625,22 @@ fn backups_during_concurrent_writes_restore_states_the_database_had() {
         let target = target_with_types(c, "coll_w");
         restore(&repo, &c.url(&target), &["--backup", id]);
         let got = contents_of(c, &target, &TABLES);
+        if !states[*first..=*last].contains(&got) {
+            for t in TABLES {
+                let hit = states[*first..=*last].iter().position(|st| st[t] == got[t]);
+                eprintln!("{id}: table {t} matches state {hit:?} of {first}..={last}");
+            }
+            let o = states[*first..=*last]
+                .iter()
+                .position(|st| st[TABLES[0]] == got[TABLES[0]])
+                .unwrap_or(0);
+            let want = &states[*first + o];
+            for t in TABLES {
+                let extra: Vec<_> = got[t].iter().filter(|r| !want[t].contains(r)).collect();
+                let missing: Vec<_> = want[t].iter().filter(|r| !got[t].contains(r)).collect();
+                eprintln!("{t}: extra {extra:?} missing {missing:?}");
+            }
+        }
         assert!(
             states[*first..=*last].contains(&got),
             "seed {seed}: backup {id} restores a state the database never had between states {first} and {last}"

@@ -172,37 +172,49 @@ pub(crate) fn scan_encode<S: ?Sized + Send>(
             .map(|mut scanner| {
                 let job_tx: SyncSender<Job> = job_tx.clone();
                 let (rows, next) = (&rows, &next);
-                scope.spawn(move || -> Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(stream) = streams.get(i) else {
-                            return Ok(());
-                        };
-                        cancel.check()?;
-                        progress.note(&stream.table.name);
-                        let (tx, rx) = sync_channel::<DataBatch>(2);
-                        job_tx.send((i, rx)).map_err(|_| Error::stopped())?;
-                        tracing::debug!(table = %stream.table.name, "scan starts");
-                        read(scanner.as_mut(), i, &mut |batch| {
+                scope.spawn(move || {
+                    // The scanner goes back with the outcome, to be closed
+                    // only when every scanner is done: the first one may
+                    // hold what keeps the others' moment whole (PostgreSQL:
+                    // the exporting transaction and its table locks).
+                    let outcome = (|| -> Result<()> {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            let Some(stream) = streams.get(i) else {
+                                return Ok(());
+                            };
                             cancel.check()?;
-                            let n = batch.num_rows() as u64;
-                            let bytes = batch.memory_size() as u64;
-                            rows[i].fetch_add(n, Ordering::Relaxed);
-                            tx.send(batch).map_err(|_| Error::stopped())?;
-                            progress.advance(n, bytes);
-                            Ok(())
-                        })?;
-                        tracing::debug!(table = %stream.table.name, "scan ends");
-                    }
+                            progress.note(&stream.table.name);
+                            let (tx, rx) = sync_channel::<DataBatch>(2);
+                            job_tx.send((i, rx)).map_err(|_| Error::stopped())?;
+                            tracing::debug!(table = %stream.table.name, "scan starts");
+                            read(scanner.as_mut(), i, &mut |batch| {
+                                cancel.check()?;
+                                let n = batch.num_rows() as u64;
+                                let bytes = batch.memory_size() as u64;
+                                rows[i].fetch_add(n, Ordering::Relaxed);
+                                tx.send(batch).map_err(|_| Error::stopped())?;
+                                progress.advance(n, bytes);
+                                Ok(())
+                            })?;
+                            tracing::debug!(table = %stream.table.name, "scan ends");
+                        }
+                    })();
+                    (outcome, scanner)
                 })
             })
             .collect();
         drop(job_tx);
         let mut outcome: Result<()> = Ok(());
+        let mut done = Vec::new();
         for scanner in scanners {
-            let r = scanner
-                .join()
-                .unwrap_or_else(|_| Err(Error::internal("a table scanner panicked")));
+            let r = match scanner.join() {
+                Ok((r, scanner)) => {
+                    done.push(scanner);
+                    r
+                }
+                Err(_) => Err(Error::internal("a table scanner panicked")),
+            };
             // The first real failure; a scanner stopped by a failed encoder
             // leaves the word to that encoder.
             let open = match &outcome {
@@ -213,6 +225,7 @@ pub(crate) fn scan_encode<S: ?Sized + Send>(
                 outcome = r;
             }
         }
+        drop(done);
         outcome
     });
     let parts = parts.into_inner().expect("parts");
