@@ -235,6 +235,24 @@ fn collections_work_on_postgres_and_restore_every_point_exactly() {
         "{:?}",
         coffer_objects(c, &db)
     );
+    let create_bad = |table: &str| {
+        fails(&[
+            "collection",
+            "create",
+            "bad",
+            "--db",
+            &c.url(&db),
+            "--table",
+            table,
+            "--repo",
+            repo,
+        ])
+    };
+    let err = create_bad("public.items");
+    assert!(err.contains("--table 'items'"), "{err}");
+    let err = create_bad("nosuch");
+    assert!(err.contains("no table 'nosuch'"), "{err}");
+    assert!(coffer_objects(c, &db).is_empty());
 
     create(c, &db, repo);
     let mut points: Vec<(String, BTreeMap<String, Vec<String>>)> = Vec::new();

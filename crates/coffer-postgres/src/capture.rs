@@ -268,8 +268,17 @@ fn resolve(
     table: &str,
 ) -> Result<catalog::Table> {
     let tables = catalog::read_tables(client, address)?;
-    if let Some(t) = tables.into_iter().find(|t| archive_name(t) == table) {
-        return Ok(t);
+    if let Some(t) = tables.iter().find(|t| archive_name(t) == table) {
+        return Ok(t.clone());
+    }
+    if let Some(t) = tables
+        .iter()
+        .find(|t| t.schema == "public" && table.strip_prefix("public.") == Some(t.name.as_str()))
+    {
+        return Err(Error::invalid(format!(
+            "coffer names the tables of the schema public without it: give --table '{}'",
+            t.name
+        )));
     }
     Err(Error::not_found(format!(
         "{address} has no table '{table}' (name a table of another schema as SCHEMA.TABLE)"
