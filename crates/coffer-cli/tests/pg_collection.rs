@@ -436,6 +436,28 @@ fn collections_work_on_postgres_and_restore_every_point_exactly() {
         contents_of(c, &db, &TABLES)
     );
 
+    // An export leaves coffer's own tables out; a whole backup keeps them.
+    let out = dir.path().join("export");
+    let r = ok_json(&["export", &c.url(&db), out.to_str().unwrap(), "--json"]);
+    let names: Vec<&str> = r["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"items"), "{r}");
+    assert!(!names.iter().any(|n| n.starts_with("_coffer")), "{r}");
+    let whole = dir.path().join("whole");
+    let r = ok_json(&["backup", &c.url(&db), whole.to_str().unwrap(), "--json"]);
+    assert!(
+        r["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "_coffer.collections"),
+        "{r}"
+    );
+
     // Drop removes everything coffer installed.
     assert!(!coffer_objects(c, &db).is_empty());
     ok(&["collection", "drop", "main", "--db", &c.url(&db)]);

@@ -190,7 +190,8 @@ fn schema(
         )
         .map_err(|e| query_error(address, "counting large objects", &e))?
         .get(0);
-    if large > 0 {
+    // A backup of chosen tables (a collection's) holds no large objects.
+    if large > 0 && scope.tables.is_none() {
         return Ok(Schema::Refused(format!(
             "{address} holds {large} large object(s) (pg_largeobject), which coffer does not back up yet: \
              export its tables with `coffer export`, or move the large objects into bytea columns"
@@ -383,7 +384,13 @@ impl PgSnapshot {
                 .collect();
             let table = Table {
                 name: name.clone(),
-                kind: TableKind::Table,
+                // coffer's own (a collection's capture): in a backup, left
+                // out of an export unless named.
+                kind: if t.schema == crate::capture::SCHEMA {
+                    TableKind::Internal
+                } else {
+                    TableKind::Table
+                },
                 columns,
                 primary_key: t.primary_key.clone(),
                 hidden_key: None,

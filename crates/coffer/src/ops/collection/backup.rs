@@ -285,6 +285,9 @@ fn write_backup(
 ) -> Result<Manifest> {
     let progress = run.progress.as_ref();
     let catalog = snapshot.catalog().clone();
+    if let Some(why) = &catalog.backup_refusal {
+        return Err(Error::invalid(why.clone()));
+    }
     let incremental = kind == ArchiveKind::Incremental;
     // Slots: per table its rows (all, or the upserted ones), and for an
     // incremental its deleted keys.
