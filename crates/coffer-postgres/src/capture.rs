@@ -10,10 +10,10 @@
 //!   one row per key (primary key of the log);
 //! * `_coffer.capture_N()`: the trigger function (`SECURITY DEFINER`, so
 //!   roles that write the table need no rights on `_coffer`);
-//! * on the table, four statement-level triggers, `ENABLE ALWAYS` (they
-//!   fire for logical replication's apply too): after `INSERT`, `UPDATE`
-//!   and `DELETE` with transition tables, and before `TRUNCATE`, which logs
-//!   every key the table holds.
+//! * on the table, four triggers, `ENABLE ALWAYS` (they fire for logical
+//!   replication's apply too): row-level after `INSERT`, `UPDATE` (the old
+//!   key too when it changes) and `DELETE`, and statement-level before
+//!   `TRUNCATE`, which logs every key the table holds.
 //!
 //! A backup trims exactly the log rows its own snapshot saw: those whose
 //! `coffer_xid` is visible in that snapshot (`pg_visible_in_snapshot`),
@@ -352,28 +352,40 @@ fn install_table(
              ON CONFLICT ({cols}) DO UPDATE SET {XID} = excluded.{XID} WHERE l.{XID} <> excluded.{XID};"
         )
     };
+    let values = |record: &str| {
+        let fields: Vec<String> = key
+            .iter()
+            .map(|k| format!("{record}.{}", quote_ident(k)))
+            .collect();
+        fields.join(", ")
+    };
     let body = format!(
         "BEGIN
-  IF TG_OP = 'INSERT' THEN
+  IF TG_OP = 'TRUNCATE' THEN
+    EXECUTE format('{}', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    RETURN NULL;
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    {}
+  END IF;
+  IF TG_OP = 'DELETE' THEN
     {}
   ELSIF TG_OP = 'UPDATE' THEN
-    {}
-  ELSIF TG_OP = 'DELETE' THEN
-    {}
-  ELSE
-    EXECUTE format('{}', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    IF ROW({}) IS DISTINCT FROM ROW({}) THEN
+      {}
+    END IF;
   END IF;
   RETURN NULL;
 END",
-        upsert(&format!("SELECT {cols} FROM coffer_new")),
-        upsert(&format!(
-            "SELECT {cols} FROM coffer_new UNION SELECT {cols} FROM coffer_old"
-        )),
-        upsert(&format!("SELECT {cols} FROM coffer_old")),
         upsert(&format!("SELECT {cols} FROM ONLY @TABLE@"))
             .replace('%', "%%")
             .replace("@TABLE@", "%I.%I")
             .replace('\'', "''"),
+        upsert(&format!("VALUES ({})", values("NEW"))),
+        upsert(&format!("VALUES ({})", values("OLD"))),
+        values("OLD"),
+        values("NEW"),
+        upsert(&format!("VALUES ({})", values("OLD"))),
     );
     let mut tag = format!("coffer_{:08x}", crate::restore::nonce());
     while body.contains(&tag) {
@@ -385,12 +397,9 @@ END",
 CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp AS ${tag}${body}${tag}$;
 REVOKE ALL ON FUNCTION {function}() FROM PUBLIC;
-CREATE TRIGGER {} AFTER INSERT ON {on} REFERENCING NEW TABLE AS coffer_new
-  FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-CREATE TRIGGER {} AFTER UPDATE ON {on} REFERENCING OLD TABLE AS coffer_old NEW TABLE AS coffer_new
-  FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-CREATE TRIGGER {} AFTER DELETE ON {on} REFERENCING OLD TABLE AS coffer_old
-  FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+CREATE TRIGGER {} AFTER INSERT ON {on} FOR EACH ROW EXECUTE FUNCTION {function}();
+CREATE TRIGGER {} AFTER UPDATE ON {on} FOR EACH ROW EXECUTE FUNCTION {function}();
+CREATE TRIGGER {} AFTER DELETE ON {on} FOR EACH ROW EXECUTE FUNCTION {function}();
 CREATE TRIGGER {} BEFORE TRUNCATE ON {on} FOR EACH STATEMENT EXECUTE FUNCTION {function}();
 ALTER TABLE {on} ENABLE ALWAYS TRIGGER {}, ENABLE ALWAYS TRIGGER {}, ENABLE ALWAYS TRIGGER {}, ENABLE ALWAYS TRIGGER {};",
         defs.join(", "),
