@@ -480,16 +480,30 @@ fn a_transaction_open_across_a_backup_loses_nothing() {
     let repo = repo.to_str().unwrap();
     create(c, &db, repo);
     backup(c, &db, "--full");
-    // A committed change to key c1 (logged, visible to the next backup).
-    c.execute(&db, "UPDATE items SET n = 100 WHERE code = 'c1'");
+    // Committed changes to c1 and c2 (logged, visible to the next backup).
+    c.execute(&db, "UPDATE items SET n = 100 WHERE code IN ('c1', 'c2')");
 
-    // Open across the whole backup: a new key, and a change to c1 (the
-    // key the backup sees logged and trims).
-    let mut open = c.client(&db).unwrap();
-    open.batch_execute(
-        "BEGIN; INSERT INTO items VALUES ('straddler', 1); UPDATE items SET n = 200 WHERE code = 'c1';",
-    )
-    .unwrap();
+    // Open when the backup takes its snapshot: `before` commits after the
+    // snapshot but before the trim, `after` once the backup is over. Each
+    // changes a key the backup sees logged (and trims) and adds a new one.
+    let mut before = c.client(&db).unwrap();
+    before
+        .batch_execute(
+            "BEGIN; INSERT INTO items VALUES ('before', 1); UPDATE items SET n = 200 WHERE code = 'c1';",
+        )
+        .unwrap();
+    let mut after = c.client(&db).unwrap();
+    after
+        .batch_execute(
+            "BEGIN; INSERT INTO items VALUES ('after', 1); UPDATE items SET n = 300 WHERE code = 'c2';",
+        )
+        .unwrap();
+    // The collection's record, locked: the backup stops at recording
+    // itself as pending — after its snapshot, before its commit and trim.
+    let mut holder = c.client(&db).unwrap();
+    holder
+        .batch_execute("BEGIN; SELECT * FROM _coffer.collections FOR UPDATE")
+        .unwrap();
     let mut child = coffer_bin()
         .args([
             "collection",
@@ -504,23 +518,23 @@ fn a_transaction_open_across_a_backup_loses_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The backup's trim waits for the open transaction's lock on c1's log
-    // row; commit it only once the backup has committed its manifest.
-    let incrementals = || {
-        std::fs::read_dir(std::path::Path::new(repo).join("collections/main"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                e.file_name().to_string_lossy().ends_with("_incremental")
-                    && e.path().join("manifest.json").exists()
-            })
-            .count()
-    };
+    let mut watcher = c.client(&db).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while incrementals() == 0 {
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE 'UPDATE _coffer.collections SET pending_backup%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "the backup did not commit"
+            "the backup never got to its commit"
         );
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -528,27 +542,35 @@ fn a_transaction_open_across_a_backup_loses_nothing() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(200));
-    open.batch_execute("COMMIT").unwrap();
+    before.batch_execute("COMMIT").unwrap();
+    holder.batch_execute("COMMIT").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    after.batch_execute("COMMIT").unwrap();
     let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id1 = first["backup"].as_str().unwrap().to_string();
 
-    // That backup holds c1 as committed before it (100), not the straddler.
+    // That backup holds c1 and c2 as committed before it, neither
+    // transaction's work.
     let target = target_with_types(c, "coll_straddle_1");
     restore(repo, &c.url(&target), &["--backup", &id1]);
     let items = &contents_of(c, &target, &["public.items"])["public.items"];
     assert!(items.contains(&"(c1,100)".to_string()), "{items:?}");
-    assert!(!items.iter().any(|r| r.contains("straddler")), "{items:?}");
+    assert!(items.contains(&"(c2,100)".to_string()), "{items:?}");
+    assert!(
+        !items
+            .iter()
+            .any(|r| r.contains("before") || r.contains("after")),
+        "{items:?}"
+    );
 
-    // The next incremental carries what the straddler did.
+    // The next incremental carries what both did.
     let r = backup(c, &db, "--incremental");
-    assert!(r["rows"].as_u64() >= Some(2), "{r}");
+    assert!(r["rows"].as_u64() >= Some(4), "{r}");
     let target = target_with_types(c, "coll_straddle_2");
     restore(repo, &c.url(&target), &[]);
     assert_eq!(
@@ -556,8 +578,9 @@ fn a_transaction_open_across_a_backup_loses_nothing() {
         contents_of(c, &db, &TABLES)
     );
     let items = &contents_of(c, &target, &["public.items"])["public.items"];
-    assert!(items.contains(&"(c1,200)".to_string()), "{items:?}");
-    assert!(items.contains(&"(straddler,1)".to_string()), "{items:?}");
+    for row in ["(c1,200)", "(c2,300)", "(before,1)", "(after,1)"] {
+        assert!(items.contains(&row.to_string()), "{row}: {items:?}");
+    }
 }
 
 /// Committed states of the tables, in commit order.

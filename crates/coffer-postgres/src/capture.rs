@@ -482,7 +482,7 @@ fn problem(
     };
     if oid != c.relid {
         return Ok(Some(format!(
-            "table '{name}' was dropped and created again since coffer began capturing its changes"
+            "table '{name}' was dropped and created again (or the database restored from a copy) since coffer began capturing its changes"
         )));
     }
     if table_key(client, address, oid)?.as_ref() != Some(&c.key) {
@@ -697,7 +697,18 @@ fn begin(db: &str, name: &str, full: bool) -> Result<PgChangeSnapshot> {
     // The tables are locked before the snapshot is taken: a TRUNCATE
     // that committed after the snapshot but before the lock would make
     // a table look empty to it, and its keys' entries be trimmed.
-    let tables: Vec<(String, String)> = read_captured(&mut client, &address, name)?
+    let captured = read_captured(&mut client, &address, name)?;
+    if !full {
+        // Fresh statistics of the logs, so that the planner reads a few
+        // logged keys by index, not the whole table: a trimmed log keeps
+        // dead rows that autovacuum may not have counted yet.
+        for c in &captured {
+            if let Err(e) = client.batch_execute(&format!("ANALYZE {}", c.log())) {
+                tracing::debug!("analyzing the change log of table '{}': {e}", c.table);
+            }
+        }
+    }
+    let tables: Vec<(String, String)> = captured
         .into_iter()
         .map(|c| (c.schema_name, c.rel_name))
         .collect();
@@ -773,10 +784,15 @@ fn trim(db: &str, name: &str, id: &str, horizon: &str) -> Result<()> {
     for c in read_captured(&mut tx, &address, name)? {
         // Exactly the entries the backup's snapshot saw: a log row a
         // later (or then unfinished) transaction wrote or re-wrote
-        // carries that transaction's id, not visible in it.
+        // carries that transaction's id, not visible in it. Rows a running
+        // transaction holds are skipped, not waited for — it is logging
+        // them again, and a trim that waited could deadlock with an
+        // application's transaction; a kept entry costs a re-read only.
         let sql = format!(
-            "DELETE FROM {} WHERE pg_visible_in_snapshot({XID}, $1::text::pg_snapshot)",
-            c.log()
+            "DELETE FROM {log} WHERE ctid = ANY(ARRAY(\
+               SELECT ctid FROM {log} WHERE pg_visible_in_snapshot({XID}, $1::text::pg_snapshot) \
+               FOR UPDATE SKIP LOCKED))",
+            log = c.log()
         );
         if relation(&mut tx, &address, SCHEMA, &format!("log_{}", c.log_id))?.is_some() {
             tx.execute(&sql, &[&horizon]).map_err(|e| {
