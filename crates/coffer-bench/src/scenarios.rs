@@ -6,6 +6,7 @@
 //! with `ctx.record_target`.
 
 mod collection;
+mod pg_collection;
 mod postgres;
 mod transfer;
 
@@ -93,6 +94,15 @@ pub const SCENARIOS: &[Scenario] = &[
         run: postgres::postgres,
     },
     Scenario {
+        name: "pg_collection",
+        about: "PostgreSQL collections: full and incremental backups after 0.01%, 0.1%, 1% and \
+                10% of rows changed; restoring a chain of a full and 10 incrementals vs the full \
+                alone; capture overhead on pgbench inserts and updates; pgBackRest full and \
+                incremental backups when installed",
+        default: true,
+        run: pg_collection::pg_collection,
+    },
+    Scenario {
         name: "verify",
         about: "`coffer verify` vs `PRAGMA integrity_check` on the database",
         default: false,
@@ -137,6 +147,39 @@ pub const TARGETS: &[Target] = &[
         what: "PostgreSQL: coffer restore peak RSS < 200 MB at every scale",
         show: |v| format!("{v:.1} MB"),
         met: |v| v < 200.0,
+    },
+    Target {
+        id: "pg_incremental_time",
+        what: "PostgreSQL: collection incremental after 0.1% of rows changed ≤ 5% of a full \
+               backup's wall time",
+        show: |v| format!("{:.1}% of the full's time", v * 100.0),
+        met: |v| v <= 0.05,
+    },
+    Target {
+        id: "pg_incremental_bytes",
+        what: "PostgreSQL: collection incremental after 0.1% of rows changed ≤ 2% of a full \
+               backup's bytes",
+        show: |v| format!("{:.2}% of the full's bytes", v * 100.0),
+        met: |v| v <= 0.02,
+    },
+    Target {
+        id: "pg_chain_restore",
+        what: "PostgreSQL: collection restore of a full + 10 incrementals ≤ 1.5× restoring the \
+               full alone",
+        show: |v| format!("{v:.2}×"),
+        met: |v| v <= 1.5,
+    },
+    Target {
+        id: "pg_capture_insert",
+        what: "PostgreSQL: change capture slows pgbench's single-row inserts by ≤ 40%",
+        show: |v| format!("{:+.0}% ({v:.2}×)", (v - 1.0) * 100.0),
+        met: |v| v <= 1.4,
+    },
+    Target {
+        id: "pg_capture_update",
+        what: "PostgreSQL: change capture slows pgbench's single-row updates by ≤ 60%",
+        show: |v| format!("{:+.0}% ({v:.2}×)", (v - 1.0) * 100.0),
+        met: |v| v <= 1.6,
     },
     Target {
         id: "restore_speedup",

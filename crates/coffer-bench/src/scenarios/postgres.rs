@@ -13,10 +13,34 @@ use crate::report::{ratio, table};
 /// Rows at scale 1: about 3 M, 250 MB on disk with their indexes.
 const ROWS: f64 = 3_000_000.0;
 
+/// Rows of the benchmark database at the run's `scale` times `factor`
+/// (1000 at least).
+pub(super) fn rows_at(scale: f64, factor: f64) -> u64 {
+    ((ROWS * scale * factor).round() as u64).max(1000)
+}
+
+/// Customers among `rows` rows: a tenth.
+fn customers_of(rows: u64) -> u64 {
+    (rows / 10).max(10)
+}
+
+/// Inserts the orders `first..=last`, each of one of `customers` customers.
+pub(super) fn insert_orders(customers: u64, first: u64, last: u64) -> String {
+    format!(
+        "INSERT INTO orders
+           SELECT g, 1 + (g * 104729) % {customers},
+                  timestamptz '2020-01-01 00:00:00+00' + g * interval '13 seconds' + (g % 1000) * interval '1 microsecond',
+                  ((g * 31337) % 100000000) / 100.0, (g % 4)::int2,
+                  CASE WHEN g % 3 = 0 THEN NULL ELSE 'order note ' || md5(g::text) END,
+                  decode(md5(g::text), 'hex')
+           FROM generate_series({first}::bigint, {last}) g;"
+    )
+}
+
 /// The generated database: customers and their orders, with a foreign key,
 /// numeric, timestamptz, text, bytea and jsonb columns and several indexes.
 fn generate_sql(rows: u64) -> String {
-    let customers = (rows / 10).max(10);
+    let customers = customers_of(rows);
     let orders = rows - customers;
     format!(
         "CREATE TABLE customers (
@@ -32,18 +56,61 @@ fn generate_sql(rows: u64) -> String {
              id bigint PRIMARY KEY, customer bigint NOT NULL REFERENCES customers (id),
              placed timestamptz NOT NULL, amount numeric(12,2) NOT NULL, status int2 NOT NULL,
              note text, receipt bytea);
-         INSERT INTO orders
-           SELECT g, 1 + (g * 104729) % {customers},
-                  timestamptz '2020-01-01 00:00:00+00' + g * interval '13 seconds' + (g % 1000) * interval '1 microsecond',
-                  ((g * 31337) % 100000000) / 100.0, (g % 4)::int2,
-                  CASE WHEN g % 3 = 0 THEN NULL ELSE 'order note ' || md5(g::text) END,
-                  decode(md5(g::text), 'hex')
-           FROM generate_series(1::bigint, {orders}) g;
+         {}
          CREATE INDEX orders_customer ON orders (customer);
          CREATE INDEX orders_placed ON orders (placed);
-         CREATE UNIQUE INDEX customers_email ON customers (email);"
+         CREATE UNIQUE INDEX customers_email ON customers (email);",
+        insert_orders(customers, 1, orders)
     )
 }
+
+/// The PostgreSQL benchmark database, generated on a cluster.
+pub(super) struct PgDataset {
+    pub db: String,
+    pub rows: u64,
+    /// `pg_database_size` after generating.
+    pub bytes: u64,
+    /// Rows of `customers` and `orders`.
+    pub counts: (i64, i64),
+}
+
+/// (Re)creates `bench_ROWS` on `c` holding the benchmark database of `rows`
+/// rows, vacuumed and analyzed.
+pub(super) fn generate(c: &Cluster, rows: u64) -> Result<PgDataset> {
+    let db = format!("bench_{rows}");
+    recreate(c, &db, true)?;
+    let started = std::time::Instant::now();
+    execute(c, &db, &generate_sql(rows))?;
+    execute(c, &db, "VACUUM ANALYZE")?;
+    let counts = counts(c, &db)?;
+    let bytes = database_bytes(c, &db)?;
+    eprintln!(
+        "coffer-bench: generated {rows} rows, {:.1} MB, in {:.1} s",
+        mb(bytes),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(PgDataset {
+        db,
+        rows,
+        bytes,
+        counts,
+    })
+}
+
+/// The sentence describing the dataset, for a section.
+pub(super) fn dataset_line(ds: &PgDataset) -> String {
+    format!(
+        "Dataset: {} rows in two tables (`customers`, `orders` with a foreign key, \
+         numeric, timestamptz, text, bytea, jsonb; four indexes), {:.1} MB on disk \
+         (`pg_database_size`), on a throwaway PostgreSQL cluster of this machine \
+         (fsync off), client and server sharing its cores.\n\n",
+        ds.rows,
+        mb(ds.bytes)
+    )
+}
+
+/// The ratio column of coffer against the alternatives.
+const COFFER_RATIO: &str = "coffer ÷ this";
 
 fn row(b: &Bench, reference: &Bench) -> Vec<String> {
     vec![
@@ -59,17 +126,13 @@ fn row(b: &Bench, reference: &Bench) -> Vec<String> {
     ]
 }
 
-fn section(title: &str, benches: &[&Bench]) -> String {
+/// A `#### title` section: `intro`, a table of `benches` with the first's
+/// median time over each other's (column `ratio_header`), their commands.
+pub(super) fn section(title: &str, intro: &str, benches: &[&Bench], ratio_header: &str) -> String {
     let reference = benches[0];
-    let mut s = format!("#### {title}\n\n");
+    let mut s = format!("#### {title}\n\n{intro}");
     s.push_str(&table(
-        &[
-            "command",
-            "median s",
-            "runs s",
-            "peak RSS MB",
-            "coffer ÷ this",
-        ],
+        &["command", "median s", "runs s", "peak RSS MB", ratio_header],
         benches.iter().map(|b| row(b, reference)).collect(),
     ));
     s.push_str("\nCommands:\n\n```sh\n");
@@ -82,7 +145,7 @@ fn section(title: &str, benches: &[&Bench]) -> String {
 }
 
 /// Run `sql` on `db` of `c`, failing with its error.
-fn execute(c: &Cluster, db: &str, sql: &str) -> Result<()> {
+pub(super) fn execute(c: &Cluster, db: &str, sql: &str) -> Result<()> {
     c.client(db)
         .and_then(|mut client| client.batch_execute(sql))
         .with_context(|| format!("running SQL on {db}"))
@@ -96,7 +159,8 @@ fn database_bytes(c: &Cluster, db: &str) -> Result<u64> {
     Ok(n as u64)
 }
 
-fn recreate(c: &Cluster, db: &str, create: bool) -> Result<()> {
+/// Drops `db` if it exists, and with `create` makes it anew (empty).
+pub(super) fn recreate(c: &Cluster, db: &str, create: bool) -> Result<()> {
     execute(
         c,
         "postgres",
@@ -132,19 +196,9 @@ pub fn postgres(ctx: &mut Ctx) -> Result<String> {
         &[1.0, 2.0, 4.0]
     };
     for &factor in factors {
-        let rows = ((ROWS * scale * factor).round() as u64).max(1000);
-        let db = format!("bench_{}", rows);
-        recreate(&cluster, &db, true)?;
-        let started = std::time::Instant::now();
-        execute(&cluster, &db, &generate_sql(rows))?;
-        execute(&cluster, &db, "VACUUM ANALYZE")?;
-        let expected = counts(&cluster, &db)?;
-        let bytes = database_bytes(&cluster, &db)?;
-        eprintln!(
-            "coffer-bench: generated {rows} rows, {:.1} MB, in {:.1} s",
-            mb(bytes),
-            started.elapsed().as_secs_f64()
-        );
+        let ds = generate(&cluster, rows_at(scale, factor))?;
+        let (rows, bytes, expected) = (ds.rows, ds.bytes, ds.counts);
+        let db = ds.db.clone();
         let url = cluster.url(&db);
         let archive = out.join(format!("archive-{rows}"));
         let dump_dir = out.join(format!("dump-{rows}.d"));
@@ -303,16 +357,20 @@ pub fn postgres(ctx: &mut Ctx) -> Result<String> {
                 archive_bytes as f64 / dump_bytes as f64,
                 format!("{rows} rows"),
             );
-            text.push_str(&format!(
-                "Dataset: {rows} rows in two tables (`customers`, `orders` with a foreign key, \
-                 numeric, timestamptz, text, bytea, jsonb; four indexes), {:.1} MB on disk \
-                 (`pg_database_size`), on a throwaway PostgreSQL cluster of this machine \
-                 (fsync off), client and server sharing its cores.\n\n",
-                mb(bytes)
+            text.push_str(&dataset_line(&ds));
+            text.push_str(&section(
+                "Backup",
+                "",
+                &[&backup, &pg_dump_d, &pg_dump_c],
+                COFFER_RATIO,
             ));
-            text.push_str(&section("Backup", &[&backup, &pg_dump_d, &pg_dump_c]));
-            text.push_str(&section("Restore", &[&restore, &pg_restore, &psql]));
-            text.push_str(&section("Export", &[&export, &copy]));
+            text.push_str(&section(
+                "Restore",
+                "",
+                &[&restore, &pg_restore, &psql],
+                COFFER_RATIO,
+            ));
+            text.push_str(&section("Export", "", &[&export, &copy], COFFER_RATIO));
             text.push_str(&format!(
                 "#### Size\n\n{}\n",
                 table(
