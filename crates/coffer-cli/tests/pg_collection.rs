@@ -204,6 +204,19 @@ fn restore(repo: &str, url: &str, extra: &[&str]) -> String {
     ok(&args)
 }
 
+/// The error of an `--incremental` that cannot be taken.
+fn refused_incremental(c: &Cluster, db: &str) -> String {
+    let url = c.url(db);
+    fails(&[
+        "collection",
+        "backup",
+        "main",
+        "--db",
+        &url,
+        "--incremental",
+    ])
+}
+
 #[test]
 fn collections_work_on_postgres_and_restore_every_point_exactly() {
     let c = pg::cluster();
@@ -380,14 +393,7 @@ fn collections_work_on_postgres_and_restore_every_point_exactly() {
 
     // A schema change: an incremental refuses, --auto takes a full.
     c.execute(&db, "ALTER TABLE items ADD COLUMN extra text DEFAULT 'x'");
-    let err = fails(&[
-        "collection",
-        "backup",
-        "main",
-        "--db",
-        &c.url(&db),
-        "--incremental",
-    ]);
+    let err = refused_incremental(c, &db);
     assert!(
         err.contains("schema of table 'items'") && err.contains("full"),
         "{err}"
@@ -413,14 +419,7 @@ fn collections_work_on_postgres_and_restore_every_point_exactly() {
         "CREATE TABLE items_copy AS SELECT * FROM items; DROP TABLE items; \
          ALTER TABLE items_copy RENAME TO items; ALTER TABLE items ADD PRIMARY KEY (code);",
     );
-    let err = fails(&[
-        "collection",
-        "backup",
-        "main",
-        "--db",
-        &c.url(&db),
-        "--incremental",
-    ]);
+    let err = refused_incremental(c, &db);
     assert!(
         err.contains("'items'") && err.contains("full backup"),
         "{err}"
@@ -721,21 +720,42 @@ fn backups_during_concurrent_writes_restore_states_the_database_had() {
     assert!(states.len() > 40, "{} states", states.len());
 }
 
+/// A database of `setup` with `bulk` more rows in items, its collection
+/// `main` created and fully backed up; the temporary directory and the
+/// repository's path.
+fn backed_up(hint: &str, bulk: u32) -> (&'static Cluster, String, tempfile::TempDir, String) {
+    let c = pg::cluster();
+    let db = setup(c, hint);
+    c.execute(
+        &db,
+        &format!("INSERT INTO items SELECT 'bulk' || g, g FROM generate_series(1, {bulk}) g;"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").to_str().unwrap().to_string();
+    create(c, &db, &repo);
+    backup(c, &db, "--full");
+    (c, db, dir, repo)
+}
+
+/// Run the binary with `args`, killing it after `delay_ms`.
+fn killed_after(args: &[&str], delay_ms: u64) {
+    let mut child = coffer_bin()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let _ = child.kill();
+    child.wait().unwrap();
+}
+
 /// The real binary killed during a backup commits nothing and loses no
 /// change; killed during a restore, the target is absent or complete.
 #[test]
 fn killed_backups_and_restores_lose_nothing() {
-    let c = pg::cluster();
-    let db = setup(c, "coll_killed");
-    c.execute(
-        &db,
-        "INSERT INTO items SELECT 'bulk' || g, g FROM generate_series(1, 200000) g;",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    let repo = repo.to_str().unwrap();
-    create(c, &db, repo);
-    backup(c, &db, "--full");
+    let (c, db, _dir, repo) = backed_up("coll_killed", 200_000);
+    let repo = repo.as_str();
     let mut step = 0;
     for delay_ms in [0u64, 30, 80, 150, 250, 400] {
         step += 1;
@@ -748,15 +768,10 @@ fn killed_backups_and_restores_lose_nothing() {
         } else {
             "--incremental"
         };
-        let mut child = coffer_bin()
-            .args(["collection", "backup", "main", "--db", &c.url(&db), mode])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().unwrap();
+        killed_after(
+            &["collection", "backup", "main", "--db", &c.url(&db), mode],
+            delay_ms,
+        );
     }
     // Whatever the kills left, the next backup settles it and the chain
     // restores the database as it is.
@@ -769,25 +784,19 @@ fn killed_backups_and_restores_lose_nothing() {
     // Restores killed at any instant: the target absent or complete.
     for delay_ms in [0u64, 50, 120, 250, 500, 800] {
         let target = format!("{db}_k{delay_ms}");
-        let mut child = coffer_bin()
-            .args([
-                "collection",
-                "restore",
-                "main",
-                "--repo",
-                repo,
-                "--into",
-                &c.url(&target),
-                "--table",
-                "items",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().unwrap();
+        let url = c.url(&target);
+        let args = [
+            "collection",
+            "restore",
+            "main",
+            "--repo",
+            repo,
+            "--into",
+            &url,
+            "--table",
+            "items",
+        ];
+        killed_after(&args, delay_ms);
         if let Ok(mut client) = c.client(&target) {
             let present: bool = client
                 .query_one("SELECT to_regclass('public.items') IS NOT NULL", &[])
@@ -810,17 +819,8 @@ fn killed_backups_and_restores_lose_nothing() {
 /// clearly, none corrupts the other, and both chains restore.
 #[test]
 fn two_backups_of_one_collection_at_once() {
-    let c = pg::cluster();
-    let db = setup(c, "coll_twice");
-    c.execute(
-        &db,
-        "INSERT INTO items SELECT 'bulk' || g, g FROM generate_series(1, 100000) g;",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    let repo = repo.to_str().unwrap();
-    create(c, &db, repo);
-    backup(c, &db, "--full");
+    let (c, db, _dir, repo) = backed_up("coll_twice", 100_000);
+    let repo = repo.as_str();
     c.execute(&db, "UPDATE items SET n = -n WHERE code LIKE 'bulk1%'");
     let spawn = || {
         coffer_bin()

@@ -189,6 +189,78 @@ impl PgChainRestorer {
             pending: false,
         })
     }
+    /// Copy `batch` (rows shaped like `shape`) into `table`'s temporary
+    /// table for `which` changes, made on first use; returns its name.
+    fn stage_batch(
+        &mut self,
+        table: &Table,
+        shape: &Table,
+        which: Staged,
+        batch: &DataBatch,
+    ) -> Result<String> {
+        if slot(self.building(table)?, which).is_none() {
+            let b = self.building(table)?;
+            let select = format!(
+                "SELECT {} FROM {}",
+                shape
+                    .columns
+                    .iter()
+                    .map(|c| quote_ident(&c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                b.qualified
+            );
+            let what = match which {
+                Staged::Deleted => "deleted",
+                Staged::Changed => "changed",
+            };
+            let stage = self.stage(shape, &select, what)?;
+            *slot(self.building(table)?, which) = Some(stage);
+        }
+        self.copy_into(table, Some(which), batch)?;
+        let b = self.building(table)?;
+        Ok(slot(b, which).as_ref().expect("just made").name.clone())
+    }
+
+    /// Copy `batch` into `table` (`None`) or one of its temporary tables.
+    fn copy_into(&mut self, table: &Table, which: Option<Staged>, batch: &DataBatch) -> Result<()> {
+        let address = self.target.clone();
+        let mut buf = std::mem::take(&mut self.buf);
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| Error::internal("the restore's connection is closed"))?;
+        let b = self
+            .tables
+            .get_mut(&table.name)
+            .ok_or_else(|| Error::internal(format!("table '{}' was not begun", table.name)))?;
+        let target = match which {
+            None => &mut b.rows,
+            Some(which) => {
+                let stage = slot(b, which).as_mut().expect("made before");
+                stage.pending = true;
+                &mut stage.copy
+            }
+        };
+        let done = target.copy(client, &address, batch, None, &mut buf);
+        self.buf = buf;
+        done.map(|_| ())
+    }
+}
+
+/// `b`'s temporary table for `which` changes.
+fn slot(b: &mut Building, which: Staged) -> &mut Option<Stage> {
+    match which {
+        Staged::Deleted => &mut b.deletes,
+        Staged::Changed => &mut b.upserts,
+    }
+}
+
+/// Which changes a temporary table gathers.
+#[derive(Debug, Clone, Copy)]
+enum Staged {
+    Deleted,
+    Changed,
 }
 
 /// `t.k1 = s.k1 AND …`
@@ -335,19 +407,7 @@ impl ChainRestorer for PgChainRestorer {
     }
 
     fn load(&mut self, table: &Table, batch: &DataBatch) -> Result<()> {
-        let address = self.target.clone();
-        let mut buf = std::mem::take(&mut self.buf);
-        let client = self
-            .client
-            .as_mut()
-            .ok_or_else(|| Error::internal("the restore's connection is closed"))?;
-        let b = self
-            .tables
-            .get_mut(&table.name)
-            .ok_or_else(|| Error::internal(format!("table '{}' was not begun", table.name)))?;
-        let done = b.rows.copy(client, &address, batch, None, &mut buf);
-        self.buf = buf;
-        done.map(|_| ())
+        self.copy_into(table, None, batch)
     }
 
     fn begin_changes(&mut self, _full: &Manifest, _tables: &[&Table]) -> Result<()> {
@@ -367,75 +427,21 @@ impl ChainRestorer for PgChainRestorer {
 
     fn delete(&mut self, table: &Table, keys: &Table, batch: &DataBatch) -> Result<()> {
         self.apply_upserts(&table.name)?;
-        if self.building(table)?.deletes.is_none() {
-            let b = self.building(table)?;
-            let select = format!(
-                "SELECT {} FROM {}",
-                keys.columns
-                    .iter()
-                    .map(|c| quote_ident(&c.name))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                b.qualified
-            );
-            let stage = self.stage(keys, &select, "deleted")?;
-            self.building(table)?.deletes = Some(stage);
-        }
-        let address = self.target.clone();
-        let mut buf = std::mem::take(&mut self.buf);
-        let client = self
-            .client
-            .as_mut()
-            .ok_or_else(|| Error::internal("the restore's connection is closed"))?;
-        let b = self
-            .tables
-            .get_mut(&table.name)
-            .ok_or_else(|| Error::internal(format!("table '{}' was not begun", table.name)))?;
-        let stage = b.deletes.as_mut().expect("just made");
-        let done = stage.copy.copy(client, &address, batch, None, &mut buf);
-        self.buf = buf;
-        done?;
+        let stage = self.stage_batch(table, keys, Staged::Deleted, batch)?;
+        let b = self.building(table)?;
         let key: Vec<String> = keys.columns.iter().map(|c| c.name.clone()).collect();
         let sql = format!(
-            "DELETE FROM {q} t USING {s} s WHERE {}; TRUNCATE {s}",
+            "DELETE FROM {q} t USING {stage} s WHERE {}; TRUNCATE {stage}",
             key_match(&key, "t", "s"),
             q = b.qualified,
-            s = stage.name
         );
         let doing = format!("deleting rows of table {}", b.shown);
         self.run(&sql, &doing)
     }
 
     fn upsert(&mut self, table: &Table, batch: &DataBatch) -> Result<()> {
-        if self.building(table)?.upserts.is_none() {
-            let b = self.building(table)?;
-            let select = format!(
-                "SELECT {} FROM {}",
-                b.columns
-                    .iter()
-                    .map(|c| quote_ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                b.qualified
-            );
-            let stage = self.stage(table, &select, "changed")?;
-            self.building(table)?.upserts = Some(stage);
-        }
-        let address = self.target.clone();
-        let mut buf = std::mem::take(&mut self.buf);
-        let client = self
-            .client
-            .as_mut()
-            .ok_or_else(|| Error::internal("the restore's connection is closed"))?;
-        let b = self
-            .tables
-            .get_mut(&table.name)
-            .ok_or_else(|| Error::internal(format!("table '{}' was not begun", table.name)))?;
-        let stage = b.upserts.as_mut().expect("just made");
-        stage.pending = true;
-        let done = stage.copy.copy(client, &address, batch, None, &mut buf);
-        self.buf = buf;
-        done.map(|_| ())
+        self.stage_batch(table, table, Staged::Changed, batch)
+            .map(|_| ())
     }
 
     fn end_changes(&mut self, table: &Table) -> Result<()> {

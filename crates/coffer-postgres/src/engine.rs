@@ -551,15 +551,28 @@ impl PgSnapshot {
             )
         };
         let shape = if deleted { keys } else { table };
+        self.copy_batches(&sql, shape, &plans, &what, sink)
+    }
+
+    /// Run the binary `COPY … TO STDOUT` `sql`, whose columns are `shape`'s
+    /// read as `plans` say, handing its rows on in batches.
+    fn copy_batches(
+        &mut self,
+        sql: &str,
+        shape: &Table,
+        plans: &[ColumnPlan],
+        what: &str,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()> {
         let address = self.address.clone();
         let reader = self
             .client()
-            .copy_out(&sql)
+            .copy_out(sql)
             .map_err(|e| query_error(&address, &format!("reading {what}"), &e))?;
-        let mut rows = BinaryCopyReader::new(reader, what.clone())?;
-        let mut batch = BatchBuilder::new(shape, &plans);
+        let mut rows = BinaryCopyReader::new(reader, what.to_string())?;
+        let mut batch = BatchBuilder::new(shape, plans);
         while let Some(row) = rows.next_row()? {
-            batch.push(&row, &what)?;
+            batch.push(&row, what)?;
             if batch.full() {
                 sink(batch.take()?)?;
             }
@@ -580,23 +593,7 @@ impl PgSnapshot {
         let source = self.source(table)?;
         let what = format!("table {}", table.name);
         let sql = copy_sql(&source.pg, &source.plans, range);
-        let address = self.address.clone();
-        let reader = self
-            .client()
-            .copy_out(&sql)
-            .map_err(|e| query_error(&address, &format!("reading {what}"), &e))?;
-        let mut rows = BinaryCopyReader::new(reader, what.clone())?;
-        let mut batch = BatchBuilder::new(table, &source.plans);
-        while let Some(row) = rows.next_row()? {
-            batch.push(&row, &what)?;
-            if batch.full() {
-                sink(batch.take()?)?;
-            }
-        }
-        if !batch.is_empty() {
-            sink(batch.take()?)?;
-        }
-        Ok(())
+        self.copy_batches(&sql, table, &source.plans, &what, sink)
     }
 }
 
