@@ -628,9 +628,10 @@ pub trait ChangeCapture: Send + Sync {
     /// record; `false` when the database does not record it.
     fn remove(&self, db: &str, name: &str) -> Result<bool>;
 
-    /// Start a backup of collection `name`: advance the epoch (for a `full`
-    /// backup, first re-install capture for tables that lost it), then open
-    /// a snapshot that sees every change logged before.
+    /// Start a backup of collection `name`: (for a `full` backup, first
+    /// re-install capture for tables that lost it) open a snapshot of the
+    /// tables and their logs, with its horizon (SQLite first advances its
+    /// epoch, so that the snapshot sees every change logged before).
     fn begin(&self, db: &str, name: &str, full: bool) -> Result<Box<dyn ChangeSnapshot>>;
 
     /// Record that backup `id`, of the snapshot whose horizon is
