@@ -52,11 +52,18 @@ incremental backup costs in proportion to what changed.
 The repository is a directory beside the database (DB.backups) unless --repo \
 names another location (a directory, file:// or s3://BUCKET/PREFIX). A table \
 belongs to one collection at most. Nothing is installed if any table cannot be \
-captured.",
+captured.
+
+On PostgreSQL the capture lives in the schema _coffer and needs no superuser \
+(the tables' owner may set it up); each table needs a primary key or a unique \
+index on NOT NULL columns. Name a table of another schema than public as \
+SCHEMA.TABLE.",
         after_help = "\
 Examples:
   coffer collection create orders --db app.db --table orders --table order_items
-  coffer collection create main --db app.db --table users --repo s3://backups/app"
+  coffer collection create main --db app.db --table users --repo s3://backups/app
+  coffer collection create shop --db postgres://app@db/shop --table orders \\
+      --table billing.invoices --repo s3://backups/shop"
     )]
     Create(CreateArgs),
 
@@ -99,7 +106,9 @@ Examples:
   coffer collection restore orders --repo s3://backups/app --into app.db --force \\
       --at 2026-11-24T10:00:00Z
   coffer collection restore orders --repo app.db.backups --into t.db --table orders \\
-      --backup 20261124T101500Z_incremental"
+      --backup 20261124T101500Z_incremental
+  coffer collection restore shop --repo s3://backups/shop \\
+      --into postgres://me@localhost/scratch --table billing.invoices"
     )]
     Restore(CollectionRestoreArgs),
 
