@@ -465,3 +465,65 @@ fn a_large_table_is_read_in_pieces_on_several_connections() {
         .unwrap();
     assert_eq!((n, distinct, sum), (48000, 48000, 48000 * 48001 / 2));
 }
+
+/// A TRUNCATE that commits just as a backup starts is in it whole or not
+/// at all. TRUNCATE is not MVCC-safe: a snapshot taken before it commits
+/// sees the table empty afterwards, beside the other tables as they were,
+/// unless the tables are locked before the snapshot is taken.
+#[test]
+fn a_truncate_committing_as_a_backup_starts_is_in_it_whole_or_not_at_all() {
+    let c = pg::cluster();
+    let db = c.create_database("truncated");
+    c.execute(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1000);
+         CREATE TABLE u (id int PRIMARY KEY);",
+    );
+    // Truncate t and add a row to u, together: a backup holds both or neither.
+    let mut truncating = c.client(&db).unwrap();
+    truncating
+        .batch_execute("BEGIN; TRUNCATE t; INSERT INTO u VALUES (1);")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("backup");
+    let child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["backup", &c.url(&db), out.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Commit once the backup waits for the truncate's lock.
+    let mut watcher = c.client(&db).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never waited for the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    truncating.batch_execute("COMMIT").unwrap();
+    let r = ok(&child.wait_with_output().unwrap());
+    let rows = |name: &str| {
+        r["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{r}"))["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!((rows("t"), rows("u")), (0, 1), "{r}");
+}

@@ -318,6 +318,26 @@ fn schema(
     Ok(Schema::Kept(objects, settings))
 }
 
+/// `(schema, name)` of the tables with rows of their own that the role
+/// may read, as the catalog has them now.
+fn lockable_tables(address: &Address) -> Result<Vec<(String, String)>> {
+    let mut client = address.connect()?.client;
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND has_table_privilege(c.oid, 'SELECT') \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_' \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                               AND d.objid = c.oid AND d.deptype = 'e') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .map_err(|e| query_error(address, "listing the tables", &e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// The name a table has in the archive: `schema.name`, or `name` alone in
 /// the schema `public`.
 pub(crate) fn archive_name(t: &catalog::Table) -> String {
@@ -330,8 +350,23 @@ pub(crate) fn archive_name(t: &catalog::Table) -> String {
 
 impl PgSnapshot {
     /// Export a snapshot of the database at `address` and read its catalog.
+    ///
+    /// The tables that exist (and that the role may read) are locked
+    /// before the snapshot is taken: `TRUNCATE` is not MVCC-safe, and one
+    /// that committed between the snapshot and the locks would make its
+    /// table look empty beside the others' rows of before. pg_dump locks
+    /// after; a table created in between is locked after the snapshot too.
     pub fn open(address: &Address) -> Result<PgSnapshot> {
-        let leader = ExportedSnapshot::begin(address)?;
+        let tables = lockable_tables(address)?;
+        let leader = match ExportedSnapshot::begin_locked(address, &tables, LOCK_TIMEOUT_MS) {
+            Ok(leader) => leader,
+            // A table dropped since it was listed, say: lock after.
+            Err(e) if e.kind() == coffer::ErrorKind::NotFound => {
+                tracing::debug!("locking before the snapshot: {e}");
+                ExportedSnapshot::begin(address)?
+            }
+            Err(e) => return Err(e),
+        };
         PgSnapshot::open_in(leader, address, &Scope::database())
     }
 

@@ -181,6 +181,11 @@ fn lock(
             quote_ident(name)
         );
         if let Err(e) = client.batch_execute(&sql) {
+            if e.code().map(|c| c.code()) == Some("42P01") {
+                return Err(Error::not_found(format!(
+                    "table {schema}.{name} in {address} was dropped or renamed just now; try again"
+                )));
+            }
             if e.code().map(|c| c.code()) == Some("55P03") {
                 return Err(Error::new(
                     ErrorKind::Engine,
