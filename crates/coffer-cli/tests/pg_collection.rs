@@ -931,3 +931,109 @@ fn capture_needs_no_superuser() {
     ok(&["collection", "drop", "main", "--db", &owner]);
     assert!(coffer_objects(c, &db).is_empty());
 }
+
+/// A collection backup whose manifest was rewritten and sealed again (as
+/// anyone who can write to the repository can) is refused, naming the
+/// object and the file, and creates nothing: neither a new database nor
+/// anything in an existing one, nor anything outside them.
+#[test]
+fn a_tampered_collection_backup_cannot_act_outside_the_database_it_builds() {
+    let (c, db, dir, repo) = backed_up("coll_tamper", 10);
+    let full = std::fs::read_dir(std::path::Path::new(&repo).join("collections/main"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("_full"))
+        .unwrap();
+    let manifest = full.join("manifest.json");
+    let pristine = std::fs::read(&manifest).unwrap();
+    let stray = dir.path().join("stray");
+    let existing = c.create_database("coll_tamper_existing");
+    c.execute(
+        &existing,
+        "CREATE TABLE keep (v text); INSERT INTO keep VALUES ('precious');",
+    );
+    let attacks = [
+        (
+            "items",
+            format!(";\nALTER ROLE {} SUPERUSER;", pg::PASSWORD_USER),
+        ),
+        ("items", format!(";\nDROP DATABASE \"{db}\";")),
+        (
+            "items items_code_key",
+            format!(";\nCOPY (SELECT 1) TO PROGRAM 'touch {}'", stray.display()),
+        ),
+        (
+            "lines",
+            ";\nDO $$ BEGIN RAISE NOTICE 'x'; END $$;".to_string(),
+        ),
+    ];
+    for (i, (object, attack)) in attacks.iter().enumerate() {
+        std::fs::write(&manifest, &pristine).unwrap();
+        common::append_to_sql(&manifest, object, attack);
+        let fresh = format!("{db}_new{i}");
+        for target in [&fresh, &existing] {
+            let err = fails(&[
+                "collection",
+                "restore",
+                "main",
+                "--repo",
+                &repo,
+                "--into",
+                &c.url(target),
+                "--table",
+                "items",
+                "--table",
+                "lines",
+            ]);
+            assert!(
+                err.contains(object) && err.contains("manifest.json") && err.contains("altered"),
+                "{err}"
+            );
+        }
+        assert!(
+            c.client(&fresh).is_err(),
+            "a refused restore created {fresh}"
+        );
+        assert_eq!(
+            contents_of(c, &existing, &["keep"])["keep"],
+            vec!["(precious)".to_string()]
+        );
+        let tables: i64 = c
+            .client(&existing)
+            .unwrap()
+            .query_one("SELECT count(*) FROM pg_tables WHERE schemaname <> 'pg_catalog' AND schemaname <> 'information_schema'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(tables, 1, "a refused restore left tables in {existing}");
+    }
+    assert!(c.client(&db).is_ok());
+    assert!(!stray.exists());
+    // Untampered, into a database without the tables' enum type: said,
+    // with what to do, and nothing created.
+    std::fs::write(&manifest, &pristine).unwrap();
+    let bare = format!("{db}_bare");
+    let err = fails(&[
+        "collection",
+        "restore",
+        "main",
+        "--repo",
+        &repo,
+        "--into",
+        &c.url(&bare),
+    ]);
+    assert!(
+        err.contains("mood") && err.contains("types, functions and extensions"),
+        "{err}"
+    );
+    assert!(c.client(&bare).is_err());
+    let superuser: bool = c
+        .client("postgres")
+        .unwrap()
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
+            &[&pg::PASSWORD_USER],
+        )
+        .unwrap()
+        .get(0);
+    assert!(!superuser);
+}

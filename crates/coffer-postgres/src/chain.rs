@@ -125,22 +125,28 @@ impl PgChainRestorer {
     }
 
     /// Run the statements of `object` (checked; owners and grants left
-    /// out).
+    /// out). A type, function or extension the target lacks is named with
+    /// what to do.
     fn run_object(&mut self, object: &SchemaObject) -> Result<()> {
-        let entry = Entry {
-            kind: object.kind.to_ascii_uppercase(),
-            name: object.name.clone(),
-            schema: String::from("-"),
-            sql: object.sql.clone(),
-        };
-        let statements: Vec<String> = ddl::checked_statements(&entry, "the collection's backup")?
-            .into_iter()
-            .filter(|s| !ddl::is_owner_change(s) && !ddl::is_privilege(s))
-            .filter(|s| !s.to_ascii_uppercase().starts_with("SELECT"))
-            .map(str::to_string)
-            .collect();
-        for s in statements {
-            self.run(&s, &format!("creating {} {}", object.kind, object.name))?;
+        let address = self.target.clone();
+        for s in runnable(object)? {
+            let doing = format!("creating {} {}", object.kind, object.name);
+            if let Err(e) = self.client()?.batch_execute(&s) {
+                let missing = matches!(
+                    e.code().map(|c| c.code()),
+                    Some("42704" | "42883" | "3F000")
+                );
+                let err = query_error(&address, &doing, &e);
+                if missing {
+                    return Err(Error::new(
+                        err.kind(),
+                        format!(
+                            "{err}; a collection holds its tables, not the types, functions and extensions they use: create them in {address} first, or restore into a database that has them"
+                        ),
+                    ));
+                }
+                return Err(err);
+            }
         }
         Ok(())
     }
@@ -263,6 +269,26 @@ enum Staged {
     Changed,
 }
 
+/// The statements of `object` a chain restore runs: each checked as a
+/// restore checks them (an archive is untrusted), owners and grants left
+/// out.
+fn runnable(object: &SchemaObject) -> Result<Vec<String>> {
+    let entry = Entry {
+        kind: object.kind.to_ascii_uppercase(),
+        name: object.name.clone(),
+        schema: String::from("-"),
+        sql: object.sql.clone(),
+    };
+    Ok(
+        ddl::checked_statements(&entry, "manifest.json of the chain's full backup")?
+            .into_iter()
+            .filter(|s| !ddl::is_owner_change(s) && !ddl::is_privilege(s))
+            .filter(|s| !s.to_ascii_uppercase().starts_with("SELECT"))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// `t.k1 = s.k1 AND …`
 fn key_match(key: &[String], t: &str, s: &str) -> String {
     key.iter()
@@ -310,6 +336,10 @@ impl ChainRestorer for PgChainRestorer {
             })
             .map(|(i, o)| (o.clone(), i < pre))
             .collect();
+        // Every statement checked before anything is created.
+        for (o, _) in &self.objects {
+            runnable(o)?;
+        }
         let address = self.target.clone();
         for t in tables {
             self.cancel.check()?;
