@@ -1006,6 +1006,29 @@ fn a_tampered_collection_backup_cannot_act_outside_the_database_it_builds() {
             .get(0);
         assert_eq!(tables, 1, "a refused restore left tables in {existing}");
     }
+    // A table pointed at another of the target's: with --force that one
+    // would be dropped; refused.
+    std::fs::write(&manifest, &pristine).unwrap();
+    common::reseal(&manifest, |m| {
+        m.settings["postgres"]["tables"]["items"] = serde_json::json!(["public", "keep"]);
+    });
+    let err = fails(&[
+        "collection",
+        "restore",
+        "main",
+        "--repo",
+        &repo,
+        "--into",
+        &c.url(&existing),
+        "--table",
+        "items",
+        "--force",
+    ]);
+    assert!(err.contains("'items'") && err.contains("altered"), "{err}");
+    assert_eq!(
+        contents_of(c, &existing, &["keep"])["keep"],
+        vec!["(precious)".to_string()]
+    );
     assert!(c.client(&db).is_ok());
     assert!(!stray.exists());
     // Untampered, into a database without the tables' enum type: said,

@@ -343,11 +343,11 @@ impl ChainRestorer for PgChainRestorer {
         let address = self.target.clone();
         for t in tables {
             self.cancel.check()?;
-            let (schema, name) = settings.tables.get(&t.name).cloned().ok_or_else(|| {
+            let (schema, name) = settings.location_of(&t.name).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Corrupt,
                     format!(
-                        "the collection's full backup does not say where table '{}' lives; the repository is damaged",
+                        "manifest.json of the chain's full backup does not say where table '{}' lives, or says it lives elsewhere; the archive was altered or damaged",
                         t.name
                     ),
                 )
@@ -402,7 +402,7 @@ impl ChainRestorer for PgChainRestorer {
             }
         }
         for t in tables {
-            let (schema, name) = settings.tables[&t.name].clone();
+            let (schema, name) = settings.location_of(&t.name).expect("checked above");
             let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
             let shown = format!("{schema}.{name}");
             let rows = CopyTarget::prepare(self.client()?, &address, t, &qualified, &shown)?;

@@ -367,9 +367,9 @@ fn target_name(
 ) -> (String, String) {
     if manifest.source.engine == "postgres"
         && let Some(s) = settings
-        && let Some((schema, name)) = s.tables.get(table)
+        && let Some(location) = s.location_of(table)
     {
-        return (schema.clone(), name.clone());
+        return location;
     }
     ("public".into(), table.into())
 }

@@ -83,6 +83,20 @@ impl ArchiveSettings {
     /// The key these settings have in a manifest's `settings`.
     pub const KEY: &'static str = "postgres";
 
+    /// `(schema, name)` of the archive table `table`, when the settings
+    /// record it as an archive of that name can be (`schema.name`, or the
+    /// name alone in `public`): an altered manifest cannot point a table at
+    /// another one of the target's.
+    pub fn location_of(&self, table: &str) -> Option<(String, String)> {
+        let (schema, name) = self.tables.get(table)?;
+        let named = if schema == "public" {
+            name.clone()
+        } else {
+            format!("{schema}.{name}")
+        };
+        (named == table).then(|| (schema.clone(), name.clone()))
+    }
+
     /// Read them from a manifest's settings.
     pub fn of(settings: &serde_json::Map<String, serde_json::Value>) -> Result<ArchiveSettings> {
         let v = settings.get(Self::KEY).ok_or_else(|| {
