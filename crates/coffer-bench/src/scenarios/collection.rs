@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{Ctx, disk_size, mb, median, remove_db, remove_path};
+use crate::bench::{Bench, Ctx, disk_size, mb, median, remove_db, remove_path};
 use crate::proc::{self, Cmd, Job};
 use crate::report::{ratio, table};
 use crate::rng::mix;
@@ -112,8 +112,57 @@ pub fn runs_phrase(n: usize) -> String {
     format!("{n} run{}", if n == 1 { "" } else { "s" })
 }
 
-fn median_u64(v: &[u64]) -> f64 {
+pub(super) fn median_u64(v: &[u64]) -> f64 {
     median(&v.iter().map(|&x| x as f64).collect::<Vec<_>>())
+}
+
+/// The columns of a table of a full backup and the incrementals after it.
+pub(super) const BACKUP_COLUMNS: [&str; 8] = [
+    "backup",
+    "rows changed",
+    "median s",
+    "runs s",
+    "÷ full time",
+    "MB written",
+    "÷ full bytes",
+    "peak RSS MB",
+];
+
+/// The full backup's row of that table: `rows` backed up, `bytes` written.
+pub(super) fn full_row(rows: u64, bench: &Bench, bytes: f64) -> Vec<String> {
+    vec![
+        "full".to_string(),
+        rows.to_string(),
+        format!("{:.3}", bench.median_secs()),
+        bench.all_secs(),
+        "—".into(),
+        format!("{:.2}", mb(bytes as u64)),
+        "—".into(),
+        format!("{:.1}", bench.peak_rss_mb()),
+    ]
+}
+
+/// An incremental's row: after `fraction` of the rows changed (`changed`
+/// of them), `bytes` written; the ratios to the full's time and bytes;
+/// MB with `digits` decimals.
+pub(super) fn incremental_row(
+    fraction: f64,
+    changed: f64,
+    bench: &Bench,
+    bytes: f64,
+    (time_ratio, bytes_ratio): (f64, f64),
+    digits: usize,
+) -> Vec<String> {
+    vec![
+        format!("incremental after {}", percent(fraction)),
+        format!("{changed:.0}"),
+        format!("{:.3}", bench.median_secs()),
+        bench.all_secs(),
+        ratio(time_ratio),
+        format!("{:.digits$}", mb(bytes as u64)),
+        ratio(bytes_ratio),
+        format!("{:.1}", bench.peak_rss_mb()),
+    ]
 }
 
 pub(super) fn collection(ctx: &mut Ctx) -> Result<String> {
@@ -172,18 +221,7 @@ pub(super) fn collection(ctx: &mut Ctx) -> Result<String> {
         },
     )?;
     let full_secs = full.median_secs();
-    let full_mb = mb(median_u64(&full_bytes) as u64);
-
-    let mut rows = vec![vec![
-        "full".to_string(),
-        ds.counts.total().to_string(),
-        format!("{full_secs:.3}"),
-        full.all_secs(),
-        "—".into(),
-        format!("{full_mb:.2}"),
-        "—".into(),
-        format!("{:.1}", full.peak_rss_mb()),
-    ]];
+    let mut rows = vec![full_row(ds.counts.total(), &full, median_u64(&full_bytes))];
     for (li, &fraction) in LEVELS.iter().enumerate() {
         let mut changed = Vec::new();
         let mut bytes = Vec::new();
@@ -206,24 +244,20 @@ pub(super) fn collection(ctx: &mut Ctx) -> Result<String> {
                 Ok(())
             },
         )?;
-        let secs = bench.median_secs();
-        let mb_written = mb(median_u64(&bytes) as u64);
-        let time_ratio = secs / full_secs;
+        let time_ratio = bench.median_secs() / full_secs;
         let bytes_ratio = median_u64(&bytes) / median_u64(&full_bytes);
         if fraction == TARGET_LEVEL {
             ctx.record_target("incremental_time", time_ratio, "");
             ctx.record_target("incremental_bytes", bytes_ratio, "");
         }
-        rows.push(vec![
-            format!("incremental after {}", percent(fraction)),
-            format!("{:.0}", median_u64(&changed)),
-            format!("{secs:.3}"),
-            bench.all_secs(),
-            ratio(time_ratio),
-            format!("{mb_written:.2}"),
-            ratio(bytes_ratio),
-            format!("{:.1}", bench.peak_rss_mb()),
-        ]);
+        rows.push(incremental_row(
+            fraction,
+            median_u64(&changed),
+            &bench,
+            median_u64(&bytes),
+            (time_ratio, bytes_ratio),
+            2,
+        ));
     }
 
     // A new chain for the chain restore: a full, then CHAIN_LEN incrementals
@@ -285,19 +319,7 @@ pub(super) fn collection(ctx: &mut Ctx) -> Result<String> {
         ds.counts.total(),
         runs_phrase(runs)
     );
-    s.push_str(&table(
-        &[
-            "backup",
-            "rows changed",
-            "median s",
-            "runs s",
-            "÷ full time",
-            "MB written",
-            "÷ full bytes",
-            "peak RSS MB",
-        ],
-        rows,
-    ));
+    s.push_str(&table(&BACKUP_COLUMNS, rows));
     s.push_str(&format!(
         "\nChain restore: a new full backup, then {CHAIN_LEN} incrementals each after {} of \
          the rows changed ({:.2} MB in all), restored whole (the latest backup) and as the \

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use coffer_testkit::pg::Cluster;
 
-use super::collection::{LEVELS, percent, runs_phrase, workload_rows};
+use super::collection::{
+    BACKUP_COLUMNS, LEVELS, full_row, incremental_row, median_u64, percent, runs_phrase,
+    workload_rows,
+};
 use super::postgres::{self, PgDataset, insert_orders, recreate};
 use crate::bench::{Bench, Ctx, disk_size, mb, median, remove_path};
 use crate::proc::{self, Cmd, Job, shell_quote};
@@ -198,10 +201,6 @@ fn change(c: &Cluster, db: &str, fraction: f64, seed: u64) -> Result<(Changes, S
     Ok((changes, shown.join("\n")))
 }
 
-fn median_of(v: &[u64]) -> f64 {
-    median(&v.iter().map(|&x| x as f64).collect::<Vec<_>>())
-}
-
 /// A seed for the changes before run `run` of series `series`.
 fn change_seed(seed: u64, series: u64, run: usize) -> u64 {
     mix(seed ^ (series << 40) ^ run as u64)
@@ -255,17 +254,8 @@ impl Pg<'_> {
                 Ok(())
             },
         )?;
-        let (full_secs, full_b) = (full.median_secs(), median_of(&full_bytes));
-        let mut rows = vec![vec![
-            "full".to_string(),
-            self.ds.rows.to_string(),
-            format!("{full_secs:.3}"),
-            full.all_secs(),
-            "—".into(),
-            format!("{:.2}", full_b / 1048576.0),
-            "—".into(),
-            format!("{:.1}", full.peak_rss_mb()),
-        ]];
+        let (full_secs, full_b) = (full.median_secs(), median_u64(&full_bytes));
+        let mut rows = vec![full_row(self.ds.rows, &full, full_b)];
         let seed = ctx.opts.seed;
         let mut at_target = None;
         let mut change_sql = String::new();
@@ -296,23 +286,20 @@ impl Pg<'_> {
                     Ok(())
                 },
             )?;
-            let secs = bench.median_secs();
-            let time_ratio = secs / full_secs;
-            let bytes_ratio = median_of(&bytes) / full_b;
-            rows.push(vec![
-                format!("incremental after {}", percent(fraction)),
-                format!("{:.0}", median_of(&changed)),
-                format!("{secs:.3}"),
-                bench.all_secs(),
-                ratio(time_ratio),
-                format!("{:.3}", median_of(&bytes) / 1048576.0),
-                ratio(bytes_ratio),
-                format!("{:.1}", bench.peak_rss_mb()),
-            ]);
+            let time_ratio = bench.median_secs() / full_secs;
+            let bytes_ratio = median_u64(&bytes) / full_b;
+            rows.push(incremental_row(
+                fraction,
+                median_u64(&changed),
+                &bench,
+                median_u64(&bytes),
+                (time_ratio, bytes_ratio),
+                3,
+            ));
             if fraction == TARGET_LEVEL {
                 ctx.record_target("pg_incremental_time", time_ratio, "");
                 ctx.record_target("pg_incremental_bytes", bytes_ratio, "");
-                at_target = Some((bench, median_of(&bytes)));
+                at_target = Some((bench, median_u64(&bytes)));
             }
         }
         let (incremental, incremental_bytes) =
@@ -330,19 +317,7 @@ impl Pg<'_> {
              manifest, checksums), as `--json` reports it.\n\n",
             runs_phrase(runs)
         );
-        s.push_str(&table(
-            &[
-                "backup",
-                "rows changed",
-                "median s",
-                "runs s",
-                "÷ full time",
-                "MB written",
-                "÷ full bytes",
-                "peak RSS MB",
-            ],
-            rows,
-        ));
+        s.push_str(&table(&BACKUP_COLUMNS, rows));
         s.push_str(&format!(
             "\nCommands:\n\n```sh\n{}\n{}   # after the changes below\n```\n\n\
              The changes before an incremental after {} (run as one transaction):\n\n\
@@ -928,11 +903,11 @@ impl Pg<'_> {
         let size = |what: &str, bytes: f64, reference: f64| {
             vec![
                 what.to_string(),
-                format!("{:.2}", bytes / 1048576.0),
+                format!("{:.2}", mb(bytes as u64)),
                 ratio(bytes / reference),
             ]
         };
-        let (pf, pi) = (median_of(&full_bytes), median_of(&incr_bytes));
+        let (pf, pi) = (median_u64(&full_bytes), median_u64(&incr_bytes));
         s.push_str(&format!(
             "#### pgBackRest: sizes\n\n{}\nThe stanza was made with `{}`.\n\n",
             table(
