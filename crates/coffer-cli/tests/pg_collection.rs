@@ -517,30 +517,11 @@ fn a_transaction_open_across_a_backup_loses_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut watcher = c.client(&db).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let waiting: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND query LIKE 'UPDATE _coffer.collections SET pending_backup%'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backup never got to its commit"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the backup ended early"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for_lock_wait(
+        &mut c.client(&db).unwrap(),
+        "UPDATE _coffer.collections SET pending_backup%",
+        &mut child,
+    );
     before.batch_execute("COMMIT").unwrap();
     holder.batch_execute("COMMIT").unwrap();
     let out = child.wait_with_output().unwrap();

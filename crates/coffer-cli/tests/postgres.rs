@@ -2,6 +2,8 @@
 //! consistent snapshot however many connections read it, a password in the
 //! URL is never printed or stored, and the export imports into SQLite.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -486,33 +488,14 @@ fn a_truncate_committing_as_a_backup_starts_is_in_it_whole_or_not_at_all() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("backup");
-    let child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args(["backup", &c.url(&db), out.to_str().unwrap(), "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // Commit once the backup waits for the truncate's lock.
-    let mut watcher = c.client(&db).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = watcher
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backup never waited for the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    common::wait_for_lock_wait(&mut c.client(&db).unwrap(), "%", &mut child);
     truncating.batch_execute("COMMIT").unwrap();
     let r = ok(&child.wait_with_output().unwrap());
     let rows = |name: &str| {

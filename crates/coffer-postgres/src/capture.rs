@@ -260,14 +260,10 @@ fn relation(
         .map(|r| (r.get(0), r.get(1))))
 }
 
-/// `(schema, name)` of the archive table `table`: a name that is not a
-/// table's is refused, naming it.
-fn resolve(
-    client: &mut impl postgres::GenericClient,
-    address: &Address,
-    table: &str,
-) -> Result<catalog::Table> {
-    let tables = catalog::read_tables(client, address)?;
+/// The table of `tables` (the database's, from [`catalog::read_tables`])
+/// that the archive name `table` names: a name that is not a table's is
+/// refused, naming it.
+fn resolve(tables: &[catalog::Table], address: &Address, table: &str) -> Result<catalog::Table> {
     if let Some(t) = tables.iter().find(|t| archive_name(t) == table) {
         return Ok(t.clone());
     }
@@ -615,8 +611,9 @@ fn install(db: &str, collection: &CollectionRecord) -> Result<()> {
         ],
     )
     .map_err(|e| query_error(&address, "recording the collection", &e))?;
+    let tables = catalog::read_tables(&mut tx, &address)?;
     for table in &collection.tables {
-        let t = resolve(&mut tx, &address, table)?;
+        let t = resolve(&tables, &address, table)?;
         if let Some(r) = tx
             .query_opt(
                 "SELECT collection FROM _coffer.captured WHERE table_name = $1",
@@ -680,6 +677,7 @@ fn begin(db: &str, name: &str, full: bool) -> Result<PgChangeSnapshot> {
         // so each write is either captured or visible to the snapshot.
         let mut tx = begin_managing(&mut client, &address)?;
         find_record(&mut tx, &address, name)?;
+        let mut tables = None;
         for c in read_captured(&mut tx, &address, name)? {
             if let Some(why) = problem(&mut tx, &address, &c)? {
                 tracing::warn!(
@@ -687,7 +685,10 @@ fn begin(db: &str, name: &str, full: bool) -> Result<PgChangeSnapshot> {
                     c.table
                 );
                 uninstall_table(&mut tx, &address, &c)?;
-                let t = resolve(&mut tx, &address, &c.table)?;
+                if tables.is_none() {
+                    tables = Some(catalog::read_tables(&mut tx, &address)?);
+                }
+                let t = resolve(tables.as_deref().expect("read above"), &address, &c.table)?;
                 install_table(&mut tx, &address, name, &c.table, &t, c.log_id)?;
             }
         }
@@ -902,6 +903,20 @@ impl PgChangeSnapshot {
             .expect("a snapshot is open until dropped")
     }
 
+    /// The logged keys' rows of `table`, or with `deleted` the logged keys
+    /// without one.
+    fn scan_log(
+        &mut self,
+        table: &Table,
+        deleted: bool,
+        sink: &mut dyn FnMut(DataBatch) -> Result<()>,
+    ) -> Result<()> {
+        let log = self.log(table)?.log();
+        let keys = self.key_table(table);
+        self.inner_mut()
+            .scan_logged(table, &keys, &log, deleted, sink)
+    }
+
     fn log(&self, table: &Table) -> Result<&Captured> {
         self.logs.get(&table.name).ok_or_else(|| {
             Error::invalid(format!(
@@ -1019,10 +1034,7 @@ impl ChangeSnapshot for PgChangeSnapshot {
         table: &Table,
         sink: &mut dyn FnMut(DataBatch) -> Result<()>,
     ) -> Result<()> {
-        let log = self.log(table)?.log();
-        let keys = self.key_table(table);
-        self.inner_mut()
-            .scan_logged(table, &keys, &log, false, sink)
+        self.scan_log(table, false, sink)
     }
 
     fn scan_deletes(
@@ -1030,9 +1042,7 @@ impl ChangeSnapshot for PgChangeSnapshot {
         table: &Table,
         sink: &mut dyn FnMut(DataBatch) -> Result<()>,
     ) -> Result<()> {
-        let log = self.log(table)?.log();
-        let keys = self.key_table(table);
-        self.inner_mut().scan_logged(table, &keys, &log, true, sink)
+        self.scan_log(table, true, sink)
     }
 }
 

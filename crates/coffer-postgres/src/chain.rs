@@ -341,19 +341,28 @@ impl ChainRestorer for PgChainRestorer {
             runnable(o)?;
         }
         let address = self.target.clone();
-        for t in tables {
+        // Each table's (quoted, shown) name in PostgreSQL.
+        let located = tables
+            .iter()
+            .map(|t| {
+                let (schema, name) = settings.location_of(&t.name).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Corrupt,
+                        format!(
+                            "manifest.json of the chain's full backup does not say where table '{}' lives, or says it lives elsewhere; the archive was altered or damaged",
+                            t.name
+                        ),
+                    )
+                })?;
+                Ok((
+                    format!("{}.{}", quote_ident(&schema), quote_ident(&name)),
+                    format!("{schema}.{name}"),
+                    schema,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (qualified, shown, schema) in &located {
             self.cancel.check()?;
-            let (schema, name) = settings.location_of(&t.name).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "manifest.json of the chain's full backup does not say where table '{}' lives, or says it lives elsewhere; the archive was altered or damaged",
-                        t.name
-                    ),
-                )
-            })?;
-            let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
-            let shown = format!("{schema}.{name}");
             let exists = self
                 .client()?
                 .query_opt("SELECT to_regclass($1)::text", &[&qualified])
@@ -375,7 +384,7 @@ impl ChainRestorer for PgChainRestorer {
                 )?;
             }
             self.run(
-                &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema)),
+                &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)),
                 &format!("creating schema {schema}"),
             )?;
         }
@@ -401,10 +410,7 @@ impl ChainRestorer for PgChainRestorer {
                 }
             }
         }
-        for t in tables {
-            let (schema, name) = settings.location_of(&t.name).expect("checked above");
-            let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
-            let shown = format!("{schema}.{name}");
+        for (t, (qualified, shown, _)) in tables.iter().zip(located) {
             let rows = CopyTarget::prepare(self.client()?, &address, t, &qualified, &shown)?;
             let key = settings
                 .keys

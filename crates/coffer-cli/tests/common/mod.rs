@@ -208,3 +208,32 @@ pub fn untouched(other: &Path, bytes: &[u8], stray: &Path) {
     assert_eq!(n, 3);
     assert!(!stray.exists(), "{} was created", stray.display());
 }
+
+/// Wait until another session of `client`'s database waits for a lock
+/// while running a query `LIKE like`; panics after a minute or when
+/// `child` (the process expected to wait) ends first.
+pub fn wait_for_lock_wait(client: &mut postgres::Client, like: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid() AND query LIKE $1",
+                &[&like],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no session waited for a lock running {like}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the process ended before it waited"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
