@@ -492,17 +492,7 @@ impl Cluster {
     /// process) and return its name.
     pub fn create_database(&self, hint: &str) -> String {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let clean: String = hint
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .take(40)
-            .collect();
+        let clean = name_part(hint, 40);
         let name = format!("{clean}_{}", COUNTER.fetch_add(1, Ordering::Relaxed));
         self.execute("postgres", &format!("CREATE DATABASE \"{name}\""));
         name
@@ -578,6 +568,21 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// `hint` as part of a database name: lower-case ASCII letters and digits,
+/// `_` for anything else, at most `max` characters.
+pub fn name_part(hint: &str, max: usize) -> String {
+    hint.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(max)
+        .collect()
 }
 
 #[cfg(test)]

@@ -90,18 +90,7 @@ impl PgFixture {
 
     fn new_name(&self, label: &str) -> String {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
-        let safe: String = label
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .take(30)
-            .collect();
-        format!("{}_{n}_{safe}", self.tag)
+        format!("{}_{n}_{}", self.tag, pg::name_part(label, 30))
     }
 
     fn address(&self, db: &str) -> Address {
