@@ -167,6 +167,18 @@ fn target_with_types(c: &Cluster, hint: &str) -> String {
     db
 }
 
+/// The collection's latest backup, restored into a new database with the
+/// tables' types, holds what `db` holds now; returns that database.
+fn assert_latest_restores_as_source(c: &Cluster, repo: &str, db: &str, hint: &str) -> String {
+    let target = target_with_types(c, hint);
+    restore(repo, &c.url(&target), &[]);
+    assert_eq!(
+        contents_of(c, &target, &TABLES),
+        contents_of(c, db, &TABLES)
+    );
+    target
+}
+
 fn create(c: &Cluster, db: &str, repo: &str) {
     let mut args = vec!["collection", "create", "main", "--db"];
     let url = c.url(db);
@@ -405,12 +417,7 @@ fn collections_work_on_postgres_and_restore_every_point_exactly() {
     c.execute(&db, "UPDATE items SET extra = 'changed' WHERE code = 'c1'");
     let r = backup(c, &db, "--incremental");
     assert_eq!(r["kind"], "incremental");
-    let target = target_with_types(c, "coll_after_alter");
-    restore(repo, &c.url(&target), &[]);
-    assert_eq!(
-        contents_of(c, &target, &TABLES),
-        contents_of(c, &db, &TABLES)
-    );
+    assert_latest_restores_as_source(c, repo, &db, "coll_after_alter");
 
     // A table dropped and created again: an incremental refuses, a full
     // re-installs capture, and incrementals work again.
@@ -428,12 +435,7 @@ fn collections_work_on_postgres_and_restore_every_point_exactly() {
     c.execute(&db, "DELETE FROM items WHERE code = 'c2'");
     let r = backup(c, &db, "--incremental");
     assert_eq!(r["kind"], "incremental");
-    let target = target_with_types(c, "coll_recreated");
-    restore(repo, &c.url(&target), &[]);
-    assert_eq!(
-        contents_of(c, &target, &TABLES),
-        contents_of(c, &db, &TABLES)
-    );
+    assert_latest_restores_as_source(c, repo, &db, "coll_recreated");
 
     // An export leaves coffer's own tables out; a whole backup keeps them.
     let out = dir.path().join("export");
@@ -551,12 +553,7 @@ fn a_transaction_open_across_a_backup_loses_nothing() {
     // The next incremental carries what both did.
     let r = backup(c, &db, "--incremental");
     assert!(r["rows"].as_u64() >= Some(4), "{r}");
-    let target = target_with_types(c, "coll_straddle_2");
-    restore(repo, &c.url(&target), &[]);
-    assert_eq!(
-        contents_of(c, &target, &TABLES),
-        contents_of(c, &db, &TABLES)
-    );
+    let target = assert_latest_restores_as_source(c, repo, &db, "coll_straddle_2");
     let items = &contents_of(c, &target, &["public.items"])["public.items"];
     for row in ["(c1,200)", "(c2,300)", "(before,1)", "(after,1)"] {
         assert!(items.contains(&row.to_string()), "{row}: {items:?}");
