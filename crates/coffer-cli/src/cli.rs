@@ -112,6 +112,57 @@ pub struct Cli {
 
     #[command(flatten)]
     pub s3: S3Args,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// The keys that open encrypted archives (every command that reads one).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Encryption")]
+pub struct KeyArgs {
+    /// An age identity file (as `age-keygen` writes it) that opens encrypted
+    /// archives; repeat for more.
+    ///
+    /// Needed to read (restore, import, ls, verify the contents of) an archive
+    /// or collection encrypted with --encrypt-to. The file should be readable
+    /// by its owner only; coffer warns otherwise.
+    #[arg(
+        long = "identity",
+        short = 'i',
+        global = true,
+        value_name = "FILE",
+        env = "COFFER_IDENTITY"
+    )]
+    pub identities: Vec<std::path::PathBuf>,
+
+    /// A file whose first line is the passphrase (or set COFFER_PASSPHRASE).
+    ///
+    /// Opens archives encrypted with a passphrase; `backup`, `export` and
+    /// `collection create` encrypt with it when no --encrypt-to is given.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<std::path::PathBuf>,
+}
+
+/// What new archives are encrypted to (`backup`, `export`, `collection
+/// create`, `rekey`).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Encryption")]
+pub struct EncryptArgs {
+    /// Encrypt to this age public key (age1…, as `age-keygen -y` prints it);
+    /// repeat for more recipients.
+    ///
+    /// Data, schema, names and counts are all encrypted; only the recipients,
+    /// the kind and time of the backup and the checksums of the stored files
+    /// stay readable. Whoever holds one of the recipients' identities opens it
+    /// (with coffer --identity, or with the age tool alone: docs/FORMAT.md).
+    /// Writing needs no secret.
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Encrypt to every age public key in this file (one per line, # comments).
+    #[arg(long = "encrypt-to-file", value_name = "FILE")]
+    pub recipient_files: Vec<std::path::PathBuf>,
 }
 
 /// Options that shape what coffer prints.
@@ -211,6 +262,7 @@ impl S3Args {
             secret_key: self.secret_key.clone(),
             virtual_hosted: self.s3_virtual_hosted,
             allow_http: self.allow_http,
+            ..StoreOptions::default()
         }
     }
 }
@@ -235,7 +287,8 @@ Examples:
   coffer backup app.db backups/app-2025-06-01
   coffer backup sqlite:///var/lib/app/app.db s3://my-bucket/app/2025-06-01
   coffer backup app.db backups/app --compression zstd-9 --part-size 128MiB
-  coffer backup app.db s3://backups/app --s3-endpoint http://127.0.0.1:9000"
+  coffer backup app.db s3://backups/app --s3-endpoint http://127.0.0.1:9000
+  coffer backup app.db s3://backups/app --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
     )]
     Backup(BackupArgs),
 
@@ -349,6 +402,26 @@ Examples:
     Import(ImportArgs),
 
     #[command(
+        about = "Make other keys open an encrypted archive or collection, without re-encrypting data",
+        long_about = "\
+Make the recipients given (--encrypt-to, --encrypt-to-file or --new-passphrase-file) \
+the only ones that open the encrypted archive at LOCATION, or every encrypted \
+collection of the repository at LOCATION.
+
+The current key is needed to open it (--identity or the passphrase). Only the \
+small key file is rewritten, never a data file: each archive's data is encrypted \
+to its own data key, and the key file holds that key encrypted to the recipients. \
+An identity no longer among the recipients cannot open the archive any more \
+(unless its holder kept a copy of the old key file or the data key).",
+        after_help = "\
+Examples:
+  coffer rekey backups/app -i old.key --encrypt-to age1new...
+  coffer rekey s3://bucket/app-repo -i old.key --encrypt-to-file team.pub
+  coffer rekey backups/app --passphrase-file old.txt --new-passphrase-file new.txt"
+    )]
+    Rekey(RekeyArgs),
+
+    #[command(
         subcommand,
         about = "Backup collections: named sets of tables, full and incremental backups",
         long_about = "\
@@ -436,6 +509,30 @@ pub struct BackupArgs {
     /// split among them); by default one per core, at most 8.
     #[arg(long, visible_alias = "jobs", value_name = "N", default_value_t = default_scanners(), value_parser = clap::value_parser!(u16).range(1..=64))]
     pub scanners: u16,
+
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
+}
+
+/// Arguments of `coffer rekey`.
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// An encrypted archive, or a repository of encrypted collections.
+    #[arg(value_name = "LOCATION")]
+    pub location: String,
+
+    /// In a repository: only this collection; repeat for more. All its
+    /// encrypted collections by default.
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
+
+    /// Make this passphrase (first line of FILE) the one that opens it,
+    /// instead of recipients.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["recipients", "recipient_files"])]
+    pub new_passphrase_file: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `coffer restore`.
@@ -515,6 +612,9 @@ pub struct ExportArgs {
     /// Export only this table; repeat for more. All tables by default.
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
+
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
 
     /// Leave out the tables whose whole name matches this regular expression;
     /// repeat for more (e.g. --exclude 'tmp_.*').

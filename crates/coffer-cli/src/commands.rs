@@ -27,18 +27,31 @@ use crate::report::{
 use crate::signals::{cancel_on_stop_signal, until_stop_signal};
 
 mod collection;
+mod keys;
 mod transfer;
 
 /// Run the command line's command.
 pub async fn run(cli: Cli) -> Result<()> {
-    let store_options = cli.s3.store_options();
+    let mut store_options = cli.s3.store_options();
+    store_options.keys = keys::keys(&cli.keys)?;
     let out = &cli.output;
+    // What a new archive or collection is encrypted to.
+    let sealed = |args: &crate::cli::EncryptArgs| -> Result<StoreOptions> {
+        Ok(keys::writing(
+            &store_options,
+            keys::sealing(args, &cli.keys)?,
+        ))
+    };
     match &cli.command {
-        Command::Backup(args) => run_backup(args, &store_options, out).await,
+        Command::Backup(args) => run_backup(args, &sealed(&args.encrypt)?, out).await,
+        Command::Export(args) => transfer::run_export(args, &sealed(&args.encrypt)?, out).await,
+        Command::Collection(crate::cli::collection::CollectionCommand::Create(args)) => {
+            collection::run_create(args, &sealed(&args.encrypt)?, out).await
+        }
+        Command::Rekey(args) => keys::run_rekey(args, &store_options, out).await,
         Command::Restore(args) => run_restore(args, &store_options, out).await,
         Command::Verify(args) => run_verify(args, &store_options, out).await,
         Command::Ls(args) => run_ls(args, &store_options, out).await,
-        Command::Export(args) => transfer::run_export(args, &store_options, out).await,
         Command::Import(args) => transfer::run_import(args, &store_options, out).await,
         Command::Collection(command) => collection::run(command, &store_options, out).await,
     }
@@ -91,7 +104,7 @@ fn run_until_stopped(out: &OutputArgs) -> (Run, tokio::task::JoinHandle<()>) {
 }
 
 /// Print a line to stdout; a closed pipe (`coffer ls | head`) ends quietly.
-fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     emit_exactly(&crate::format::printable(text, true))
 }
 
@@ -113,7 +126,7 @@ fn emit_exactly(text: &str) -> Result<()> {
 pub static JSON_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Print one JSON object: indented for a person, one line for a program.
-fn emit_json(value: &impl Serialize) -> Result<()> {
+pub(crate) fn emit_json(value: &impl Serialize) -> Result<()> {
     JSON_PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
     let text = if std::io::stdout().is_terminal() {
         serde_json::to_string_pretty(value)
@@ -289,12 +302,25 @@ async fn run_verify(
             ))?;
         }
         if report.is_ok() {
-            if !out.quiet {
+            if !out.quiet && !report.contents_checked() {
                 emit(&format!(
-                    "verified {}: all {} ({}) match the manifest",
+                    "verified {}: all {} encrypted {} ({}) match their checksums; give --identity (or the passphrase) to decrypt and check the contents too",
+                    store.url(),
+                    human_count(total as u64),
+                    if total == 1 { "file" } else { "files" },
+                    human_bytes(report.bytes)
+                ))?;
+            } else if !out.quiet {
+                emit(&format!(
+                    "verified {}: all {} ({}) match the manifest{}",
                     store.url(),
                     plural(total as u64, "file", "files"),
-                    human_bytes(report.manifest.total_bytes())
+                    human_bytes(report.bytes),
+                    if report.encryption.is_some() {
+                        ", decrypted and checked"
+                    } else {
+                        ""
+                    }
                 ))?;
             }
         } else {
@@ -342,11 +368,28 @@ fn problem(status: &FileStatus) -> String {
             human_count(*expected)
         ),
         FileStatus::WrongChecksum => "has the wrong checksum: its contents changed".to_string(),
+        FileStatus::WrongContents => {
+            "matches its checksum but does not decrypt to what the manifest says: it was replaced"
+                .to_string()
+        }
     }
 }
 
 async fn run_ls(args: &LsArgs, store_options: &StoreOptions, out: &OutputArgs) -> Result<()> {
     let store = Store::open(&args.src, store_options)?;
+    if store.keys().is_empty()
+        && let coffer::archive::Head::Encrypted(e) =
+            until_stop_signal(coffer::archive::read_head(&store)).await?
+    {
+        // Without a key only the envelope can be shown.
+        if out.json {
+            return emit_json(&report::EncryptedLsJson::new(store.url(), &e));
+        }
+        for line in encrypted_ls_lines(store.url(), &e) {
+            emit(&line)?;
+        }
+        return Ok(());
+    }
     let m = until_stop_signal(read_manifest(&store)).await?;
     if out.json {
         emit_json(&LsJson::new(store.url(), &m))
@@ -359,6 +402,34 @@ async fn run_ls(args: &LsArgs, store_options: &StoreOptions, out: &OutputArgs) -
 }
 
 /// The plural of a schema object type.
+/// What `ls` shows of an encrypted archive without a key.
+fn encrypted_ls_lines(url: &str, e: &coffer::crypt::Envelope) -> Vec<String> {
+    let to = if e.encryption.passphrase {
+        "a passphrase".to_string()
+    } else {
+        e.encryption.recipients.join(", ")
+    };
+    let stored: u64 = e.files.iter().map(|f| f.size).sum();
+    vec![
+        format!("archive     {url}"),
+        format!(
+            "kind        {} (encrypted)",
+            serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ),
+        format!("encrypted   with age, to {to}"),
+        format!("taken at    {}", human_time(&e.backup_point)),
+        format!(
+            "stored      {} in {}",
+            human_bytes(stored),
+            plural(e.files.len() as u64, "file", "files")
+        ),
+        "give --identity (or the passphrase) to list its tables".to_string(),
+    ]
+}
+
 fn kinds(n: usize, kind: &str) -> String {
     let many = match kind {
         "index" => "indexes".to_string(),

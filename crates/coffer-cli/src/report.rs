@@ -102,6 +102,46 @@ pub struct VerifyJson<'a> {
     pub checked_files: usize,
     pub damaged_files: usize,
     pub total_bytes: u64,
+    /// Whether the archive is encrypted.
+    pub encrypted: bool,
+    /// Whether the files' contents were checked (an encrypted archive
+    /// verified without a key: only its stored files' checksums).
+    pub contents_checked: bool,
+}
+
+/// `coffer ls --json` of an encrypted archive, without a key.
+#[derive(Debug, Serialize)]
+pub struct EncryptedLsJson<'a> {
+    pub ok: bool,
+    pub command: &'static str,
+    pub archive: &'a str,
+    pub encrypted: bool,
+    pub encryption: &'a coffer::crypt::Encryption,
+    pub kind: ArchiveKind,
+    pub created_at: &'a str,
+    pub backup_point: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<&'a str>,
+    pub stored_files: usize,
+    pub stored_bytes: u64,
+}
+
+impl<'a> EncryptedLsJson<'a> {
+    pub fn new(archive: &'a str, e: &'a coffer::crypt::Envelope) -> Self {
+        EncryptedLsJson {
+            ok: true,
+            command: "ls",
+            archive,
+            encrypted: true,
+            encryption: &e.encryption,
+            kind: e.kind,
+            created_at: &e.created_at,
+            backup_point: &e.backup_point,
+            parent: e.parent.as_deref(),
+            stored_files: e.files.len(),
+            stored_bytes: e.files.iter().map(|f| f.size).sum(),
+        }
+    }
 }
 
 /// The name of a status in JSON.
@@ -111,23 +151,19 @@ pub fn status_name(status: &FileStatus) -> &'static str {
         FileStatus::Missing => "missing",
         FileStatus::WrongSize { .. } => "wrong_size",
         FileStatus::WrongChecksum => "wrong_checksum",
+        FileStatus::WrongContents => "wrong_contents",
     }
 }
 
 impl<'a> VerifyJson<'a> {
     pub fn new(archive: &'a str, report: &'a VerifyReport) -> Self {
-        let sizes: std::collections::HashMap<&str, u64> = report
-            .manifest
-            .files()
-            .map(|f| (f.path.as_str(), f.size))
-            .collect();
         let files: Vec<FileJson<'a>> = report
             .files
             .iter()
             .map(|f| FileJson {
                 path: &f.path,
                 status: status_name(&f.status),
-                size: sizes.get(f.path.as_str()).copied().unwrap_or_default(),
+                size: f.size,
                 actual_size: match f.status {
                     FileStatus::WrongSize { actual, .. } => Some(actual),
                     _ => None,
@@ -142,7 +178,9 @@ impl<'a> VerifyJson<'a> {
             damaged_files: files.iter().filter(|f| f.status != "ok").count(),
             files,
             sums_match: report.sums_match,
-            total_bytes: report.manifest.total_bytes(),
+            total_bytes: report.bytes,
+            encrypted: report.encryption.is_some(),
+            contents_checked: report.contents_checked(),
         }
     }
 }

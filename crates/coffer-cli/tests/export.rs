@@ -61,8 +61,9 @@ impl S3 {
 }
 
 /// The names of the tables an export holds, from `coffer ls --json`.
-fn exported_tables(s3: &S3, url: &str) -> Vec<String> {
-    let ls: serde_json::Value = serde_json::from_str(&s3.ok(&["ls", url, "--json"])).unwrap();
+fn exported_tables(s3: &S3, url: &str, read: &[&str]) -> Vec<String> {
+    let ls: serde_json::Value =
+        serde_json::from_str(&s3.ok(&[&["ls", url, "--json"], read].concat())).unwrap();
     ls["tables"]
         .as_array()
         .unwrap()
@@ -89,6 +90,11 @@ fn part_of(s3: &S3, prefix: &str, table: &str, n: usize) -> String {
 }
 
 fn nasty_round_trip(extra: &[&str]) {
+    nasty_round_trip_reading_with(extra, &[]);
+}
+
+/// [`nasty_round_trip`], with `read` added to the commands that read it.
+fn nasty_round_trip_reading_with(extra: &[&str], read: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nasty.db");
     create_nasty_db(&db).unwrap();
@@ -97,15 +103,15 @@ fn nasty_round_trip(extra: &[&str]) {
     let mut args = vec!["export", s(&db), &url, "--part-size", "64KiB"];
     args.extend_from_slice(extra);
     s3.ok(&args);
-    s3.ok(&["verify", &url]);
-    let tables = exported_tables(&s3, &url);
+    s3.ok(&[&["verify", &url], read].concat());
+    let tables = exported_tables(&s3, &url, read);
     assert!(tables.len() > 30, "{tables:?}");
     assert!(
         !tables.iter().any(|t| t.starts_with("sqlite_")),
         "SQLite's own tables are not exported: {tables:?}"
     );
     let out = dir.path().join("imported.db");
-    s3.ok(&["import", &url, s(&out)]);
+    s3.ok(&[&["import", &url, s(&out)], read].concat());
     let names: Vec<&str> = tables.iter().map(String::as_str).collect();
     assert_same_tables(&db, &out, &names);
     assert!(
@@ -120,6 +126,22 @@ fn nasty_round_trip(extra: &[&str]) {
 
 // `--keep-rowid` keeps the hidden rowids of tables without an INTEGER
 // PRIMARY KEY, which the nasty database's exact comparison includes.
+
+#[test]
+fn nasty_tables_round_trip_through_s3_exactly_encrypted_as_csv() {
+    let keys = tempfile::tempdir().unwrap();
+    let (identity, recipient) = coffer_testkit::keys::identity(keys.path(), "me.key");
+    nasty_round_trip_reading_with(
+        &[
+            "--format",
+            "csv",
+            "--keep-rowid",
+            "--encrypt-to",
+            &recipient,
+        ],
+        &["--identity", s(&identity)],
+    );
+}
 
 #[test]
 fn nasty_tables_round_trip_through_s3_exactly_as_parquet() {

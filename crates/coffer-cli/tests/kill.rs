@@ -10,11 +10,26 @@ use std::process::Command;
 use std::time::Duration;
 
 fn has_files(dir: &Path) -> bool {
-    dir.join("tables").exists() && walk(&dir.join("tables")).iter().any(|p| p.is_file())
+    ["tables", "data"]
+        .iter()
+        .any(|d| dir.join(d).exists() && walk(&dir.join(d)).iter().any(|p| p.is_file()))
 }
 
 #[test]
 fn killed_backup_leaves_no_archive() {
+    killed_backups_leave_no_archive(&[], &[]);
+}
+
+#[test]
+fn killed_encrypted_backup_leaves_no_archive() {
+    let keys = tempfile::tempdir().unwrap();
+    let (id, to) = coffer_testkit::keys::identity(keys.path(), "me.key");
+    killed_backups_leave_no_archive(&["--encrypt-to", &to], &["--identity", s(&id)]);
+}
+
+/// Backups with `extra` killed at several moments; `read` opens the
+/// archives.
+fn killed_backups_leave_no_archive(extra: &[&str], read: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("big.db");
     create_big_db(&db, 150_000);
@@ -22,7 +37,12 @@ fn killed_backup_leaves_no_archive() {
     // Kill at several moments: before any file, while parts are written.
     for (i, delay_ms) in [0u64, 30, 120, 400].into_iter().enumerate() {
         let archive = dir.path().join(format!("archive-{i}"));
-        let mut child = spawn(&["backup", s(&db), s(&archive), "--part-size", "1MiB"]);
+        let backup = [
+            &["backup", s(&db), s(&archive), "--part-size", "1MiB"],
+            extra,
+        ]
+        .concat();
+        let mut child = spawn(&backup);
         if delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(delay_ms));
         }
@@ -34,14 +54,14 @@ fn killed_backup_leaves_no_archive() {
         if archive.join("manifest.json").exists() {
             continue; // finished before the kill: a complete archive is fine
         }
-        let err = fails(&["ls", s(&archive)]);
+        let err = fails(&[&["ls", s(&archive)], read].concat());
         assert!(err.contains("no archive"), "{err}");
         let target = dir.path().join(format!("out-{i}.db"));
-        fails(&["restore", s(&archive), s(&target)]);
+        fails(&[&["restore", s(&archive), s(&target)], read].concat());
         assert!(!target.exists());
         // A new backup into the same place cleans up and succeeds.
-        ok(&["backup", s(&db), s(&archive)]);
-        ok(&["verify", s(&archive)]);
+        ok(&backup);
+        ok(&[&["verify", s(&archive)], read].concat());
     }
     assert!(
         killed_mid_way > 0,

@@ -1038,3 +1038,77 @@ fn a_tampered_collection_backup_cannot_act_outside_the_database_it_builds() {
         .get(0);
     assert!(!superuser);
 }
+
+#[test]
+fn an_encrypted_collection_backs_up_without_a_key_and_restores_every_point_exactly() {
+    let c = pg::cluster();
+    let db = setup(c, "sealed");
+    let keys = tempfile::tempdir().unwrap();
+    let (id, to) = coffer_testkit::keys::identity(keys.path(), "me.key");
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo = repo_dir.path().display().to_string();
+    let url = c.url(&db);
+    let mut args = vec!["collection", "create", "main", "--db", &url];
+    for n in NAMES {
+        args.extend(["--table", n]);
+    }
+    args.extend(["--repo", &repo, "--encrypt-to", &to]);
+    ok(&args);
+    let rounds = [
+        "",
+        r#"UPDATE "Shop ""x""".orders SET amount = 'NaN', tags = ARRAY[NULL, ''] WHERE id % 5 = 0;
+           DELETE FROM "Shop ""x""".orders WHERE id % 7 = 0;
+           UPDATE items SET code = code || '!' WHERE n < 10;"#,
+        // A swap of unique values and a truncate in one backup.
+        r#"UPDATE items SET code = 'swap' WHERE code = 'c20';
+           UPDATE items SET code = 'c20' WHERE code = 'c21';
+           UPDATE items SET code = 'c21' WHERE code = 'swap';
+           TRUNCATE lines;"#,
+        // A column added: capture goes on, the next backup is a full one.
+        r#"ALTER TABLE items ADD COLUMN extra text DEFAULT 'x';
+           INSERT INTO items VALUES ('new', 1, NULL);"#,
+        "DELETE FROM items WHERE n > 40;",
+    ];
+    let mut points = Vec::new();
+    for (i, sql) in rounds.iter().enumerate() {
+        if !sql.is_empty() {
+            c.execute(&db, sql);
+        }
+        let b = backup(c, &db, "--auto");
+        let want = if i == 0 || i == 3 {
+            "full"
+        } else {
+            "incremental"
+        };
+        assert_eq!(b["kind"], want, "round {i}: {b}");
+        points.push((
+            b["backup"].as_str().unwrap().to_string(),
+            contents_of(c, &db, &TABLES),
+        ));
+    }
+    // Nothing of the schema or the data is readable in the repository.
+    common::assert_in_no_file(
+        repo_dir.path(),
+        &["Shop", "orders", "items", "lines", "happy"],
+    );
+    let target = target_with_types(c, "sealed_nokey");
+    let err = fails(&[
+        "collection",
+        "restore",
+        "main",
+        "--repo",
+        &repo,
+        "--into",
+        &c.url(&target),
+    ]);
+    assert!(err.contains("--identity"), "{err}");
+    for (i, (point, want)) in points.iter().enumerate() {
+        let target = target_with_types(c, &format!("sealed_{i}"));
+        restore(
+            &repo,
+            &c.url(&target),
+            &["--backup", point, "--identity", &id.display().to_string()],
+        );
+        assert_eq!(&contents_of(c, &target, &TABLES), want, "point {point}");
+    }
+}

@@ -124,6 +124,53 @@ fn a_restore_equals_its_source_by_pg_dump_and_by_every_row() {
 }
 
 #[test]
+fn an_encrypted_backup_restores_exactly_and_shows_nothing_without_the_key() {
+    let c = pg::cluster();
+    let src = c.create_database("sealed");
+    c.execute(&src, NASTY_SQL);
+    let dir = tempfile::tempdir().unwrap();
+    let (id, to) = coffer_testkit::keys::identity(dir.path(), "me.key");
+    let id = id.display().to_string();
+    let arch = dir.path().join("a").display().to_string();
+    ok(&[
+        "backup",
+        &c.url(&src),
+        &arch,
+        "--jobs",
+        "2",
+        "--encrypt-to",
+        &to,
+        "--json",
+    ]);
+    // The schema (every object name is in pg_dump's output) is nowhere in
+    // the clear.
+    let names: Vec<String> = c
+        .client(&src)
+        .unwrap()
+        .query(
+            "SELECT relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND length(relname) > 5",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(names.len() > 5, "{names:?}");
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    common::assert_in_no_file(&dir.path().join("a"), &names);
+    let target = format!("{src}_restored");
+    let err = fails(&["restore", &arch, &c.url(&target)]);
+    assert!(err.contains("--identity"), "{err}");
+    assert!(!exists(c, &target));
+    ok(&["verify", &arch, "--json", "-i", &id]);
+    ok(&["restore", &arch, &c.url(&target), "--json", "-i", &id]);
+    assert_eq!(c.schema_dump(&src), c.schema_dump(&target));
+    assert_eq!(contents(c, &src), contents(c, &target));
+    assert_no_leftovers(c, &target);
+}
+
+#[test]
 fn without_owners_and_privileges_whoever_restores_owns_everything() {
     let c = pg::cluster();
     let src = c.create_database("owned");

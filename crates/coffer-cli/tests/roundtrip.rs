@@ -8,6 +8,11 @@ use coffer_testkit::compare::assert_same_database;
 use coffer_testkit::nasty::create_nasty_db;
 
 fn round_trip(journal_mode: &str, extra: &[&str]) {
+    round_trip_reading_with(journal_mode, extra, &[]);
+}
+
+/// [`round_trip`], with `read` added to the commands that read the archive.
+fn round_trip_reading_with(journal_mode: &str, extra: &[&str], read: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nasty.db");
     create_nasty_db(&db).unwrap();
@@ -19,11 +24,22 @@ fn round_trip(journal_mode: &str, extra: &[&str]) {
     let mut args = vec!["backup", s(&db), s(&archive)];
     args.extend_from_slice(extra);
     ok(&args);
-    ok(&["verify", s(&archive)]);
+    ok(&[&["verify", s(&archive)], read].concat());
     let out = dir.path().join("restored.db");
-    ok(&["restore", s(&archive), s(&out)]);
+    ok(&[&["restore", s(&archive), s(&out)], read].concat());
     assert_same_database(&db, &out);
     assert!(restore_leftovers(dir.path()).is_empty());
+}
+
+#[test]
+fn nasty_database_round_trips_exactly_encrypted() {
+    let keys = tempfile::tempdir().unwrap();
+    let (identity, recipient) = coffer_testkit::keys::identity(keys.path(), "me.key");
+    round_trip_reading_with(
+        "WAL",
+        &["--encrypt-to", &recipient, "--part-size", "16KiB"],
+        &["--identity", s(&identity)],
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ pub mod conformance;
 pub mod engines;
 pub mod fixture;
 pub mod image;
+pub mod keys;
 pub mod nasty;
 pub mod pg;
 pub mod pg_fixture;

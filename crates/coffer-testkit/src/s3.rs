@@ -188,6 +188,7 @@ impl S3Server {
             secret_key: Some(self.secret_key.clone()),
             virtual_hosted: false,
             allow_http: true,
+            ..StoreOptions::default()
         }
     }
 

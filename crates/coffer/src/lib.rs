@@ -20,6 +20,7 @@
 
 pub mod archive;
 pub mod codec;
+pub mod crypt;
 pub mod datafile;
 pub mod engine;
 pub mod error;

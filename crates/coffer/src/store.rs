@@ -36,6 +36,10 @@ pub struct StoreOptions {
     pub virtual_hosted: bool,
     /// Allow plain `http://` endpoints.
     pub allow_http: bool,
+    /// The identities and passphrase that open encrypted archives.
+    pub keys: crate::crypt::Keys,
+    /// What new archives written there are encrypted to; `None` for none.
+    pub sealing: Option<crate::crypt::Sealing>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -47,6 +51,8 @@ impl std::fmt::Debug for StoreOptions {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "<set>"))
             .field("virtual_hosted", &self.virtual_hosted)
             .field("allow_http", &self.allow_http)
+            .field("keys", &self.keys)
+            .field("sealing", &self.sealing)
             .finish()
     }
 }
@@ -67,6 +73,18 @@ pub struct Store {
     root: Path,
     url: String,
     local_dir: Option<PathBuf>,
+    crypt: Crypt,
+}
+
+/// What a store knows of encryption: the keys its readers open archives
+/// with, what new archives are encrypted to, and the state of the
+/// encrypted archive being written or read there. Child stores share it.
+#[derive(Clone, Default)]
+struct Crypt {
+    keys: Arc<crate::crypt::Keys>,
+    sealing: Option<Arc<crate::crypt::Sealing>>,
+    sealer: Option<Arc<crate::crypt::Sealer>>,
+    opened: Option<Arc<crate::crypt::Opened>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -110,7 +128,7 @@ impl Store {
         } else {
             PathBuf::from(location)
         };
-        Self::local(location, &path, create)
+        Ok(Self::local(location, &path, create)?.with_crypt(options))
     }
 
     fn local(location: &str, path: &FsPath, create: bool) -> Result<Store> {
@@ -142,6 +160,7 @@ impl Store {
             root: Path::default(),
             url: location.trim_end_matches('/').to_string(),
             local_dir: Some(dir),
+            crypt: Crypt::default(),
         })
     }
 
@@ -204,7 +223,9 @@ impl Store {
             root: Path::from(prefix),
             url: location.trim_end_matches('/').to_string(),
             local_dir: None,
-        })
+            crypt: Crypt::default(),
+        }
+        .with_crypt(options))
     }
 
     /// A store over any [`ObjectStore`] — a wrapper that adds behaviour
@@ -218,7 +239,65 @@ impl Store {
             root: Path::default(),
             url: url.trim_end_matches('/').to_string(),
             local_dir: None,
+            crypt: Crypt::default(),
         }
+    }
+
+    fn with_crypt(mut self, options: &StoreOptions) -> Store {
+        self.crypt.keys = Arc::new(options.keys.clone());
+        self.crypt.sealing = options.sealing.clone().map(Arc::new);
+        self
+    }
+
+    /// The same store with `keys` to open encrypted archives.
+    pub fn with_keys(mut self, keys: crate::crypt::Keys) -> Store {
+        self.crypt.keys = Arc::new(keys);
+        self
+    }
+
+    /// The same store, writing new archives encrypted as `sealing` says
+    /// (`None`: not encrypted).
+    pub fn with_sealing(mut self, sealing: Option<crate::crypt::Sealing>) -> Store {
+        self.crypt.sealing = sealing.map(Arc::new);
+        self
+    }
+
+    /// The keys readers open encrypted archives with.
+    pub fn keys(&self) -> &crate::crypt::Keys {
+        &self.crypt.keys
+    }
+
+    /// What new archives are encrypted to, if anything.
+    pub fn sealing(&self) -> Option<&Arc<crate::crypt::Sealing>> {
+        self.crypt.sealing.as_ref()
+    }
+
+    /// The encrypted archive being written here, if any.
+    pub fn sealer(&self) -> Option<&Arc<crate::crypt::Sealer>> {
+        self.crypt.sealer.as_ref()
+    }
+
+    /// The same store writing one new encrypted archive (with a fresh data
+    /// key) when it has a sealing; itself otherwise.
+    pub(crate) fn begin_sealed(&self) -> Store {
+        let mut out = self.clone();
+        if let Some(sealing) = &self.crypt.sealing {
+            let mut root = self.clone();
+            root.crypt.sealer = None;
+            root.crypt.opened = None;
+            out.crypt.sealer = Some(Arc::new(crate::crypt::Sealer::new(sealing.clone(), root)));
+        }
+        out
+    }
+
+    /// The encrypted archive opened here, if any.
+    pub fn opened(&self) -> Option<&Arc<crate::crypt::Opened>> {
+        self.crypt.opened.as_ref()
+    }
+
+    pub(crate) fn with_opened(mut self, opened: crate::crypt::Opened) -> Store {
+        self.crypt.opened = Some(Arc::new(opened));
+        self
     }
 
     /// The location as the user wrote it, without a trailing slash.
@@ -247,6 +326,7 @@ impl Store {
             root: self.path(rel),
             url: self.url_of(rel),
             local_dir: self.local_dir.as_ref().map(|d| d.join(rel)),
+            crypt: self.crypt.clone(),
         }
     }
 

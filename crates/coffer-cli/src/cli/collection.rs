@@ -179,6 +179,11 @@ pub struct CreateArgs {
     /// Where the backups go (default: the directory DB.backups beside the database).
     #[arg(long, value_name = "URL")]
     pub repo: Option<String>,
+
+    /// Encrypt the collection: every backup of it is then encrypted, and
+    /// taking one needs no key.
+    #[command(flatten)]
+    pub encrypt: super::EncryptArgs,
 }
 
 /// Arguments of `coffer collection backup`.

@@ -96,7 +96,11 @@ struct CreateJson<'a> {
     repository: &'a str,
 }
 
-async fn run_create(args: &CreateArgs, store: &StoreOptions, out: &OutputArgs) -> Result<()> {
+pub(super) async fn run_create(
+    args: &CreateArgs,
+    store: &StoreOptions,
+    out: &OutputArgs,
+) -> Result<()> {
     let (engine, db) = engine_for(&args.db)?;
     let location = args
         .repo
@@ -395,7 +399,11 @@ async fn run_list(args: &CollectionListArgs, store: &StoreOptions, out: &OutputA
         .map(|c| {
             [
                 c.info.name.clone(),
-                c.info.tables.join(","),
+                if c.encrypted.is_some() && c.info.tables.is_empty() {
+                    "(encrypted)".to_string()
+                } else {
+                    c.info.tables.join(",")
+                },
                 human_count(c.backups as u64),
                 human_count(c.chains as u64),
                 c.latest.clone().unwrap_or_else(|| "-".to_string()),

@@ -106,6 +106,21 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// No file under `dir`, nor its path, shows any of `secrets` (an
+/// encrypted archive's or repository's).
+pub fn assert_in_no_file(dir: &Path, secrets: &[&str]) {
+    for path in walk(dir).into_iter().filter(|p| p.is_file()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        for secret in secrets {
+            assert!(
+                !text.contains(secret) && !path.to_string_lossy().contains(secret),
+                "{} shows '{secret}'",
+                path.display()
+            );
+        }
+    }
+}
+
 /// A database big enough that backing it up or restoring it takes a
 /// noticeable time: `rows` rows of 1 KiB of text with an index.
 pub fn create_big_db(path: &Path, rows: u64) {

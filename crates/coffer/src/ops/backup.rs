@@ -175,6 +175,8 @@ async fn write_and_commit(
     lock: &RepoLock,
 ) -> Result<Manifest> {
     archive::prepare_destination(dest).await?;
+    // An encrypted archive gets its own data key here.
+    let dest = &dest.begin_sealed();
     let handle = Handle::current();
     let db = db.clone();
     let store = dest.clone();

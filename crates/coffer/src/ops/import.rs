@@ -102,6 +102,11 @@ async fn check_present(src: &Store, manifest: &Manifest, selected: &[usize]) -> 
     for &i in selected {
         for part in &manifest.tables[i].parts {
             for file in std::iter::once(&part.file).chain(part.misfits.as_ref()) {
+                // In an encrypted archive: the file that holds it.
+                let file = src
+                    .opened()
+                    .and_then(|o| o.stored(&file.path))
+                    .unwrap_or(file);
                 let url = src.url_of(&file.path);
                 match listed.get(&file.path) {
                     None => {
@@ -134,7 +139,8 @@ pub async fn import(
     let Run { progress, cancel } = run.into();
     let started = Instant::now();
     super::refuse_target_inside(src, target.file(), "imported")?;
-    let manifest = archive::read_manifest(src).await?;
+    let (src, manifest) = archive::open(src).await?;
+    let src = &src;
     if manifest.kind == crate::manifest::ArchiveKind::Incremental {
         return Err(Error::invalid(format!(
             "the archive at {} is an incremental backup of a collection and holds only changes; restore the collection instead",

@@ -6,6 +6,7 @@ pub mod export;
 pub mod import;
 mod load;
 mod pipeline;
+pub mod rekey;
 pub mod restore;
 pub mod verify;
 

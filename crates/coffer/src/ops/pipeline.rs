@@ -307,9 +307,13 @@ pub(crate) fn read_entries(
                         return;
                     };
                     let fetched = async {
-                        let data = fetch(&archive.store, &part.file.path).await?;
+                        // Decrypted here, while the decoder works on the
+                        // part before.
+                        let data = archive::fetch_revealed(&archive.store, &part.file.path).await?;
                         let misfits = match &part.misfits {
-                            Some(m) => Some(fetch(&archive.store, &m.path).await?),
+                            Some(m) => {
+                                Some(archive::fetch_revealed(&archive.store, &m.path).await?)
+                            }
                             None => None,
                         };
                         Ok(Fetched {
@@ -381,18 +385,19 @@ fn decode(
         let table = &manifest.tables[t];
         let part = &table.parts[f.part];
         let origin = store.url_of(&part.file.path);
-        archive::check_bytes(&f.data, &part.file, &origin)?;
+        let data = f.data;
+        archive::check_bytes(&data, &part.file, &origin)?;
         bytes += part.file.size;
         let misfit_origin = part
             .misfits
             .as_ref()
             .map(|m| store.url_of(&m.path))
             .unwrap_or_default();
-        let misfits = match (&f.misfits, &part.misfits) {
+        let misfits = match (f.misfits, &part.misfits) {
             (Some(b), Some(m)) => {
-                archive::check_bytes(b, m, &misfit_origin)?;
+                archive::check_bytes(&b, m, &misfit_origin)?;
                 bytes += m.size;
-                Some((b.clone(), misfit_origin.as_str()))
+                Some((b, misfit_origin.as_str()))
             }
             _ => None,
         };
@@ -400,7 +405,7 @@ fn decode(
             manifest.data_format,
             manifest.format_version,
             table,
-            f.data,
+            data,
             misfits,
             &origin,
             &mut |batch| batches.send((f.entry, batch)).map_err(|_| Error::stopped()),
@@ -417,14 +422,4 @@ fn decode(
         }
     }
     Ok(bytes)
-}
-
-async fn fetch(src: &Store, path: &str) -> Result<Bytes> {
-    match src.get_opt(path).await? {
-        Some(b) => Ok(b),
-        None => Err(Error::corrupt(format!(
-            "{} is missing from the archive; restore it from another copy",
-            src.url_of(path)
-        ))),
-    }
 }

@@ -81,7 +81,8 @@ pub async fn restore(
     let Run { progress, cancel } = run.into();
     let started = Instant::now();
     super::refuse_target_inside(src, target.file(), "restored")?;
-    let manifest = archive::read_manifest(src).await?;
+    let (src, manifest) = archive::open(src).await?;
+    let src = &src;
     if manifest.kind == crate::manifest::ArchiveKind::Export {
         return Err(Error::invalid(format!(
             "the archive at {} is an export, not a backup; load it with `coffer import {} DB`",

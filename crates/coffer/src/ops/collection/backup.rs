@@ -6,9 +6,10 @@ use std::time::Instant;
 use tokio::runtime::Handle;
 
 use super::lock::RepoLock;
-use super::repo::{self, CollectionInfo};
+use super::repo::{self, CollectionInfo, InfoHead};
 use super::{BackupMode, CollectionBackupOptions, CollectionBackupReport, capture_of, repository};
 use crate::archive;
+use crate::crypt::{self, Sealing};
 use crate::engine::{Address, ChangeCapture, ChangeSnapshot, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::{
@@ -49,24 +50,44 @@ pub async fn backup(
         })?;
     let repo = repository(db, record.repo.as_deref(), &options.store, true)?;
     let store = repo::collection_store(&repo, name);
-    let info = match repo::read_info(&store).await? {
-        Some(info) => info,
-        None => {
+    // An encrypted collection's backups are encrypted to the public key
+    // its record holds, never to what the repository says.
+    let sealed_to = crypt::collection_recipient(&record.id)?;
+    let different = || {
+        Error::invalid(format!(
+            "{} holds a different collection named '{name}' (from another database); give this one its own repository or name",
+            store.url()
+        ))
+    };
+    match (repo::read_head(&store).await?, &sealed_to) {
+        (None, None) => {
             // The repository lost it (emptied, or a new location): describe
             // the collection again; the backup will be a full one.
             let info = CollectionInfo::of(&record, engine.name(), db.database());
             repo::write_info(&store, &info).await?;
-            info
         }
-    };
-    if info.id != record.id {
-        return Err(Error::invalid(format!(
-            "{} holds a different collection named '{name}' (from another database); give this one its own repository or name",
-            store.url()
-        )));
+        (None, Some(_)) => {
+            return Err(Error::not_found(format!(
+                "{} is missing, and collection '{name}' is encrypted: its key file cannot be written again without a key; put back collection.json, {} and {} from a copy, or drop the collection and create it anew",
+                store.url_of(repo::COLLECTION_FILE),
+                crypt::KEY_FILE,
+                repo::SEALED_INFO_FILE
+            )));
+        }
+        (Some(InfoHead::Plain(info)), None) if info.id == record.id => {}
+        (Some(InfoHead::Encrypted(head)), Some(to))
+            if head.id_sha256 == repo::id_digest(&record.id)
+                && head.recipient == to.to_string() => {}
+        _ => return Err(different()),
     }
+    let sealing = sealed_to.map(|to| Sealing::Recipients(vec![to]));
+    let store = match &sealing {
+        Some(_) => store.with_keys(crypt::Keys::none()),
+        None => store,
+    };
     let lock = RepoLock::acquire(&store, "backup").await?;
-    let result = locked_backup(engine, db, name, &options, run, &store, &info, &lock).await;
+    let sealed = sealing.map(|s| (s, shape_key(&record.id)));
+    let result = locked_backup(engine, db, name, &options, run, &store, sealed, &lock).await;
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the collection lock; it lapses by itself");
     }
@@ -83,7 +104,7 @@ async fn locked_backup(
     options: &CollectionBackupOptions,
     run: Run,
     store: &Store,
-    info: &CollectionInfo,
+    sealed: Option<(Sealing, String)>,
     lock: &RepoLock,
 ) -> Result<CollectionBackupReport> {
     let capture = capture_of(engine.as_ref())?;
@@ -136,7 +157,17 @@ async fn locked_backup(
     let mut point = snapshot.point();
     let mut parent = None;
     if let Some((full_id, full, latest)) = chain_full {
-        match incremental_blocker(engine.as_ref(), snapshot.as_ref(), &full, &full_id) {
+        let blocker = match &sealed {
+            None => incremental_blocker(engine.as_ref(), snapshot.as_ref(), &full, &full_id),
+            Some((_, key)) => {
+                let recorded = match archive::read_head(&store.child(&full_id)).await? {
+                    archive::Head::Encrypted(e) => e.shape,
+                    archive::Head::Plain(_) => None,
+                };
+                sealed_blocker(engine.as_ref(), snapshot.as_ref(), recorded, key, &full_id)
+            }
+        };
+        match blocker {
             None => parent = Some(latest),
             Some(why) => {
                 refuse_or_full::<()>(options.mode, why)?;
@@ -152,7 +183,18 @@ async fn locked_backup(
         ArchiveKind::Full
     };
     let (id, backup_point) = repo::next_id(kind, point.time, &listing.committed);
-    let dest = store.child(&id);
+    let dest = match &sealed {
+        None => store.child(&id),
+        Some((sealing, key)) => {
+            let dest = store
+                .child(&id)
+                .with_sealing(Some(sealing.clone()))
+                .begin_sealed();
+            let digest = shape_digest(engine.as_ref(), snapshot.catalog(), key);
+            dest.sealer().expect("sealed").set_shape(digest);
+            dest
+        }
+    };
     let horizon = snapshot.horizon();
     tracing::info!(%id, %horizon, "collection backup");
 
@@ -192,10 +234,19 @@ async fn locked_backup(
         }
     };
     Ok(CollectionBackupReport {
-        collection: info.name.clone(),
+        collection: name.to_string(),
         id,
         repository: store.url().to_string(),
-        bytes: repo::committed_size(&manifest),
+        bytes: match dest.sealer() {
+            // Encrypted: what is stored, as `show` and `list` count it (the
+            // backup is committed: a failed listing only loses the figure).
+            Some(_) => dest
+                .list("")
+                .await
+                .map(|all| all.iter().map(|e| e.size).sum())
+                .unwrap_or_else(|_| repo::committed_size(&manifest)),
+            None => repo::committed_size(&manifest),
+        },
         manifest,
         trimmed,
         seconds: 0.0,
@@ -247,18 +298,7 @@ pub(crate) fn incremental_blocker(
                 table.name
             ));
         };
-        let shape = |t: &Table| {
-            (
-                t.kind,
-                t.primary_key.clone(),
-                t.hidden_key.clone(),
-                t.columns
-                    .iter()
-                    .map(|c| (c.name.clone(), c.declared_type.clone(), c.nullable))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        if shape(before) != shape(table)
+        if table_shape(before) != table_shape(table)
             || engine.shape(&full.objects, &table.name)
                 != engine.shape(&catalog.objects, &table.name)
         {
@@ -269,6 +309,80 @@ pub(crate) fn incremental_blocker(
         }
     }
     None
+}
+
+/// The key of an encrypted collection's shape digests: the secret token of
+/// its id, which only its database (and its encrypted files) hold.
+fn shape_key(id: &str) -> String {
+    id.split_once(':')
+        .map_or(id, |(token, _)| token)
+        .to_string()
+}
+
+/// A keyed digest (HMAC-SHA256) of the shape of the snapshot's tables, as
+/// [`incremental_blocker`] compares them, for the envelope of an encrypted
+/// backup: the next incremental compares digests, without a key to read
+/// the full backup's manifest, and the digest reveals nothing of the schema.
+fn shape_digest(engine: &dyn Engine, catalog: &crate::engine::Catalog, key: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes a key of any length");
+    let mut tables: Vec<&Table> = catalog.tables.iter().collect();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in tables {
+        let text = format!(
+            "{:?}\u{0}{:?}\u{0}{:?}\n",
+            t.name,
+            table_shape(t),
+            engine.shape(&catalog.objects, &t.name)
+        );
+        mac.update(&(text.len() as u64).to_le_bytes());
+        mac.update(text.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// [`incremental_blocker`] for an encrypted collection, whose full backup
+/// left the digest `recorded` of its shape.
+fn sealed_blocker(
+    engine: &dyn Engine,
+    snapshot: &dyn ChangeSnapshot,
+    recorded: Option<String>,
+    key: &str,
+    full_id: &str,
+) -> Option<String> {
+    for table in &snapshot.catalog().tables {
+        if let Some(problem) = snapshot.capture_problem(table) {
+            return Some(format!("{problem}; take a full backup"));
+        }
+    }
+    if recorded.as_deref() != Some(shape_digest(engine, snapshot.catalog(), key).as_str()) {
+        return Some(format!(
+            "the schema of the collection's tables differs from the chain's full backup {full_id}; take a full backup"
+        ));
+    }
+    None
+}
+
+/// What of a table's definition an incremental must share with its full
+/// backup.
+type Shape = (
+    TableKind,
+    Vec<String>,
+    Option<String>,
+    Vec<(String, String, bool)>,
+);
+
+fn table_shape(t: &Table) -> Shape {
+    (
+        t.kind,
+        t.primary_key.clone(),
+        t.hidden_key.clone(),
+        t.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.declared_type.clone(), c.nullable))
+            .collect(),
+    )
 }
 
 /// Read the snapshot (whole tables for a full backup, the changes for an

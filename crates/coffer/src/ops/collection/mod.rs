@@ -281,9 +281,18 @@ pub async fn create(
         ),
         other => other.clone(),
     };
+    // An encrypted collection has its own key pair; its public half is part
+    // of the id recorded in the database, so that every backup is encrypted
+    // to it whatever the repository says (see repo::SealedCollection).
+    let sealing = options.store.sealing.clone();
+    let key = sealing.as_ref().map(|_| crate::crypt::DataKey::generate());
+    let id = match &key {
+        Some(key) => format!("{}:{}", crate::crypt::secret_token(), key.recipient()),
+        None => lock::random_token(),
+    };
     let record = CollectionRecord {
         name: name.to_string(),
-        id: lock::random_token(),
+        id,
         tables: tables.to_vec(),
         repo: recorded.clone(),
         created_at: jiff::Timestamp::now().to_string(),
@@ -295,7 +304,7 @@ pub async fn create(
     let written = async {
         let repo = repository(db, recorded.as_deref(), &options.store, true)?;
         let store = collection_store(&repo, name);
-        if read_info(&store).await?.is_some()
+        if repo::read_head(&store).await?.is_some()
             && !repo::list_backups(&store).await?.committed.is_empty()
         {
             return Err(Error::new(
@@ -306,7 +315,12 @@ pub async fn create(
                 ),
             ));
         }
-        repo::write_info(&store, &info).await?;
+        match (&key, &sealing) {
+            (Some(key), Some(sealing)) => {
+                repo::write_sealed(&store, &info, key, sealing).await?
+            }
+            _ => repo::write_info(&store, &info).await?,
+        }
         Ok(store.url().to_string())
     }
     .await;
@@ -323,8 +337,6 @@ pub async fn create(
         }
     }
 }
-
-use self::repo::read_info;
 
 /// Options of [`drop_collection`].
 #[derive(Debug, Clone, Default)]
@@ -376,8 +388,12 @@ pub async fn drop_collection(
         };
         if let Some(repo) = repo {
             let store = collection_store(&repo, name);
-            if let Some(info) = read_info(&store).await? {
-                if info.id != record.id {
+            if let Some(head) = repo::read_head(&store).await? {
+                let same = match &head {
+                    repo::InfoHead::Plain(info) => info.id == record.id,
+                    repo::InfoHead::Encrypted(h) => h.id_sha256 == repo::id_digest(&record.id),
+                };
+                if !same {
                     return Err(Error::invalid(format!(
                         "{} holds a different collection named '{name}' (from another database); it was not purged and nothing was dropped",
                         store.url()
@@ -389,6 +405,11 @@ pub async fn drop_collection(
                 backups_deleted = deleted?;
                 released?;
                 store.delete(repo::COLLECTION_FILE).await?;
+                if let repo::InfoHead::Encrypted(h) = head {
+                    for f in &h.files {
+                        store.delete(&f.path).await?;
+                    }
+                }
                 purged = Some(store.url().to_string());
             }
         }
@@ -439,6 +460,9 @@ pub struct CollectionSummary {
     /// Bytes stored: its backups and leftovers
     /// ([`repo::Listing::total_size`], as [`show`] counts them).
     pub bytes: u64,
+    /// How it is encrypted, if it is. Listed without a key, its `info` has
+    /// only its name.
+    pub encrypted: Option<crate::crypt::Encryption>,
 }
 
 /// The collections of the repository at `repo`.
@@ -447,8 +471,27 @@ pub async fn list(repo: &Store) -> Result<Vec<CollectionSummary>> {
     let mut out = Vec::new();
     for dir in repo.list_dirs("collections").await? {
         let store = repo.child(&format!("collections/{dir}"));
-        let Some(info) = read_info(&store).await? else {
-            continue;
+        let (info, encrypted) = match repo::read_head(&store).await? {
+            None => continue,
+            Some(repo::InfoHead::Plain(info)) => (*info, None),
+            Some(repo::InfoHead::Encrypted(head)) if store.keys().is_empty() => {
+                // Without a key: what collection.json shows.
+                let info = CollectionInfo {
+                    format: repo::COLLECTION_FORMAT.to_string(),
+                    format_version: 1,
+                    name: head.name.clone(),
+                    id: String::new(),
+                    engine: String::new(),
+                    database: String::new(),
+                    tables: Vec::new(),
+                    created_at: String::new(),
+                };
+                (info, Some(head.encryption.clone()))
+            }
+            Some(repo::InfoHead::Encrypted(head)) => {
+                let enc = head.encryption.clone();
+                (repo::open_sealed(&store, &head).await?.1, Some(enc))
+            }
         };
         let listing = repo::list_backups(&store).await?;
         out.push(CollectionSummary {
@@ -461,6 +504,7 @@ pub async fn list(repo: &Store) -> Result<Vec<CollectionSummary>> {
             latest: listing.committed.last().cloned(),
             bytes: listing.total_size(),
             info,
+            encrypted,
         });
     }
     Ok(out)

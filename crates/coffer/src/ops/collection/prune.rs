@@ -78,7 +78,7 @@ pub async fn prune(
             "--keep-chains must be at least 1; to delete every backup use `coffer collection drop --purge`",
         ));
     }
-    let (store, _) = repo::require_info(repo, name).await?;
+    let (store, _) = repo::require_head(repo, name).await?;
     if dry_run {
         let (plan, bytes) = make_plan(&store, keep_chains).await?;
         return Ok(PruneReport {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive;
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{ArchiveKind, MANIFEST, Manifest, collection_segment};
+use crate::manifest::{ArchiveKind, FileRef, MANIFEST, Manifest, collection_segment};
 use crate::store::Store;
 
 /// The name of a collection's description in the repository.
@@ -90,12 +90,17 @@ pub fn collection_store(repo: &Store, name: &str) -> Store {
 }
 
 /// Read `collection.json` of the collection at `store`; `None` if absent.
+/// An encrypted collection is opened with the store's keys.
 pub async fn read_info(store: &Store) -> Result<Option<CollectionInfo>> {
-    let Some(bytes) = store.get_opt(COLLECTION_FILE).await? else {
-        return Ok(None);
-    };
-    let url = store.url_of(COLLECTION_FILE);
-    let info: CollectionInfo = serde_json::from_slice(&bytes).map_err(|e| {
+    Ok(match read_head(store).await? {
+        None => None,
+        Some(InfoHead::Plain(info)) => Some(*info),
+        Some(InfoHead::Encrypted(head)) => Some(open_sealed(store, &head).await?.1),
+    })
+}
+
+fn parse_info(bytes: &[u8], url: &str) -> Result<CollectionInfo> {
+    let info: CollectionInfo = serde_json::from_slice(bytes).map_err(|e| {
         Error::corrupt(format!(
             "{url} is not a valid collection description ({e}); the repository is damaged"
         ))
@@ -106,25 +111,217 @@ pub async fn read_info(store: &Store) -> Result<Option<CollectionInfo>> {
             info.format, info.format_version
         )));
     }
-    Ok(Some(info))
+    Ok(info)
 }
 
 /// Read `collection.json`, failing clearly when the repository has no such
-/// collection.
+/// collection. An encrypted collection is opened with the store's keys,
+/// and the store returned opens its backups (it holds the collection's key).
 pub async fn require_info(repo: &Store, name: &str) -> Result<(Store, CollectionInfo)> {
-    check_name(name)?;
-    let store = collection_store(repo, name);
-    match read_info(&store).await? {
-        Some(info) => Ok((store, info)),
-        None => {
-            repo.probe().await?;
-            Err(Error::not_found(format!(
-                "{} holds no collection named '{name}'; `coffer collection list --repo {}` shows those it holds",
-                repo.url(),
-                repo.url()
-            )))
+    let (store, head) = require_head(repo, name).await?;
+    match head {
+        InfoHead::Plain(info) => Ok((store, *info)),
+        InfoHead::Encrypted(head) => {
+            let opening = store.clone().with_keys(repo.keys().clone());
+            let (key, info) = open_sealed(&opening, &head).await?;
+            let mut keys = crate::crypt::Keys::none();
+            keys.add(key.identity(), &opening.url_of(&head.encryption.key));
+            Ok((store.with_keys(keys), info))
         }
     }
+}
+
+/// The `format` of the `collection.json` of an encrypted collection.
+pub const SEALED_FORMAT: &str = "coffer-encrypted-collection";
+/// The encrypted [`CollectionInfo`] of an encrypted collection.
+pub const SEALED_INFO_FILE: &str = "collection.age";
+
+/// The `collection.json` of an encrypted collection: what is readable
+/// without a key. The collection has its own key pair: every backup's key
+/// file is encrypted to its public half ([`SealedCollection::recipient`]),
+/// so taking a backup needs no secret, and its secret half is the key file
+/// here, encrypted to the user's recipients. `collection.age` holds the
+/// [`CollectionInfo`], encrypted to the collection's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedCollection {
+    /// Always [`SEALED_FORMAT`].
+    pub format: String,
+    /// `1`.
+    pub format_version: u32,
+    /// The collection's name (also its directory's).
+    pub name: String,
+    /// Who opens it: the user's recipients, and the collection's key file.
+    pub encryption: crate::crypt::Encryption,
+    /// The collection's public key, which its backups are encrypted to.
+    pub recipient: String,
+    /// SHA-256 of the collection's id, to tell its database from another
+    /// one without revealing the id.
+    pub id_sha256: String,
+    /// The key file and `collection.age`, with sizes and checksums.
+    pub files: Vec<FileRef>,
+}
+
+/// What `collection.json` is.
+#[derive(Debug, Clone)]
+pub enum InfoHead {
+    /// An unencrypted collection's description.
+    Plain(Box<CollectionInfo>),
+    /// An encrypted collection's public part.
+    Encrypted(Box<SealedCollection>),
+}
+
+/// Read `collection.json` of the collection at `store` without decrypting
+/// anything; `None` if absent.
+pub async fn read_head(store: &Store) -> Result<Option<InfoHead>> {
+    let Some(bytes) = store.get_opt(COLLECTION_FILE).await? else {
+        return Ok(None);
+    };
+    let url = store.url_of(COLLECTION_FILE);
+    #[derive(Deserialize)]
+    struct Peek {
+        format: Option<String>,
+    }
+    let sealed = serde_json::from_slice::<Peek>(&bytes)
+        .ok()
+        .and_then(|p| p.format)
+        .as_deref()
+        == Some(SEALED_FORMAT);
+    if !sealed {
+        return parse_info(&bytes, &url).map(|i| Some(InfoHead::Plain(Box::new(i))));
+    }
+    let head: SealedCollection = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::corrupt(format!(
+            "{url} is not a valid collection description ({e}); the repository is damaged"
+        ))
+    })?;
+    if head.format_version != 1 {
+        return Err(Error::invalid(format!(
+            "{url} is an encrypted collection of version {}, which this coffer does not read; use a newer coffer release",
+            head.format_version
+        )));
+    }
+    for f in &head.files {
+        crate::manifest::check_relative_path(&f.path, &url)?;
+    }
+    if !head.files.iter().any(|f| f.path == head.encryption.key)
+        || !head.files.iter().any(|f| f.path == SEALED_INFO_FILE)
+    {
+        return Err(Error::corrupt(format!(
+            "{url} does not list its key file and {SEALED_INFO_FILE}; the repository is damaged"
+        )));
+    }
+    Ok(Some(InfoHead::Encrypted(Box::new(head))))
+}
+
+/// Write the `collection.json` of an encrypted collection.
+pub async fn write_head(store: &Store, head: &SealedCollection) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(head).expect("collection head serializes");
+    bytes.push(b'\n');
+    store.put(COLLECTION_FILE, Bytes::from(bytes)).await
+}
+
+/// The `collection.json` of collection `name` in `repo`, failing clearly
+/// when there is none. For an encrypted collection the store returned has
+/// no keys: what it reads of a backup is its envelope.
+pub async fn require_head(repo: &Store, name: &str) -> Result<(Store, InfoHead)> {
+    check_name(name)?;
+    let store = collection_store(repo, name);
+    match read_head(&store).await? {
+        Some(head @ InfoHead::Encrypted(_)) => {
+            Ok((store.with_keys(crate::crypt::Keys::none()), head))
+        }
+        Some(head) => Ok((store, head)),
+        None => Err(no_collection(repo, name).await),
+    }
+}
+
+async fn no_collection(repo: &Store, name: &str) -> Error {
+    if let Err(e) = repo.probe().await {
+        return e;
+    }
+    Error::not_found(format!(
+        "{} holds no collection named '{name}'; `coffer collection list --repo {}` shows those it holds",
+        repo.url(),
+        repo.url()
+    ))
+}
+
+/// Open an encrypted collection with the store's keys: its own key, and
+/// its description.
+pub async fn open_sealed(
+    store: &Store,
+    head: &SealedCollection,
+) -> Result<(crate::crypt::DataKey, CollectionInfo)> {
+    let enc = &head.encryption;
+    let file = |path: &str| {
+        head.files
+            .iter()
+            .find(|f| f.path == path)
+            .expect("validated")
+    };
+    let key_url = store.url_of(&enc.key);
+    let bytes = archive::fetch_checked(store, file(&enc.key)).await?;
+    let key = store.keys().open_key(&bytes, &key_url, enc)?;
+    let info_url = store.url_of(SEALED_INFO_FILE);
+    let bytes = archive::fetch_checked(store, file(SEALED_INFO_FILE)).await?;
+    let info = parse_info(&key.decrypt(&bytes, &info_url)?, &info_url)?;
+    if info.name != head.name || key.recipient().to_string() != head.recipient {
+        return Err(Error::corrupt(format!(
+            "{} does not match {info_url}; the repository is damaged",
+            store.url_of(COLLECTION_FILE)
+        )));
+    }
+    Ok((key, info))
+}
+
+/// Write an encrypted collection's key file, description and
+/// `collection.json` (last), for a new collection whose key is `key`.
+pub async fn write_sealed(
+    store: &Store,
+    info: &CollectionInfo,
+    key: &crate::crypt::DataKey,
+    sealing: &crate::crypt::Sealing,
+) -> Result<()> {
+    use crate::crypt::{KEY_FILE, put_encrypted};
+    let text = key.file_text();
+    let key_file = put_encrypted(
+        store,
+        KEY_FILE,
+        &sealing.seal(crate::crypt::Expose::expose(&text).as_bytes())?,
+    )
+    .await?;
+    let json = serde_json::to_vec_pretty(info).expect("collection info serializes");
+    let info_file = put_encrypted(store, SEALED_INFO_FILE, &key.encrypt(&json)?).await?;
+    let head = SealedCollection {
+        format: SEALED_FORMAT.to_string(),
+        format_version: 1,
+        name: info.name.clone(),
+        encryption: sealing.describe(KEY_FILE),
+        recipient: key.recipient().to_string(),
+        id_sha256: id_digest(&info.id),
+        files: vec![key_file, info_file],
+    };
+    write_head(store, &head).await
+}
+
+/// The SHA-256 of a collection id, as [`SealedCollection::id_sha256`].
+pub fn id_digest(id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("coffer collection id {id}")))
+}
+
+/// The names of the collections in the repository `repo`.
+pub async fn collection_names(repo: &Store) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for dir in repo.list_dirs("collections").await? {
+        let store = repo.child(&format!("collections/{dir}"));
+        match read_head(&store).await? {
+            Some(InfoHead::Plain(i)) => names.push(i.name),
+            Some(InfoHead::Encrypted(h)) => names.push(h.name),
+            None => {}
+        }
+    }
+    Ok(names)
 }
 
 /// Write `collection.json`.
@@ -245,9 +442,16 @@ pub async fn list_backups(store: &Store) -> Result<Listing> {
 }
 
 /// Read the manifest of backup `id`, checking that it is a collection
-/// backup.
+/// backup. Of an encrypted backup read without a key (the store of
+/// [`require_head`]) it is the outline its envelope gives: kind, parent
+/// and times, no tables.
 pub async fn read_backup(store: &Store, id: &str) -> Result<Manifest> {
-    let m = archive::read_manifest(&store.child(id)).await?;
+    let child = store.child(id);
+    let m = match archive::read_head(&child).await? {
+        archive::Head::Plain(m) => *m,
+        archive::Head::Encrypted(e) if child.keys().is_empty() => outline(&e),
+        archive::Head::Encrypted(_) => archive::open(&child).await?.1,
+    };
     let url = store.url_of(id);
     match (m.kind, &m.parent) {
         (ArchiveKind::Full, None) => Ok(m),
@@ -256,6 +460,33 @@ pub async fn read_backup(store: &Store, id: &str) -> Result<Manifest> {
             "{url} is not a valid collection backup (kind {:?}, parent {:?}); the repository is damaged",
             m.kind, m.parent
         ))),
+    }
+}
+
+/// The manifest of an encrypted backup as far as its envelope tells.
+fn outline(e: &crate::crypt::Envelope) -> Manifest {
+    Manifest {
+        format: crate::manifest::FORMAT_NAME.to_string(),
+        format_version: crate::manifest::FORMAT_VERSION,
+        tool: crate::manifest::Tool {
+            name: "coffer".to_string(),
+            version: String::new(),
+        },
+        kind: e.kind,
+        data_format: Default::default(),
+        created_at: e.created_at.clone(),
+        backup_point: e.backup_point.clone(),
+        parent: e.parent.clone(),
+        source: crate::manifest::Source {
+            engine: String::new(),
+            engine_version: String::new(),
+            database: String::new(),
+            position: None,
+        },
+        settings: Default::default(),
+        objects: Vec::new(),
+        tables: Vec::new(),
+        checksum: None,
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::repo;
 use super::{CollectionRestoreOptions, CollectionRestoreReport, RestorePoint, capture_of};
+use crate::archive;
 use crate::engine::{Address, Engine};
 use crate::error::{Error, Result};
 use crate::manifest::{ArchiveKind, Manifest, Table, TableKind};
@@ -137,13 +138,20 @@ pub async fn restore(
         .collect();
     let steps = plan(&chain, &selected, &store)?;
     let chain_ids: Vec<String> = chain.iter().map(|(id, _)| id.clone()).collect();
-    let archives: Vec<Archive> = chain
-        .into_iter()
-        .map(|(id, manifest)| Archive {
-            store: store.child(&id),
+    let mut archives: Vec<Archive> = Vec::with_capacity(chain.len());
+    for (id, manifest) in chain {
+        let mut at = store.child(&id);
+        if at.keys().is_empty() {
+            // Unencrypted: the manifest read is the archive.
+        } else if let archive::Head::Encrypted(_) = archive::read_head(&at).await? {
+            // The store that decrypts this backup's files.
+            at = archive::open(&at).await?.0;
+        }
+        archives.push(Archive {
+            store: at,
             manifest: Arc::new(manifest),
-        })
-        .collect();
+        });
+    }
     let point = archives
         .last()
         .expect("a chain has a backup")
