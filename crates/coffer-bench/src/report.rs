@@ -47,8 +47,9 @@ helper processes, to stay small).
 | `bigtable` | peak RSS of `coffer export --table orders` and `coffer import` of a 10 M-row table | — | 1 |
 | `collection` | `coffer collection backup` full, then `--incremental` after 0.01%, 0.1%, 1% and 10% of the rows changed; `coffer collection restore` of a full + 10 incrementals | the full backup; restoring the full alone (`--backup ID`) | 3 |
 | `capture` | an application's writes (rusqlite, WAL, one prepared statement per row, 100 rows per transaction): inserts, then updates by rowid, on a table of a collection | the same writes on the same table without a collection | 3 |
-| `postgres` | on a throwaway PostgreSQL cluster (fsync off), a generated database of 3 M rows (`customers`, `orders` with a foreign key; numeric, timestamptz, text, bytea, jsonb; four indexes): `coffer backup URL DIR`, `coffer restore DIR URL`, `coffer export URL DIR --format csv`; backup and restore at 1×, 2× and 4× | `pg_dump -Fd -j 2`, `pg_dump -Fc`; `pg_restore -j 2` of the directory dump, `psql -f` of a plain dump; `psql` `\\copy … to csv` of every table; the size of the `pg_dump -Fd` directory | 3 |
+| `postgres` | on a throwaway PostgreSQL cluster (fsync off), a generated database of 3 M rows (`customers`, `orders` with a foreign key; numeric, timestamptz, text, bytea, jsonb; four indexes): `coffer backup URL DIR`, `coffer restore DIR URL`, `coffer export URL DIR --format csv`; backup and restore at 1×, 2× and 4×, and with `--encrypt-to` / `--identity` at 1× | `pg_dump -Fd -j 2`, `pg_dump -Fc`; `pg_restore -j 2` of the directory dump, `psql -f` of a plain dump; `psql` `\\copy … to csv` of every table; the size of the `pg_dump -Fd` directory | 3 |
 | `pg_collection` | on the `postgres` scenario's database: `coffer collection backup` of `customers` and `orders`, full, then `--incremental` after 0.01%, 0.1%, 1% and 10% of the rows changed; `coffer collection restore` of a full + 10 incrementals into a new database; `pgbench -c 4 -j 2` single-row inserts and updates by key on a table of a collection; pgBackRest full and incremental backups of the cluster when installed | the full backup; restoring the full alone (`--backup ID`); the same pgbench workload on the table without a collection | 3 |
+| `encryption` | `coffer backup DB DIR --encrypt-to age1…` and `coffer restore DIR NEW.db --identity KEY` (X25519) on the benchmark database (the `postgres` scenario does the same on PostgreSQL) | the same `coffer backup` and `coffer restore` without encryption | 3 |
 | `verify` (not by default) | `coffer verify DIR` | `sqlite3 DB \"PRAGMA integrity_check\"` | 3 |
 
 Targets: coffer restore ≥ 4× faster than `sqlite3 DB .dump | sqlite3 NEW.db`; coffer backup \
@@ -332,7 +333,7 @@ mod tests {
         for s in crate::scenarios::SCENARIOS {
             assert!(INTRO.contains(&format!("| `{}`", s.name)), "{}", s.name);
         }
-        assert_eq!(TARGETS.len(), 23);
+        assert_eq!(TARGETS.len(), 27);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! with `ctx.record_target`.
 
 mod collection;
+mod encryption;
 mod pg_collection;
 mod postgres;
 mod transfer;
@@ -103,6 +104,13 @@ pub const SCENARIOS: &[Scenario] = &[
         run: pg_collection::pg_collection,
     },
     Scenario {
+        name: "encryption",
+        about: "what `--encrypt-to` costs `coffer backup`, and `--identity` `coffer restore`, \
+                against the same commands unencrypted",
+        default: true,
+        run: encryption::encryption,
+    },
+    Scenario {
         name: "verify",
         about: "`coffer verify` vs `PRAGMA integrity_check` on the database",
         default: false,
@@ -149,6 +157,18 @@ pub const TARGETS: &[Target] = &[
         met: |v| v < 200.0,
     },
     Target {
+        id: "pg_encrypt_backup",
+        what: "PostgreSQL: encryption costs ≤ 10% of coffer backup's wall time",
+        show: |v| format!("{:+.1}% ({v:.3}×)", (v - 1.0) * 100.0),
+        met: |v| v <= 1.1,
+    },
+    Target {
+        id: "pg_encrypt_restore",
+        what: "PostgreSQL: encryption costs ≤ 10% of coffer restore's wall time",
+        show: |v| format!("{:+.1}% ({v:.3}×)", (v - 1.0) * 100.0),
+        met: |v| v <= 1.1,
+    },
+    Target {
         id: "pg_incremental_time",
         what: "PostgreSQL: collection incremental after 0.1% of rows changed ≤ 5% of a full \
                backup's wall time",
@@ -180,6 +200,18 @@ pub const TARGETS: &[Target] = &[
         what: "PostgreSQL: change capture slows pgbench's single-row updates by ≤ 60%",
         show: |v| format!("{:+.0}% ({v:.2}×)", (v - 1.0) * 100.0),
         met: |v| v <= 1.6,
+    },
+    Target {
+        id: "encrypt_backup",
+        what: "encryption costs ≤ 10% of coffer backup's wall time",
+        show: |v| format!("{:+.1}% ({v:.3}×)", (v - 1.0) * 100.0),
+        met: |v| v <= 1.1,
+    },
+    Target {
+        id: "encrypt_restore",
+        what: "encryption costs ≤ 10% of coffer restore's wall time",
+        show: |v| format!("{:+.1}% ({v:.3}×)", (v - 1.0) * 100.0),
+        met: |v| v <= 1.1,
     },
     Target {
         id: "restore_speedup",

@@ -340,6 +340,64 @@ pub fn postgres(ctx: &mut Ctx) -> Result<String> {
                     || Ok(()),
                 )?
                 .0;
+            // Encrypted (issue 14: at most 10% more wall time), in turns
+            // with the same command unencrypted, so that both see the same
+            // machine.
+            let (identity, recipient) = coffer_testkit::keys::identity(&out, "bench.key");
+            let sealed_archive = out.join("archive-encrypted");
+            let turns = super::encryption::turns(ctx);
+            let jobs: [Job; 2] = [
+                ctx.coffer().arg("backup").arg(&url).arg(&archive).into(),
+                ctx.coffer()
+                    .arg("backup")
+                    .arg(&url)
+                    .arg(&sealed_archive)
+                    .arg("--encrypt-to")
+                    .arg(&recipient)
+                    .into(),
+            ];
+            let [turn_backup, sealed_backup] = super::encryption::in_turns(
+                ctx,
+                turns,
+                ["coffer backup (in turns)", "coffer backup --encrypt-to"],
+                jobs,
+                |i| remove_path(if i == 0 { &archive } else { &sealed_archive }),
+            )?;
+            let jobs: [Job; 2] = [
+                ctx.coffer()
+                    .arg("restore")
+                    .arg(&archive)
+                    .arg(cluster.url(&restored))
+                    .into(),
+                ctx.coffer()
+                    .arg("restore")
+                    .arg(&sealed_archive)
+                    .arg(cluster.url(&restored))
+                    .arg("--identity")
+                    .arg(&identity)
+                    .into(),
+            ];
+            let [turn_restore, sealed_restore] = super::encryption::in_turns(
+                ctx,
+                turns,
+                ["coffer restore (in turns)", "coffer restore --identity"],
+                jobs,
+                |_| recreate(&cluster, &restored, false),
+            )?;
+            if counts(&cluster, &restored)? != expected {
+                bail!("coffer restore --identity of {db} lost rows");
+            }
+            ctx.record_target(
+                "pg_encrypt_backup",
+                sealed_backup.median_secs() / turn_backup.median_secs(),
+                format!("{rows} rows, {turns} runs each in turns"),
+            );
+            ctx.record_target(
+                "pg_encrypt_restore",
+                sealed_restore.median_secs() / turn_restore.median_secs(),
+                format!("{rows} rows, {turns} runs each in turns"),
+            );
+            remove_path(&sealed_archive)?;
             let archive_bytes = disk_size(&archive)?;
             let dump_bytes = disk_size(&dump_dir)?;
             ctx.record_target(
@@ -361,13 +419,19 @@ pub fn postgres(ctx: &mut Ctx) -> Result<String> {
             text.push_str(&section(
                 "Backup",
                 "",
-                &[&backup, &pg_dump_d, &pg_dump_c],
+                &[
+                    &backup,
+                    &pg_dump_d,
+                    &pg_dump_c,
+                    &turn_backup,
+                    &sealed_backup,
+                ],
                 COFFER_RATIO,
             ));
             text.push_str(&section(
                 "Restore",
                 "",
-                &[&restore, &pg_restore, &psql],
+                &[&restore, &pg_restore, &psql, &turn_restore, &sealed_restore],
                 COFFER_RATIO,
             ));
             text.push_str(&section("Export", "", &[&export, &copy], COFFER_RATIO));
