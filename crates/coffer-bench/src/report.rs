@@ -64,7 +64,8 @@ archive no larger than the `pg_dump -Fd` directory, peak RSS under 200 MB at eve
 and for PostgreSQL collections an incremental after 0.1% of the rows changed in ≤ 5% of a \
 full's wall time and ≤ 2% of its bytes, a chain of a full and 10 incrementals restored in \
 ≤ 1.5× the full alone, and change capture slowing pgbench's inserts by ≤ 40% and updates by \
-≤ 60%.
+≤ 60%; and encryption costing ≤ 10% of a backup's and of a restore's wall time, on SQLite and \
+on PostgreSQL.
 
 To reproduce (under 15 minutes on 2 cores once the datasets are cached; generating them \
 takes a few minutes more the first time):

@@ -401,7 +401,6 @@ async fn run_ls(args: &LsArgs, store_options: &StoreOptions, out: &OutputArgs) -
     }
 }
 
-/// The plural of a schema object type.
 /// What `ls` shows of an encrypted archive without a key.
 fn encrypted_ls_lines(url: &str, e: &coffer::crypt::Envelope) -> Vec<String> {
     let to = if e.encryption.passphrase {
@@ -411,18 +410,19 @@ fn encrypted_ls_lines(url: &str, e: &coffer::crypt::Envelope) -> Vec<String> {
     };
     let stored: u64 = e.files.iter().map(|f| f.size).sum();
     vec![
-        format!("archive     {url}"),
+        format!("archive       {url}"),
         format!(
-            "kind        {} (encrypted)",
+            "kind          {} (encrypted)",
             serde_json::to_value(e.kind)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default()
         ),
-        format!("encrypted   with age, to {to}"),
-        format!("taken at    {}", human_time(&e.backup_point)),
+        format!("encrypted     with age, to {to}"),
+        format!("created       {}", human_time(&e.created_at)),
+        format!("backup point  {}", human_time(&e.backup_point)),
         format!(
-            "stored      {} in {}",
+            "stored        {} in {}",
             human_bytes(stored),
             plural(e.files.len() as u64, "file", "files")
         ),
@@ -430,6 +430,7 @@ fn encrypted_ls_lines(url: &str, e: &coffer::crypt::Envelope) -> Vec<String> {
     ]
 }
 
+/// The plural of a schema object type.
 fn kinds(n: usize, kind: &str) -> String {
     let many = match kind {
         "index" => "indexes".to_string(),

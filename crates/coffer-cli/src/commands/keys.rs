@@ -39,14 +39,7 @@ fn passphrase(args: &KeyArgs) -> Result<Option<crypt::SecretString>> {
 /// What a new archive is encrypted to: the recipients given, else the
 /// passphrase, else nothing.
 pub fn sealing(args: &EncryptArgs, keys: &KeyArgs) -> Result<Option<Sealing>> {
-    let mut list: Vec<(String, String)> = args
-        .recipients
-        .iter()
-        .map(|r| (r.clone(), "--encrypt-to".to_string()))
-        .collect();
-    for file in &args.recipient_files {
-        list.extend(crypt::read_recipients_file(file)?);
-    }
+    let list = recipients(args)?;
     if !list.is_empty() {
         if keys.passphrase_file.is_some() {
             return Err(Error::invalid(
@@ -56,6 +49,20 @@ pub fn sealing(args: &EncryptArgs, keys: &KeyArgs) -> Result<Option<Sealing>> {
         return Sealing::recipients(&list).map(Some);
     }
     Ok(passphrase(keys)?.map(Sealing::Passphrase))
+}
+
+/// The recipients of `--encrypt-to` and `--encrypt-to-file`, each with
+/// where it came from.
+fn recipients(args: &EncryptArgs) -> Result<Vec<(String, String)>> {
+    let mut list: Vec<(String, String)> = args
+        .recipients
+        .iter()
+        .map(|r| (r.clone(), "--encrypt-to".to_string()))
+        .collect();
+    for file in &args.recipient_files {
+        list.extend(crypt::read_recipients_file(file)?);
+    }
+    Ok(list)
 }
 
 /// The store options of a command that writes a new archive.
@@ -83,15 +90,7 @@ pub async fn run_rekey(
     let new = match &args.new_passphrase_file {
         Some(path) => Sealing::Passphrase(crypt::read_passphrase_file(path)?),
         None => {
-            let mut list: Vec<(String, String)> = args
-                .encrypt
-                .recipients
-                .iter()
-                .map(|r| (r.clone(), "--encrypt-to".to_string()))
-                .collect();
-            for file in &args.encrypt.recipient_files {
-                list.extend(crypt::read_recipients_file(file)?);
-            }
+            let list = recipients(&args.encrypt)?;
             if list.is_empty() {
                 return Err(Error::invalid(
                     "rekey needs the new recipients: give --encrypt-to, --encrypt-to-file or --new-passphrase-file",
