@@ -2,14 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use coffer::crypt::{DataKey, Expose};
+use coffer::crypt::{DataKey, ExposeSecret};
 
 /// A new age identity file `name` in `dir`, readable by its owner only;
 /// its path and its public key (`age1…`).
 pub fn identity(dir: &Path, name: &str) -> (PathBuf, String) {
     let key = DataKey::generate();
     let path = dir.join(name);
-    std::fs::write(&path, key.file_text().expose()).unwrap();
+    std::fs::write(&path, key.file_text().expose_secret()).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

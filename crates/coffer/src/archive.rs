@@ -64,25 +64,29 @@ pub async fn read_head(store: &Store) -> Result<Head> {
 pub async fn open(store: &Store) -> Result<(Store, Manifest)> {
     match read_head(store).await? {
         Head::Plain(m) => Ok((store.clone(), *m)),
-        Head::Encrypted(envelope) => {
-            let (opened, plain) = crypt::open(store, *envelope, store.keys()).await?;
-            let origin = format!(
-                "{} (decrypted from {})",
-                store.url_of(MANIFEST),
-                store.url_of(&opened.stored(MANIFEST).expect("opened").path)
-            );
-            let manifest = Manifest::from_bytes(&plain, &origin)?;
-            for f in manifest.files() {
-                if opened.stored(&f.path).is_none() {
-                    return Err(Error::corrupt(format!(
-                        "{} lists {}, which the archive's index does not hold; the archive is damaged",
-                        origin, f.path
-                    )));
-                }
-            }
-            Ok((store.clone().with_opened(opened), manifest))
+        Head::Encrypted(envelope) => open_envelope(store, &envelope).await,
+    }
+}
+
+/// [`open`] of the encrypted archive at `store` whose envelope was read
+/// already.
+pub async fn open_envelope(store: &Store, envelope: &crypt::Envelope) -> Result<(Store, Manifest)> {
+    let (opened, plain) = crypt::open(store, envelope, store.keys()).await?;
+    let origin = format!(
+        "{} (decrypted from {})",
+        store.url_of(MANIFEST),
+        store.url_of(&opened.stored(MANIFEST).expect("opened").path)
+    );
+    let manifest = Manifest::from_bytes(&plain, &origin)?;
+    for f in manifest.files() {
+        if opened.stored(&f.path).is_none() {
+            return Err(Error::corrupt(format!(
+                "{} lists {}, which the archive's index does not hold; the archive is damaged",
+                origin, f.path
+            )));
         }
     }
+    Ok((store.clone().with_opened(opened), manifest))
 }
 
 async fn read_manifest_bytes(store: &Store) -> Result<Bytes> {
@@ -176,7 +180,7 @@ pub async fn discard(store: &Store) -> Result<()> {
 pub async fn commit(store: &Store, manifest: &mut Manifest) -> Result<()> {
     manifest.seal();
     if let Some(sealer) = store.sealer() {
-        return sealer.commit(manifest, manifest.sha256sums()).await;
+        return sealer.commit(manifest).await;
     }
     store
         .put(SHA256SUMS, Bytes::from(manifest.sha256sums()))

@@ -18,27 +18,16 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use age::secrecy::ExposeSecret;
-pub use age::secrecy::SecretString;
+pub use age::secrecy::{ExposeSecret, SecretString};
 use age::x25519;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::manifest::{ArchiveKind, FileRef, check_relative_path};
+use crate::manifest::{
+    ArchiveKind, FileRef, check_relative_path, format_of, json_bytes, sums_text,
+};
 use crate::store::Store;
-
-/// A secret a reader of the expose side of [`SecretString`] needs.
-pub trait Expose {
-    /// The secret text.
-    fn expose(&self) -> &str;
-}
-
-impl Expose for SecretString {
-    fn expose(&self) -> &str {
-        self.expose_secret()
-    }
-}
 
 /// A random token from the operating system's generator (through age's key
 /// generation): 32 hex digits, for secrets such as a collection's id.
@@ -148,13 +137,30 @@ pub fn parse_recipient(text: &str, origin: &str) -> Result<x25519::Recipient> {
 /// The recipients of a recipients file: one `age1…` key per line, `#`
 /// comments and blank lines ignored (the `age -R` format).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<(String, String)>> {
+    let list = key_lines(
+        path,
+        "recipients file",
+        "a file of age public keys, one per line",
+    )?;
+    if list.is_empty() {
+        return Err(Error::invalid(format!(
+            "the recipients file {} holds no public key; put one age public key (age1…) per line",
+            path.display()
+        )));
+    }
+    Ok(list)
+}
+
+/// The lines of a key file (age's format: `#` comments and blank lines
+/// ignored), each with `PATH line N` for messages.
+fn key_lines(path: &Path, what: &str, hint: &str) -> Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::invalid(format!(
-            "cannot read the recipients file {}: {e}; give a file of age public keys, one per line",
+            "cannot read the {what} {}: {e}; give {hint}",
             path.display()
         ))
     })?;
-    let list: Vec<(String, String)> = text
+    Ok(text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
@@ -164,14 +170,7 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<(String, String)>> {
                 format!("{} line {}", path.display(), i + 1),
             )
         })
-        .collect();
-    if list.is_empty() {
-        return Err(Error::invalid(format!(
-            "the recipients file {} holds no public key; put one age public key (age1…) per line",
-            path.display()
-        )));
-    }
-    Ok(list)
+        .collect())
 }
 
 /// What a reader opens encrypted archives with: age X25519 identities
@@ -209,29 +208,16 @@ impl Keys {
     /// than its owner can read it.
     pub fn read_identity_file(&mut self, path: &Path) -> Result<()> {
         warn_if_readable_by_others(path, "identity file");
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::invalid(format!(
-                "cannot read the identity file {}: {e}; give a file as `age-keygen` writes it",
-                path.display()
-            ))
-        })?;
-        let mut found = 0;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
+        let lines = key_lines(path, "identity file", "a file as `age-keygen` writes it")?;
+        for (line, origin) in &lines {
             let id = line.parse::<x25519::Identity>().map_err(|_| {
                 Error::invalid(format!(
-                    "{} line {} is not an age X25519 identity (AGE-SECRET-KEY-1…); give a file as `age-keygen` writes it",
-                    path.display(),
-                    i + 1
+                    "{origin} is not an age X25519 identity (AGE-SECRET-KEY-1…); give a file as `age-keygen` writes it"
                 ))
             })?;
             self.identities.push(id);
-            found += 1;
         }
-        if found == 0 {
+        if lines.is_empty() {
             return Err(Error::invalid(format!(
                 "the identity file {} holds no identity; give a file as `age-keygen` writes it",
                 path.display()
@@ -250,11 +236,6 @@ impl Keys {
     /// Use `passphrase` too.
     pub fn set_passphrase(&mut self, passphrase: SecretString) {
         self.passphrase = Some(passphrase);
-    }
-
-    /// The passphrase, if one was given (writers encrypt with it).
-    pub fn passphrase(&self) -> Option<&SecretString> {
-        self.passphrase.as_ref()
     }
 
     /// Decrypt the key file `bytes` (read from `url`) of an archive
@@ -428,6 +409,11 @@ impl DataKey {
             })
     }
 
+    /// The key file: this key encrypted as `sealing` says.
+    pub fn key_file(&self, sealing: &Sealing) -> Result<Vec<u8>> {
+        sealing.seal(self.file_text().expose_secret().as_bytes())
+    }
+
     /// The public half.
     pub fn recipient(&self) -> x25519::Recipient {
         self.0.to_public()
@@ -522,9 +508,7 @@ impl Envelope {
 
     /// Pretty JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("envelope serializes");
-        out.push(b'\n');
-        out
+        json_bytes(self)
     }
 
     /// Parse and check an envelope read from `origin`.
@@ -576,29 +560,9 @@ impl Envelope {
     }
 }
 
-/// The `SHA256SUMS` text of `files`.
-pub fn sums_text<'a>(files: impl Iterator<Item = &'a FileRef>) -> String {
-    let mut out = String::new();
-    for f in files {
-        out.push_str(&f.sha256);
-        out.push_str("  ");
-        out.push_str(&f.path);
-        out.push('\n');
-    }
-    out
-}
-
 /// Whether the manifest bytes are an envelope (peeking at `format`).
 pub fn is_envelope(bytes: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Peek {
-        format: Option<String>,
-    }
-    serde_json::from_slice::<Peek>(bytes)
-        .ok()
-        .and_then(|p| p.format)
-        .as_deref()
-        == Some(ENVELOPE_FORMAT)
+    format_of(bytes).as_deref() == Some(ENVELOPE_FORMAT)
 }
 
 /// The writing side of one encrypted archive: its data key, and which
@@ -671,11 +635,7 @@ impl Sealer {
 
     /// Write the encrypted `SHA256SUMS`, manifest, index and key file, then
     /// the envelope's `SHA256SUMS` and, create-only, the envelope.
-    pub(crate) async fn commit(
-        &self,
-        manifest: &crate::manifest::Manifest,
-        plain_sums: String,
-    ) -> Result<()> {
+    pub(crate) async fn commit(&self, manifest: &crate::manifest::Manifest) -> Result<()> {
         use crate::manifest::{MANIFEST, SHA256SUMS};
         let root = &self.root;
         let written = self.written.lock().expect("sealer lock").clone();
@@ -698,7 +658,7 @@ impl Sealer {
             )));
         }
         for (plain, bytes) in [
-            (SHA256SUMS, plain_sums.into_bytes()),
+            (SHA256SUMS, manifest.sha256sums().into_bytes()),
             (MANIFEST, manifest.to_bytes()),
         ] {
             let name = self.next_name();
@@ -713,14 +673,7 @@ impl Sealer {
             index.push('\n');
         }
         let index = put_encrypted(root, INDEX_FILE, &self.key.encrypt(index.as_bytes())?).await?;
-        let key = put_encrypted(
-            root,
-            KEY_FILE,
-            &self
-                .sealing
-                .seal(self.key.file_text().expose_secret().as_bytes())?,
-        )
-        .await?;
+        let key = put_encrypted(root, KEY_FILE, &self.key.key_file(&self.sealing)?).await?;
         let mut files = vec![key, index];
         files.extend(entries.into_iter().map(|(_, c)| c));
         let mut envelope = Envelope {
@@ -754,11 +707,9 @@ pub(crate) async fn put_encrypted(store: &Store, rel: &str, bytes: &[u8]) -> Res
     Ok(file)
 }
 
-/// The reading side of an opened encrypted archive: its envelope, data key
-/// and where each plain path is stored.
+/// The reading side of an opened encrypted archive: its data key and where
+/// each plain path is stored.
 pub struct Opened {
-    /// The envelope.
-    pub envelope: Envelope,
     key: DataKey,
     files: HashMap<String, FileRef>,
 }
@@ -779,7 +730,7 @@ impl Opened {
 /// its key file, index and manifest. Errors name the file at fault.
 pub(crate) async fn open(
     store: &Store,
-    envelope: Envelope,
+    envelope: &Envelope,
     keys: &Keys,
 ) -> Result<(Opened, Vec<u8>)> {
     let enc = &envelope.encryption;
@@ -801,6 +752,11 @@ pub(crate) async fn open(
     )?;
     let index = String::from_utf8(index)
         .map_err(|_| Error::corrupt(format!("{index_url} is damaged: it is not text")))?;
+    let listed: HashMap<&str, &FileRef> = envelope
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
     let mut files = HashMap::new();
     for (i, line) in index.lines().enumerate() {
         let bad = || {
@@ -811,19 +767,15 @@ pub(crate) async fn open(
         };
         let (stored, plain) = line.split_once('\t').ok_or_else(bad)?;
         check_relative_path(plain, &index_url)?;
-        let file = envelope
-            .file(stored)
+        let file = listed
+            .get(stored)
             .filter(|_| stored.starts_with(&format!("{DATA_DIR}/")))
             .ok_or_else(bad)?;
-        if files.insert(plain.to_string(), file.clone()).is_some() {
+        if files.insert(plain.to_string(), (*file).clone()).is_some() {
             return Err(bad());
         }
     }
-    let opened = Opened {
-        envelope,
-        key,
-        files,
-    };
+    let opened = Opened { key, files };
     let stored = opened.stored(crate::manifest::MANIFEST).ok_or_else(|| {
         Error::corrupt(format!(
             "{index_url} names no encrypted manifest; the archive is damaged"

@@ -407,9 +407,7 @@ impl Manifest {
 
     /// Serialize to pretty JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        out.push(b'\n');
-        out
+        json_bytes(self)
     }
 
     /// Parse and validate a manifest read from `origin` (named in errors).
@@ -504,15 +502,38 @@ impl Manifest {
 
     /// The `SHA256SUMS` text for this manifest's files.
     pub fn sha256sums(&self) -> String {
-        let mut out = String::new();
-        for f in self.files() {
-            out.push_str(&f.sha256);
-            out.push_str("  ");
-            out.push_str(&f.path);
-            out.push('\n');
-        }
-        out
+        sums_text(self.files())
     }
+}
+
+/// The `SHA256SUMS` text of `files` (what `sha256sum -c` reads).
+pub fn sums_text<'a>(files: impl Iterator<Item = &'a FileRef>) -> String {
+    let mut out = String::new();
+    for f in files {
+        out.push_str(&f.sha256);
+        out.push_str("  ");
+        out.push_str(&f.path);
+        out.push('\n');
+    }
+    out
+}
+
+/// Pretty JSON with a final newline: how coffer writes `manifest.json`,
+/// `collection.json` and the like.
+pub fn json_bytes(value: &impl Serialize) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(value).expect("coffer's own types serialize");
+    out.push(b'\n');
+    out
+}
+
+/// The `format` field of a JSON document, if it has one: what tells a plain
+/// manifest (or collection description) from an encrypted one.
+pub fn format_of(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Peek {
+        format: Option<String>,
+    }
+    serde_json::from_slice::<Peek>(bytes).ok()?.format
 }
 
 /// Reject a path that could escape the archive: absolute, `..`, `.`, empty

@@ -267,11 +267,6 @@ impl Store {
         &self.crypt.keys
     }
 
-    /// What new archives are encrypted to, if anything.
-    pub fn sealing(&self) -> Option<&Arc<crate::crypt::Sealing>> {
-        self.crypt.sealing.as_ref()
-    }
-
     /// The encrypted archive being written here, if any.
     pub fn sealer(&self) -> Option<&Arc<crate::crypt::Sealer>> {
         self.crypt.sealer.as_ref()

@@ -161,7 +161,7 @@ async fn rewrite_key(
     let bytes = archive::fetch_checked(store, slot).await?;
     let key = store.keys().open_key(&bytes, &url, encryption)?;
     let name = format!("key-{}.age", crate::lock::random_token());
-    let sealed = new.seal(crypt::Expose::expose(&key.file_text()).as_bytes())?;
+    let sealed = key.key_file(new)?;
     *slot = crypt::put_encrypted(store, &name, &sealed).await?;
     *encryption = new.describe(&name);
     Ok(old)

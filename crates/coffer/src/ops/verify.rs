@@ -119,7 +119,7 @@ pub async fn verify(src: &Store, progress: &dyn Progress) -> Result<VerifyReport
     if src.keys().is_empty() {
         return stored_only().await;
     }
-    let (opened, manifest) = match archive::open(src).await {
+    let (opened, manifest) = match archive::open_envelope(src, &envelope).await {
         Ok(opened) => opened,
         // A damaged key file, index or manifest: say which stored file it is.
         Err(e) if e.kind() == crate::ErrorKind::Corrupt => {

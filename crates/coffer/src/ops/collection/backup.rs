@@ -6,7 +6,7 @@ use std::time::Instant;
 use tokio::runtime::Handle;
 
 use super::lock::RepoLock;
-use super::repo::{self, CollectionInfo, InfoHead};
+use super::repo::{self, CollectionInfo};
 use super::{BackupMode, CollectionBackupOptions, CollectionBackupReport, capture_of, repository};
 use crate::archive;
 use crate::crypt::{self, Sealing};
@@ -74,10 +74,7 @@ pub async fn backup(
                 repo::SEALED_INFO_FILE
             )));
         }
-        (Some(InfoHead::Plain(info)), None) if info.id == record.id => {}
-        (Some(InfoHead::Encrypted(head)), Some(to))
-            if head.id_sha256 == repo::id_digest(&record.id)
-                && head.recipient == to.to_string() => {}
+        (Some(head), _) if head.belongs_to(&record.id) => {}
         _ => return Err(different()),
     }
     let sealing = sealed_to.map(|to| Sealing::Recipients(vec![to]));
@@ -149,7 +146,7 @@ async fn locked_backup(
         )?,
         (Some(latest), _) => {
             let chain = repo::chain_to(store, latest).await?;
-            Some((chain[0].0.clone(), chain[0].1.clone(), latest.clone()))
+            Some((chain[0].0.clone(), chain[0].2.clone(), latest.clone()))
         }
     };
 

@@ -284,10 +284,10 @@ pub async fn create(
     // An encrypted collection has its own key pair; its public half is part
     // of the id recorded in the database, so that every backup is encrypted
     // to it whatever the repository says (see repo::SealedCollection).
-    let sealing = options.store.sealing.clone();
-    let key = sealing.as_ref().map(|_| crate::crypt::DataKey::generate());
-    let id = match &key {
-        Some(key) => format!("{}:{}", crate::crypt::secret_token(), key.recipient()),
+    let sealed =
+        (options.store.sealing.clone()).map(|sealing| (sealing, crate::crypt::DataKey::generate()));
+    let id = match &sealed {
+        Some((_, key)) => format!("{}:{}", crate::crypt::secret_token(), key.recipient()),
         None => lock::random_token(),
     };
     let record = CollectionRecord {
@@ -315,11 +315,9 @@ pub async fn create(
                 ),
             ));
         }
-        match (&key, &sealing) {
-            (Some(key), Some(sealing)) => {
-                repo::write_sealed(&store, &info, key, sealing).await?
-            }
-            _ => repo::write_info(&store, &info).await?,
+        match &sealed {
+            Some((sealing, key)) => repo::write_sealed(&store, &info, key, sealing).await?,
+            None => repo::write_info(&store, &info).await?,
         }
         Ok(store.url().to_string())
     }
@@ -389,11 +387,7 @@ pub async fn drop_collection(
         if let Some(repo) = repo {
             let store = collection_store(&repo, name);
             if let Some(head) = repo::read_head(&store).await? {
-                let same = match &head {
-                    repo::InfoHead::Plain(info) => info.id == record.id,
-                    repo::InfoHead::Encrypted(h) => h.id_sha256 == repo::id_digest(&record.id),
-                };
-                if !same {
+                if !head.belongs_to(&record.id) {
                     return Err(Error::invalid(format!(
                         "{} holds a different collection named '{name}' (from another database); it was not purged and nothing was dropped",
                         store.url()

@@ -170,6 +170,21 @@ pub enum InfoHead {
     Encrypted(Box<SealedCollection>),
 }
 
+impl InfoHead {
+    /// Whether this is the collection whose record in its database has id
+    /// `id` (an encrypted one shows only the id's digest, and its public
+    /// key, which is part of the id).
+    pub fn belongs_to(&self, id: &str) -> bool {
+        match self {
+            InfoHead::Plain(info) => info.id == id,
+            InfoHead::Encrypted(h) => {
+                h.id_sha256 == id_digest(id)
+                    && id.split_once(':').map(|(_, r)| r) == Some(h.recipient.as_str())
+            }
+        }
+    }
+}
+
 /// Read `collection.json` of the collection at `store` without decrypting
 /// anything; `None` if absent.
 pub async fn read_head(store: &Store) -> Result<Option<InfoHead>> {
@@ -177,15 +192,7 @@ pub async fn read_head(store: &Store) -> Result<Option<InfoHead>> {
         return Ok(None);
     };
     let url = store.url_of(COLLECTION_FILE);
-    #[derive(Deserialize)]
-    struct Peek {
-        format: Option<String>,
-    }
-    let sealed = serde_json::from_slice::<Peek>(&bytes)
-        .ok()
-        .and_then(|p| p.format)
-        .as_deref()
-        == Some(SEALED_FORMAT);
+    let sealed = crate::manifest::format_of(&bytes).as_deref() == Some(SEALED_FORMAT);
     if !sealed {
         return parse_info(&bytes, &url).map(|i| Some(InfoHead::Plain(Box::new(i))));
     }
@@ -215,9 +222,12 @@ pub async fn read_head(store: &Store) -> Result<Option<InfoHead>> {
 
 /// Write the `collection.json` of an encrypted collection.
 pub async fn write_head(store: &Store, head: &SealedCollection) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(head).expect("collection head serializes");
-    bytes.push(b'\n');
-    store.put(COLLECTION_FILE, Bytes::from(bytes)).await
+    store
+        .put(
+            COLLECTION_FILE,
+            Bytes::from(crate::manifest::json_bytes(head)),
+        )
+        .await
 }
 
 /// The `collection.json` of collection `name` in `repo`, failing clearly
@@ -283,14 +293,8 @@ pub async fn write_sealed(
     sealing: &crate::crypt::Sealing,
 ) -> Result<()> {
     use crate::crypt::{KEY_FILE, put_encrypted};
-    let text = key.file_text();
-    let key_file = put_encrypted(
-        store,
-        KEY_FILE,
-        &sealing.seal(crate::crypt::Expose::expose(&text).as_bytes())?,
-    )
-    .await?;
-    let json = serde_json::to_vec_pretty(info).expect("collection info serializes");
+    let key_file = put_encrypted(store, KEY_FILE, &key.key_file(sealing)?).await?;
+    let json = crate::manifest::json_bytes(info);
     let info_file = put_encrypted(store, SEALED_INFO_FILE, &key.encrypt(&json)?).await?;
     let head = SealedCollection {
         format: SEALED_FORMAT.to_string(),
@@ -326,9 +330,12 @@ pub async fn collection_names(repo: &Store) -> Result<Vec<String>> {
 
 /// Write `collection.json`.
 pub async fn write_info(store: &Store, info: &CollectionInfo) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(info).expect("collection info serializes");
-    bytes.push(b'\n');
-    store.put(COLLECTION_FILE, Bytes::from(bytes)).await
+    store
+        .put(
+            COLLECTION_FILE,
+            Bytes::from(crate::manifest::json_bytes(info)),
+        )
+        .await
 }
 
 /// A backup id: `YYYYMMDDTHHMMSSZ_full` or `..._incremental`; the name
@@ -446,16 +453,22 @@ pub async fn list_backups(store: &Store) -> Result<Listing> {
 /// [`require_head`]) it is the outline its envelope gives: kind, parent
 /// and times, no tables.
 pub async fn read_backup(store: &Store, id: &str) -> Result<Manifest> {
+    Ok(open_backup(store, id).await?.1)
+}
+
+/// [`read_backup`], with the store that reads backup `id`'s files (for an
+/// encrypted backup opened with a key: the store that decrypts them).
+pub async fn open_backup(store: &Store, id: &str) -> Result<(Store, Manifest)> {
     let child = store.child(id);
-    let m = match archive::read_head(&child).await? {
-        archive::Head::Plain(m) => *m,
-        archive::Head::Encrypted(e) if child.keys().is_empty() => outline(&e),
-        archive::Head::Encrypted(_) => archive::open(&child).await?.1,
+    let (child, m) = match archive::read_head(&child).await? {
+        archive::Head::Plain(m) => (child, *m),
+        archive::Head::Encrypted(e) if child.keys().is_empty() => (child, outline(&e)),
+        archive::Head::Encrypted(e) => archive::open_envelope(&child, &e).await?,
     };
     let url = store.url_of(id);
     match (m.kind, &m.parent) {
-        (ArchiveKind::Full, None) => Ok(m),
-        (ArchiveKind::Incremental, Some(parent)) if parent.as_str() < id => Ok(m),
+        (ArchiveKind::Full, None) => Ok((child, m)),
+        (ArchiveKind::Incremental, Some(parent)) if parent.as_str() < id => Ok((child, m)),
         _ => Err(Error::corrupt(format!(
             "{url} is not a valid collection backup (kind {:?}, parent {:?}); the repository is damaged",
             m.kind, m.parent
@@ -503,18 +516,19 @@ pub async fn read_backups(store: &Store, ids: &[String]) -> Result<Vec<(String, 
 }
 
 /// The chain that ends at backup `id`: its full backup first, then each
-/// incremental in order, ending with `id`.
-pub async fn chain_to(store: &Store, id: &str) -> Result<Vec<(String, Manifest)>> {
+/// incremental in order, ending with `id`; each with the store that reads
+/// its files ([`open_backup`]) and its manifest.
+pub async fn chain_to(store: &Store, id: &str) -> Result<Vec<(String, Store, Manifest)>> {
     let mut chain = Vec::new();
     let mut next = Some(id.to_string());
     while let Some(id) = next {
-        let m = match read_backup(store, &id).await {
+        let (at, m) = match open_backup(store, &id).await {
             Err(e) if e.kind() == ErrorKind::NotFound && !chain.is_empty() => {
                 return Err(Error::corrupt(format!(
                     "backup {} needs {id}, which is missing from {}; restore an earlier backup or take a full backup",
                     chain
                         .last()
-                        .map(|(i, _): &(String, Manifest)| i.as_str())
+                        .map(|(i, ..): &(String, Store, Manifest)| i.as_str())
                         .unwrap_or_default(),
                     store.url()
                 )));
@@ -522,7 +536,7 @@ pub async fn chain_to(store: &Store, id: &str) -> Result<Vec<(String, Manifest)>
             other => other?,
         };
         next = m.parent.clone();
-        chain.push((id, m));
+        chain.push((id, at, m));
     }
     chain.reverse();
     Ok(chain)

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use super::repo;
 use super::{CollectionRestoreOptions, CollectionRestoreReport, RestorePoint, capture_of};
-use crate::archive;
 use crate::engine::{Address, Engine};
 use crate::error::{Error, Result};
 use crate::manifest::{ArchiveKind, Manifest, Table, TableKind};
@@ -108,7 +107,7 @@ pub async fn restore(
     }
     let point = choose_point(&store, name, &options.point).await?;
     let chain = repo::chain_to(&store, &point).await?;
-    let full = &chain[0].1;
+    let full = &chain[0].2;
     if full.kind != ArchiveKind::Full {
         return Err(Error::corrupt(format!(
             "{} does not start with a full backup; the repository is damaged",
@@ -137,21 +136,14 @@ pub async fn restore(
         .cloned()
         .collect();
     let steps = plan(&chain, &selected, &store)?;
-    let chain_ids: Vec<String> = chain.iter().map(|(id, _)| id.clone()).collect();
-    let mut archives: Vec<Archive> = Vec::with_capacity(chain.len());
-    for (id, manifest) in chain {
-        let mut at = store.child(&id);
-        if at.keys().is_empty() {
-            // Unencrypted: the manifest read is the archive.
-        } else if let archive::Head::Encrypted(_) = archive::read_head(&at).await? {
-            // The store that decrypts this backup's files.
-            at = archive::open(&at).await?.0;
-        }
-        archives.push(Archive {
-            store: at,
+    let chain_ids: Vec<String> = chain.iter().map(|(id, ..)| id.clone()).collect();
+    let archives: Vec<Archive> = chain
+        .into_iter()
+        .map(|(_, store, manifest)| Archive {
+            store,
             manifest: Arc::new(manifest),
-        });
-    }
+        })
+        .collect();
     let point = archives
         .last()
         .expect("a chain has a backup")
@@ -191,9 +183,13 @@ pub async fn restore(
 
 /// The steps that rebuild `selected` from `chain`: the full backup's rows,
 /// then per incremental each table's deletes and upserts.
-fn plan(chain: &[(String, Manifest)], selected: &[Table], store: &Store) -> Result<Vec<Step>> {
+fn plan(
+    chain: &[(String, Store, Manifest)],
+    selected: &[Table],
+    store: &Store,
+) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
-    for (a, (id, m)) in chain.iter().enumerate() {
+    for (a, (id, _, m)) in chain.iter().enumerate() {
         for (t, table) in selected.iter().enumerate() {
             let url = store.url_of(id);
             let entries = m
